@@ -1,0 +1,1 @@
+//! The engine: submit, poll and download stages.

@@ -1,0 +1,122 @@
+//! Media probing: what a reference video or subject image is, read from its header.
+//!
+//! Owns: reading MP4/MOV box headers (duration, width, height, container) and image headers
+//! (format, width, height), from a local file, from bytes in memory, or from an `http(s)` URL
+//! with range requests (the `moov` box may sit at the end of the file); and the provider's input
+//! rules (`REAPI.md`) as [`check_video`] and [`check_image`].
+//!
+//! May not: know about jobs, batches, the store or the provider client. It never reads a whole
+//! file to probe it, and it never panics or hangs on malformed, truncated, empty, huge or lying
+//! input: every such case is a [`MediaError`].
+
+use std::path::Path;
+
+/// The container of a reference video, from its `ftyp` brand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Container {
+    Mp4,
+    Mov,
+}
+
+/// What a reference video's header says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VideoInfo {
+    pub container: Container,
+    /// Duration from the movie header, in milliseconds, rounded *up* (estimates are upper bounds).
+    pub duration_ms: u64,
+    /// Width and height of the first video track (after its track header's size).
+    pub width: u32,
+    pub height: u32,
+    pub size_bytes: u64,
+}
+
+/// Image formats the provider accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Jpeg,
+    Png,
+    Webp,
+}
+
+/// What a subject image's header says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ImageInfo {
+    pub format: ImageFormat,
+    pub width: u32,
+    pub height: u32,
+    pub size_bytes: u64,
+}
+
+/// Facing rule that changes the video duration cap (`image`: at most 10 s, `video`: 30 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Orientation {
+    Image,
+    Video,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("cannot read {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot fetch {url}: {reason}")]
+    Http { url: String, reason: String },
+    #[error("the file is empty")]
+    Empty,
+    #[error("not a video this tool can read: {0}")]
+    NotAVideo(String),
+    #[error("not an image this tool can read: {0}")]
+    NotAnImage(String),
+    #[error("the file is truncated or corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// One broken input rule, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RuleViolation {
+    /// Short stable name of the rule (`duration`, `width`, `aspect_ratio`, ...).
+    pub rule: &'static str,
+    /// What is wrong and what is allowed, e.g. "video is 12.0 s; orientation `image` allows at most 10 s".
+    pub message: String,
+}
+
+pub fn probe_video_file(_path: &Path) -> Result<VideoInfo, MediaError> {
+    todo!("media helper")
+}
+
+/// Probe a video whose bytes are all in memory (the simulator fetches whole inputs, as the provider does).
+pub fn probe_video_bytes(_bytes: &[u8]) -> Result<VideoInfo, MediaError> {
+    todo!("media helper")
+}
+
+pub async fn probe_video_url(_client: &reqwest::Client, _url: &str) -> Result<VideoInfo, MediaError> {
+    todo!("media helper")
+}
+
+pub fn probe_image_file(_path: &Path) -> Result<ImageInfo, MediaError> {
+    todo!("media helper")
+}
+
+pub fn probe_image_bytes(_bytes: &[u8]) -> Result<ImageInfo, MediaError> {
+    todo!("media helper")
+}
+
+pub async fn probe_image_url(_client: &reqwest::Client, _url: &str) -> Result<ImageInfo, MediaError> {
+    todo!("media helper")
+}
+
+/// The provider's rules for a reference video under an orientation; empty when it passes.
+pub fn check_video(_info: &VideoInfo, _orientation: Orientation) -> Vec<RuleViolation> {
+    todo!("media helper")
+}
+
+/// The provider's rules for a subject image; empty when it passes.
+pub fn check_image(_info: &ImageInfo) -> Vec<RuleViolation> {
+    todo!("media helper")
+}

@@ -1,0 +1,1 @@
+//! The state store: SQLite, the only module holding SQL.
