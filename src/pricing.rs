@@ -154,7 +154,7 @@ mod tests {
             .estimate("kling-v3-motion-control", Mode::Std, 5_200)
             .unwrap();
         assert_eq!(e.billed_seconds, 6);
-        assert_eq!(e.credits, 679); // 6 x 113.168 = 679.008, rounded up
+        assert_eq!(e.credits, 680); // 6 x 113.168 = 679.008, rounded up
         let e = table
             .estimate("kling-v3-motion-control", Mode::Std, 5_001)
             .unwrap();
