@@ -1,0 +1,8 @@
+//! The one integration-test binary: every file under `tests/` is a module of it, so the crate is
+//! linked once. `helper` holds fixtures, simulator boot, waits and asserts.
+
+mod helper;
+
+mod manifest;
+mod media;
+mod sim;
