@@ -1,1 +1,254 @@
-//! The provider client.
+//! The provider client: reAPI's Kling Motion Control wire format over HTTP.
+//!
+//! Owns: the submit and poll requests, tolerant parsing of their answers (the id may come as
+//! `id`, `task_id` or `data.task_id`; status words come in several families), and the
+//! classification of every failure into what the engine must do about it ([`ProviderError`]).
+//!
+//! May not: touch the store, decide retries or print. The API key lives in [`ApiKey`], whose
+//! `Debug` and `Display` never show it, and no error built here carries a header or the key.
+
+mod wire;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use wire::{SubmitRequest, TaskState, TaskStatus};
+
+/// The bearer key. Never printed: `Debug` shows `ApiKey(***)`.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Option<ApiKey> {
+        let key = key.into().trim().to_owned();
+        (!key.is_empty()).then_some(ApiKey(key))
+    }
+
+    fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// What went wrong talking to the provider, classified by what the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The request certainly never reached the provider (connection refused, DNS): safe to retry.
+    #[error("could not reach the provider: {0}")]
+    NotSent(String),
+    /// 429: slow the whole run down.
+    #[error("rate limited by the provider{}", retry_after_text(.retry_after))]
+    RateLimited { retry_after: Option<Duration> },
+    /// 400/422: the provider refused this request; nothing was billed.
+    #[error("the provider rejected the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    /// 401/403: the key is wrong or lacks access; stop submitting anything.
+    #[error("the provider refused the API key ({status}); check REAPI_API_KEY")]
+    Unauthorized { status: u16 },
+    /// 402: out of credits; pause submissions.
+    #[error("the provider says the account is out of credits (402): {message}")]
+    OutOfCredits { message: String },
+    /// 404 on a poll: the provider does not know the task.
+    #[error("the provider does not know task {task_id}")]
+    TaskNotFound { task_id: String },
+    /// The request was sent but the answer was lost or was a 5xx: the outcome is unknown.
+    #[error("no usable answer from the provider: {0}")]
+    Ambiguous(String),
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!(" (retry after {} s)", d.as_secs_f64().ceil()),
+        None => String::new(),
+    }
+}
+
+impl ProviderError {
+    /// Whether a submit that failed this way may have created a (billed) task.
+    pub fn submit_outcome_unknown(&self) -> bool {
+        matches!(self, ProviderError::Ambiguous(_))
+    }
+}
+
+/// The provider as the engine sees it; the HTTP client and test doubles implement it.
+pub trait Provider: Send + Sync + 'static {
+    /// Submit one job; the answer is the provider's task id.
+    fn submit(
+        &self,
+        request: &SubmitRequest,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<String, ProviderError>> + Send;
+
+    /// Ask for a task's status.
+    fn poll(&self, task_id: &str) -> impl Future<Output = Result<TaskStatus, ProviderError>> + Send;
+}
+
+/// How the HTTP client behaves.
+#[derive(Debug, Clone)]
+pub struct HttpProviderConfig {
+    /// e.g. `https://reapi.ai`; paths are appended.
+    pub base_url: String,
+    pub api_key: ApiKey,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// The real client, speaking HTTP to reAPI (or to `recast sim`).
+#[derive(Debug, Clone)]
+pub struct HttpProvider {
+    client: reqwest::Client,
+    config: HttpProviderConfig,
+}
+
+impl HttpProvider {
+    pub fn new(config: HttpProviderConfig) -> Result<HttpProvider, ProviderError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .user_agent(concat!("recast/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::NotSent(format!("cannot build an HTTP client: {e}")))?;
+        Ok(HttpProvider { client, config })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.config.base_url.trim_end_matches('/'), path)
+    }
+}
+
+/// Describe a transport error without its URL's query or any header.
+fn transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the answer was cut off"
+    } else {
+        "the connection failed"
+    };
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind} ({detail})")
+    }
+}
+
+/// Seconds or an HTTP date, as RFC 9110 allows.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = wire::parse_http_date(value)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn error_for_status(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+    task_id: Option<&str>,
+) -> ProviderError {
+    let message = wire::error_message(body).unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("no reason given")
+            .to_owned()
+    });
+    match status.as_u16() {
+        400 | 422 => ProviderError::Rejected {
+            status: status.as_u16(),
+            message,
+        },
+        401 | 403 => ProviderError::Unauthorized {
+            status: status.as_u16(),
+        },
+        402 => ProviderError::OutOfCredits { message },
+        404 if task_id.is_some() => ProviderError::TaskNotFound {
+            task_id: task_id.unwrap_or_default().to_owned(),
+        },
+        429 => ProviderError::RateLimited {
+            retry_after: headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
+        },
+        s => ProviderError::Ambiguous(format!("HTTP {s}: {message}")),
+    }
+}
+
+impl Provider for HttpProvider {
+    async fn submit(
+        &self,
+        request: &SubmitRequest,
+        idempotency_key: &str,
+    ) -> Result<String, ProviderError> {
+        let sent = self
+            .client
+            .post(self.url("/api/v1/videos/generations"))
+            .bearer_auth(self.config.api_key.expose())
+            .header("Idempotency-Key", idempotency_key)
+            .json(request)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Err(ProviderError::NotSent(transport_error(&e))),
+            Err(e) => return Err(ProviderError::Ambiguous(transport_error(&e))),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| ProviderError::Ambiguous(transport_error(&e)))?;
+        if !status.is_success() {
+            return Err(error_for_status(status, &headers, &body, None));
+        }
+        // A 2xx whose id we cannot read may still have created a task: unknown, not rejected.
+        wire::task_id(&body).ok_or_else(|| {
+            ProviderError::Ambiguous(format!(
+                "the submit answer (HTTP {}) carries no task id",
+                status.as_u16()
+            ))
+        })
+    }
+
+    async fn poll(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
+        let sent = self
+            .client
+            .get(self.url(&format!("/api/v1/tasks/{task_id}")))
+            .bearer_auth(self.config.api_key.expose())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Err(ProviderError::NotSent(transport_error(&e))),
+            Err(e) => return Err(ProviderError::Ambiguous(transport_error(&e))),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| ProviderError::Ambiguous(transport_error(&e)))?;
+        if !status.is_success() {
+            return Err(error_for_status(status, &headers, &body, Some(task_id)));
+        }
+        wire::task_status(&body).ok_or_else(|| {
+            ProviderError::Ambiguous("the task answer is not the JSON expected".to_owned())
+        })
+    }
+}

@@ -1,1 +1,243 @@
-//! The state store: SQLite, the only module holding SQL.
+//! The state store: SQLite in the state folder, the only module holding SQL.
+//!
+//! Owns: the schema and its numbered migrations, every SQL statement, and the typed transitions
+//! of a job (`planned -> submitting -> running -> downloading -> done`, and the side states).
+//! Each transition is one transaction, committed with `synchronous=FULL`, so what the engine
+//! was told has happened has happened on disk.
+//!
+//! May not: contain business rules beyond the transitions (when to retry, what to submit next
+//! is the engine's), talk to the network, or print.
+//!
+//! The whole database runs `synchronous=FULL` rather than only the submit intents: every commit
+//! here is small and rare next to the network calls around it (one or two per job per stage),
+//! and one durability rule for every transition is simpler to reason about after a crash.
+
+mod jobs;
+mod lock;
+mod migrations;
+mod reports;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+
+pub use jobs::{
+    ClaimOutcome, DownloadItem, JobStateCounts, NewBatch, NewJob, PollItem, ReconcileReport,
+    RetrySelection, SubmitIntent,
+};
+pub use lock::StateLock;
+pub use reports::{AttentionJob, BatchSummary, EventLine, KnownJob};
+
+/// A job's state. Stored as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Planned,
+    Submitting,
+    Running,
+    Downloading,
+    Done,
+    Rejected,
+    Failed,
+    Expired,
+    Unknown,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 10] = [
+        JobState::Planned,
+        JobState::Submitting,
+        JobState::Running,
+        JobState::Downloading,
+        JobState::Done,
+        JobState::Rejected,
+        JobState::Failed,
+        JobState::Expired,
+        JobState::Unknown,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Planned => "planned",
+            JobState::Submitting => "submitting",
+            JobState::Running => "running",
+            JobState::Downloading => "downloading",
+            JobState::Done => "done",
+            JobState::Rejected => "rejected",
+            JobState::Failed => "failed",
+            JobState::Expired => "expired",
+            JobState::Unknown => "unknown",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// States a person has to look at before the job can go on.
+    pub fn needs_a_person(self) -> bool {
+        matches!(
+            self,
+            JobState::Rejected | JobState::Failed | JobState::Expired | JobState::Unknown
+        )
+    }
+
+    /// States in which the job will not move again by itself.
+    pub fn is_final(self) -> bool {
+        self.needs_a_person() || matches!(self, JobState::Done | JobState::Cancelled)
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot {what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the state database {path} failed while trying to {what}: {source}")]
+    Sql {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "the state folder {state_dir} is in use by another recast{}",
+        holder_pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Busy {
+        state_dir: PathBuf,
+        holder_pid: Option<u32>,
+    },
+    #[error(
+        "the state database {path} was written by a newer recast (schema {found}, this one knows up to {known})"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+    #[error("no batch named `{0}` in this state folder")]
+    NoSuchBatch(String),
+}
+
+/// The SQLite state of one state folder.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::Io {
+            what: format!("create the state folder {}", dir.display()),
+            source,
+        })
+}
+
+impl Store {
+    /// Open (creating if needed) `recast.db` in `state_dir`, and bring its schema up to date.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        create_private_dir(state_dir)?;
+        let path = state_dir.join("recast.db");
+        // Create the file ourselves so it is 0600 from its first byte; SQLite would use the umask.
+        for p in [
+            path.clone(),
+            state_dir.join("recast.db-wal"),
+            state_dir.join("recast.db-shm"),
+        ] {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&p)
+                .map_err(|source| StoreError::Io {
+                    what: format!("create {}", p.display()),
+                    source,
+                })?;
+        }
+        let conn = Connection::open(&path).map_err(|source| StoreError::Sql {
+            path: path.clone(),
+            what: "open",
+            source,
+        })?;
+        Store::from_connection(conn, path)
+    }
+
+    /// An in-memory store, for tests of the schema and transitions.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sql {
+            path: PathBuf::from(":memory:"),
+            what: "open",
+            source,
+        })?;
+        Store::from_connection(conn, PathBuf::from(":memory:"))
+    }
+
+    fn from_connection(mut conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
+        let sql = |what, source| StoreError::Sql {
+            path: path.clone(),
+            what,
+            source,
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(|e| sql("set a busy timeout", e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| sql("switch to WAL", e))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| sql("set synchronous=FULL", e))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(|e| sql("enable foreign keys", e))?;
+        migrations::migrate(&mut conn, &path)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the transaction rolls back).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn sql_error(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            what,
+            source,
+        }
+    }
+}

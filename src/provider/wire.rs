@@ -1,0 +1,235 @@
+//! The provider's JSON shapes, read tolerantly: gateways selling this model disagree on field
+//! names and status words (`REAPI.md`), so every known variant is accepted here and nowhere else.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use crate::media::Orientation;
+use crate::pricing::Mode;
+
+/// The submit body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SubmitRequest {
+    pub model: String,
+    pub image_url: String,
+    pub video_url: String,
+    pub character_orientation: Orientation,
+    pub mode: Mode,
+    pub keep_original_sound: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prompt: Option<String>,
+}
+
+/// The project's own reading of a provider status word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+    Expired,
+    /// A word no gateway was known to use; treated as still running.
+    Unrecognised,
+}
+
+impl TaskState {
+    pub fn from_word(word: &str) -> TaskState {
+        match word.trim().to_ascii_lowercase().as_str() {
+            "pending" | "queued" | "submitted" | "waiting" => TaskState::Queued,
+            "processing" | "running" | "in_progress" | "generating" => TaskState::Running,
+            "completed" | "succeeded" | "success" | "succeed" | "done" => TaskState::Completed,
+            "failed" | "error" | "failure" => TaskState::Failed,
+            "cancelled" | "canceled" => TaskState::Cancelled,
+            "expired" => TaskState::Expired,
+            _ => TaskState::Unrecognised,
+        }
+    }
+}
+
+/// A task's status as polled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    /// The word as the provider sent it, for logs when it was not recognised.
+    pub word: String,
+    pub progress: Option<u8>,
+    pub video_url: Option<String>,
+    pub error: Option<String>,
+    /// Credits the provider says it billed, when it says.
+    pub billed_credits: Option<u64>,
+}
+
+/// The task id from a submit answer: `id`, `task_id` or `data.task_id` (or `data.id`).
+pub fn task_id(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let pick = |v: &Value| -> Option<String> {
+        match v {
+            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let data = v.get("data");
+    v.get("task_id")
+        .and_then(pick)
+        .or_else(|| v.get("id").and_then(pick))
+        .or_else(|| data.and_then(|d| d.get("task_id")).and_then(pick))
+        .or_else(|| data.and_then(|d| d.get("id")).and_then(pick))
+}
+
+/// A poll answer; `None` when it is not JSON with a status word.
+pub fn task_status(body: &str) -> Option<TaskStatus> {
+    let root: Value = serde_json::from_str(body).ok()?;
+    // Some gateways wrap everything in `data`.
+    let v = match root.get("data") {
+        Some(d) if d.get("status").is_some() => d,
+        _ => &root,
+    };
+    let word = v.get("status")?.as_str()?.to_owned();
+    let progress = v
+        .get("progress")
+        .and_then(|p| {
+            p.as_f64()
+                .or_else(|| p.as_str().and_then(|s| s.parse().ok()))
+        })
+        .map(|p| p.clamp(0.0, 100.0) as u8);
+    let video_url = v
+        .pointer("/output/video_urls/0")
+        .or_else(|| v.pointer("/output/video_url"))
+        .or_else(|| v.get("video_url"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let error = message_in(v);
+    let billed_credits = v
+        .pointer("/usage/credits")
+        .or_else(|| v.pointer("/usage/total_credits"))
+        .and_then(Value::as_f64)
+        .map(|c| c.ceil() as u64);
+    Some(TaskStatus {
+        state: TaskState::from_word(&word),
+        word,
+        progress,
+        video_url,
+        error,
+        billed_credits,
+    })
+}
+
+fn message_in(v: &Value) -> Option<String> {
+    v.pointer("/error/message")
+        .or_else(|| v.get("error_message"))
+        .or_else(|| v.get("message"))
+        .or_else(|| v.get("error").filter(|e| e.is_string()))
+        .and_then(Value::as_str)
+        .map(|s| s.chars().take(500).collect())
+}
+
+/// The human part of an error body, wherever the gateway put it.
+pub fn error_message(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    message_in(&v)
+}
+
+/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form RFC 9110 requires senders to use.
+pub fn parse_http_date(s: &str) -> Option<SystemTime> {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| m == month)? as u64
+        + 1;
+    let year: i64 = year.parse().ok()?;
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    let days = days_from_civil(year, month, day)?;
+    let secs = days.checked_mul(86_400)? + h * 3600 + m * 60 + sec;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
+/// Days since 1970-01-01 (Howard Hinnant's algorithm); `None` before the epoch.
+fn days_from_civil(y: i64, m: u64, d: u64) -> Option<u64> {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    u64::try_from(era * 146_097 + doe - 719_468).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_id_is_read_from_every_known_place() {
+        assert_eq!(task_id(r#"{"id":"t1"}"#).as_deref(), Some("t1"));
+        assert_eq!(task_id(r#"{"task_id":"t2"}"#).as_deref(), Some("t2"));
+        assert_eq!(task_id(r#"{"data":{"task_id":"t3"}}"#).as_deref(), Some("t3"));
+        assert_eq!(task_id(r#"{"data":{}}"#), None);
+        assert_eq!(task_id("not json"), None);
+    }
+
+    #[test]
+    fn every_family_of_status_words_is_understood() {
+        for (word, state) in [
+            ("pending", TaskState::Queued),
+            ("submitted", TaskState::Queued),
+            ("in_progress", TaskState::Running),
+            ("succeeded", TaskState::Completed),
+            ("success", TaskState::Completed),
+            ("error", TaskState::Failed),
+            ("canceled", TaskState::Cancelled),
+            ("expired", TaskState::Expired),
+            ("baking", TaskState::Unrecognised),
+        ] {
+            assert_eq!(TaskState::from_word(word), state, "{word}");
+        }
+    }
+
+    #[test]
+    fn a_completed_task_yields_its_first_clip_url() {
+        let s = task_status(
+            r#"{"id":"t","status":"completed","progress":100,"output":{"video_urls":["http://x/c.mp4"]},"usage":{"credits":566}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.state, TaskState::Completed);
+        assert_eq!(s.video_url.as_deref(), Some("http://x/c.mp4"));
+        assert_eq!(s.progress, Some(100));
+        assert_eq!(s.billed_credits, Some(566));
+    }
+
+    #[test]
+    fn failure_details_are_read_from_each_known_field() {
+        for body in [
+            r#"{"status":"failed","error":{"message":"bad face"}}"#,
+            r#"{"status":"failed","error_message":"bad face"}"#,
+            r#"{"status":"failed","message":"bad face"}"#,
+        ] {
+            assert_eq!(task_status(body).unwrap().error.as_deref(), Some("bad face"));
+        }
+    }
+
+    #[test]
+    fn http_dates_parse() {
+        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            784_111_777
+        );
+        assert!(parse_http_date("yesterday").is_none());
+    }
+}

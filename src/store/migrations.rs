@@ -1,0 +1,79 @@
+//! Numbered schema migrations, embedded in the binary and applied in order at open.
+//!
+//! `PRAGMA user_version` records how many have run. A migration, once shipped, is never edited:
+//! old databases are kept as fixtures and must still open.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Every migration, in order; index + 1 is the schema version it brings the database to.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let sql = |what, source| StoreError::Sql {
+        path: path.to_path_buf(),
+        what,
+        source,
+    };
+    let version: u32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| sql("read the schema version", e))?;
+    let known = MIGRATIONS.len() as u32;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            known,
+        });
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn
+            .transaction()
+            .map_err(|e| sql("start a migration", e))?;
+        tx.execute_batch(migration)
+            .map_err(|e| sql("apply a migration", e))?;
+        tx.pragma_update(None, "user_version", i as u32 + 1)
+            .map_err(|e| sql("record the schema version", e))?;
+        tx.commit().map_err(|e| sql("commit a migration", e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_from_empty_and_are_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn, Path::new(":memory:")).unwrap();
+        migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let v: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as u32);
+        for table in ["batches", "jobs", "attempts", "events"] {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 1, "{table}");
+        }
+    }
+
+    #[test]
+    fn a_newer_database_is_refused() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        assert!(matches!(
+            migrate(&mut conn, Path::new(":memory:")),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,198 @@
+//! Read-only views for people: batch summaries, jobs that need a person, the event log, and
+//! what the store already knows about a manifest's jobs (for `recast plan`).
+
+use std::collections::HashMap;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{JobState, Store, StoreError};
+use crate::store::JobStateCounts;
+
+/// One batch, as `recast status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchSummary {
+    pub id: i64,
+    pub name: String,
+    pub provider: String,
+    pub manifest_path: String,
+    pub output_dir: String,
+    pub budget_credits: Option<u64>,
+    pub paused: bool,
+    pub counts: JobStateCounts,
+    /// Upper-bound estimates of what accepted tasks cost (the provider bills at most this).
+    pub credits_spent: u64,
+    /// Estimates of tasks the provider failed, which it refunds.
+    pub credits_refunded: u64,
+    /// Submits whose outcome is unknown: possibly billed.
+    pub credits_uncertain: u64,
+}
+
+/// A job that needs a person, with why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttentionJob {
+    pub batch: String,
+    pub subject_id: String,
+    pub state: JobState,
+    pub reason: Option<String>,
+    pub task_id: Option<String>,
+}
+
+/// One line of the event log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventLine {
+    pub at_ms: i64,
+    pub kind: String,
+    pub message: String,
+}
+
+/// What the store knows of a job key, for planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownJob {
+    pub subject_id: String,
+    pub state: JobState,
+}
+
+impl Store {
+    pub fn batch_id(&self, name: &str, provider: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT id FROM batches WHERE name = ?1 AND provider = ?2",
+            params![name, provider],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(self.sql_error("find a batch"))
+    }
+
+    /// Batches named `name` (one per provider), or every batch.
+    pub fn batch_ids_named(&self, name: Option<&str>) -> Result<Vec<i64>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare("SELECT id FROM batches WHERE ?1 IS NULL OR name = ?1 ORDER BY name, provider")
+            .map_err(self.sql_error("list batches"))?;
+        let ids: Vec<i64> = s
+            .query_map([name], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("list batches"))?;
+        match name {
+            Some(n) if ids.is_empty() => Err(StoreError::NoSuchBatch(n.to_owned())),
+            _ => Ok(ids),
+        }
+    }
+
+    pub fn batch_summary(&self, batch_id: i64) -> Result<BatchSummary, StoreError> {
+        let counts = self.batch_counts(batch_id)?;
+        let conn = self.conn();
+        let sum = |states: &str| -> Result<u64, StoreError> {
+            conn.query_row(
+                &format!(
+                    "SELECT coalesce(sum(a.credits_estimate), 0) FROM attempts a
+                     JOIN jobs j ON j.id = a.job_id WHERE j.batch_id = ?1 AND a.state IN {states}"
+                ),
+                [batch_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(self.sql_error("sum credits"))
+        };
+        let credits_spent = sum("('accepted', 'completed')")?;
+        let credits_refunded = sum("('failed', 'abandoned')")?;
+        let credits_uncertain = sum("('unknown', 'submitting')")?;
+        conn.query_row(
+            "SELECT id, name, provider, manifest_path, output_dir, budget_credits, paused
+             FROM batches WHERE id = ?1",
+            [batch_id],
+            |r| {
+                Ok(BatchSummary {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    provider: r.get(2)?,
+                    manifest_path: r.get(3)?,
+                    output_dir: r.get(4)?,
+                    budget_credits: r.get::<_, Option<i64>>(5)?.map(|b| b as u64),
+                    paused: r.get(6)?,
+                    counts: counts.clone(),
+                    credits_spent,
+                    credits_refunded,
+                    credits_uncertain,
+                })
+            },
+        )
+        .map_err(self.sql_error("read a batch"))
+    }
+
+    /// Jobs that need a person (unknown, failed, expired, rejected), by subject.
+    pub fn attention_jobs(&self, batch_id: i64) -> Result<Vec<AttentionJob>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare(
+                "SELECT b.name, j.subject_id, j.state, j.reason, j.task_id FROM jobs j
+                 JOIN batches b ON b.id = j.batch_id
+                 WHERE j.batch_id = ?1 AND j.state IN ('unknown', 'failed', 'expired', 'rejected')
+                 ORDER BY j.subject_id",
+            )
+            .map_err(self.sql_error("list jobs that need a person"))?;
+        s.query_map([batch_id], |r| {
+            let state: String = r.get(2)?;
+            Ok(AttentionJob {
+                batch: r.get(0)?,
+                subject_id: r.get(1)?,
+                state: JobState::parse(&state).unwrap_or(JobState::Unknown),
+                reason: r.get(3)?,
+                task_id: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.sql_error("list jobs that need a person"))
+    }
+
+    /// Every job key the store has for a batch, with its state.
+    pub fn known_jobs(&self, batch_id: i64) -> Result<HashMap<String, KnownJob>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare("SELECT job_key, subject_id, state FROM jobs WHERE batch_id = ?1")
+            .map_err(self.sql_error("list known jobs"))?;
+        s.query_map([batch_id], |r| {
+            let state: String = r.get(2)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                KnownJob {
+                    subject_id: r.get(1)?,
+                    state: JobState::parse(&state).unwrap_or(JobState::Planned),
+                },
+            ))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.sql_error("list known jobs"))
+    }
+
+    /// The newest `limit` events of a batch, oldest first.
+    pub fn events(&self, batch_id: i64, limit: usize) -> Result<Vec<EventLine>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare(
+                "SELECT at, kind, message FROM (SELECT id, at, kind, message FROM events
+                 WHERE batch_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
+            )
+            .map_err(self.sql_error("read events"))?;
+        s.query_map(params![batch_id, limit as i64], |r| {
+            Ok(EventLine {
+                at_ms: r.get(0)?,
+                kind: r.get(1)?,
+                message: r.get(2)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.sql_error("read events"))
+    }
+
+    /// Pause or resume one batch (or all with `None`); paused batches submit nothing new.
+    pub fn set_paused(&self, batch_id: Option<i64>, paused: bool) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE batches SET paused = ?2 WHERE ?1 IS NULL OR id = ?1",
+            params![batch_id, paused],
+        )
+        .map_err(self.sql_error("pause a batch"))
+    }
+}
