@@ -85,7 +85,8 @@ pub trait Provider: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, ProviderError>> + Send;
 
     /// Ask for a task's status.
-    fn poll(&self, task_id: &str) -> impl Future<Output = Result<TaskStatus, ProviderError>> + Send;
+    fn poll(&self, task_id: &str)
+    -> impl Future<Output = Result<TaskStatus, ProviderError>> + Send;
 }
 
 /// How the HTTP client behaves.

@@ -178,7 +178,10 @@ mod tests {
     fn task_id_is_read_from_every_known_place() {
         assert_eq!(task_id(r#"{"id":"t1"}"#).as_deref(), Some("t1"));
         assert_eq!(task_id(r#"{"task_id":"t2"}"#).as_deref(), Some("t2"));
-        assert_eq!(task_id(r#"{"data":{"task_id":"t3"}}"#).as_deref(), Some("t3"));
+        assert_eq!(
+            task_id(r#"{"data":{"task_id":"t3"}}"#).as_deref(),
+            Some("t3")
+        );
         assert_eq!(task_id(r#"{"data":{}}"#), None);
         assert_eq!(task_id("not json"), None);
     }
@@ -219,7 +222,10 @@ mod tests {
             r#"{"status":"failed","error_message":"bad face"}"#,
             r#"{"status":"failed","message":"bad face"}"#,
         ] {
-            assert_eq!(task_status(body).unwrap().error.as_deref(), Some("bad face"));
+            assert_eq!(
+                task_status(body).unwrap().error.as_deref(),
+                Some("bad face")
+            );
         }
     }
 

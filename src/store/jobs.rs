@@ -322,6 +322,53 @@ impl Store {
         })
     }
 
+    /// Jobs of these batches that will still move by themselves: submitting, running,
+    /// downloading, and (when `with_planned`) planned jobs not held back.
+    pub fn active_jobs(&self, batch_ids: &[i64], with_planned: bool) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let ids = id_list(batch_ids);
+        let planned = if with_planned {
+            "OR (state = 'planned' AND held IS NULL)"
+        } else {
+            ""
+        };
+        conn.query_row(
+            &format!(
+                "SELECT count(*) FROM jobs WHERE batch_id IN ({ids}) AND
+                 (state IN ('submitting', 'running', 'downloading') {planned})"
+            ),
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n as u64)
+        .map_err(self.sql_error("count active jobs"))
+    }
+
+    /// Output folders of these batches.
+    pub fn output_dirs(&self, batch_ids: &[i64]) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare(&format!(
+                "SELECT DISTINCT output_dir FROM batches WHERE id IN ({})",
+                id_list(batch_ids)
+            ))
+            .map_err(self.sql_error("list output folders"))?;
+        s.query_map([], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("list output folders"))
+    }
+
+    /// Send one `unknown` job back to be submitted under its same idempotency key.
+    pub fn release_unknown_job(&self, job_id: i64) -> Result<(), StoreError> {
+        self.write("release an unknown submit", |tx| {
+            tx.execute(
+                "UPDATE jobs SET state = 'planned', updated_at = ?2 WHERE id = ?1 AND state = 'unknown'",
+                params![job_id, now_ms()],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Tasks the provider is working on for us (or might be): what the in-flight cap counts.
     pub fn provider_in_flight(&self) -> Result<u64, StoreError> {
         let conn = self.conn();
@@ -505,7 +552,13 @@ impl Store {
                  WHERE id = ?1",
                 params![intent.job_id, why, now_ms()],
             )?;
-            event(tx, Some(intent.batch_id), Some(intent.job_id), "not-sent", why)
+            event(
+                tx,
+                Some(intent.batch_id),
+                Some(intent.job_id),
+                "not-sent",
+                why,
+            )
         })
     }
 
@@ -514,7 +567,13 @@ impl Store {
         self.write("record a rejected submit", |tx| {
             set_attempt_state(tx, intent.attempt_id, "rejected", Some(why))?;
             set_job_state(tx, intent.job_id, JobState::Rejected, Some(why))?;
-            event(tx, Some(intent.batch_id), Some(intent.job_id), "rejected", why)
+            event(
+                tx,
+                Some(intent.batch_id),
+                Some(intent.job_id),
+                "rejected",
+                why,
+            )
         })
     }
 
@@ -523,7 +582,13 @@ impl Store {
         self.write("record an unknown submit", |tx| {
             set_attempt_state(tx, intent.attempt_id, "unknown", Some(why))?;
             set_job_state(tx, intent.job_id, JobState::Unknown, Some(why))?;
-            event(tx, Some(intent.batch_id), Some(intent.job_id), "unknown", why)
+            event(
+                tx,
+                Some(intent.batch_id),
+                Some(intent.job_id),
+                "unknown",
+                why,
+            )
         })
     }
 
@@ -678,7 +743,13 @@ impl Store {
                      updated_at = ?4 WHERE id = ?1",
                 params![item.job_id, state.as_str(), reason, now_ms()],
             )?;
-            event(tx, Some(item.batch_id), Some(item.job_id), "task-failed", &reason)?;
+            event(
+                tx,
+                Some(item.batch_id),
+                Some(item.job_id),
+                "task-failed",
+                &reason,
+            )?;
             Ok(state)
         })
     }
@@ -817,7 +888,10 @@ impl Store {
                 Some(item.batch_id),
                 Some(item.job_id),
                 "link-dead",
-                &format!("{}: {why}; asking the provider for a fresh link", item.subject_id),
+                &format!(
+                    "{}: {why}; asking the provider for a fresh link",
+                    item.subject_id
+                ),
             )?;
             tx.query_row(
                 "SELECT link_refreshes FROM jobs WHERE id = ?1",
@@ -845,7 +919,9 @@ impl Store {
             .map_err(self.sql_error("count jobs"))?;
         let mut counts = JobStateCounts::default();
         let rows = s
-            .query_map([batch_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map([batch_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
             .map_err(self.sql_error("count jobs"))?;
         for row in rows {
             let (state, n) = row.map_err(self.sql_error("count jobs"))?;
@@ -917,7 +993,13 @@ impl Store {
                     params![batch_id, now],
                 )?;
             }
-            event(tx, Some(batch_id), None, "retry", &format!("{n} jobs sent back to work"))?;
+            event(
+                tx,
+                Some(batch_id),
+                None,
+                "retry",
+                &format!("{n} jobs sent back to work"),
+            )?;
             Ok(n)
         })
     }
@@ -947,12 +1029,13 @@ impl Store {
     }
 }
 
+fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
+
 fn batch_scope(batch_ids: Option<&[i64]>) -> String {
     match batch_ids {
         None => String::new(),
-        Some(ids) => format!(
-            "AND b.id IN ({})",
-            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
-        ),
+        Some(ids) => format!("AND b.id IN ({})", id_list(ids)),
     }
 }

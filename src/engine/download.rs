@@ -1,0 +1,421 @@
+//! The download stage: a finished task's clip lands in its output folder, whole or not at all.
+//!
+//! The clip is streamed to a temp file inside the output folder (same filesystem, so the final
+//! step is atomic), its length checked against what the server promised and its MP4 header
+//! probed, then fsynced, linked under its final name (a hard link fails rather than replace an
+//! existing file, so a finished clip is never overwritten) and the folder fsynced. Links expire:
+//! the ones expiring soonest are fetched first, and a dead link is refreshed by polling again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, EngineError};
+use crate::provider::Provider;
+use crate::store::{DownloadItem, JobState, now_ms};
+
+/// Temp files carry this suffix; anything with it in an output folder is a leftover.
+const TEMP_SUFFIX: &str = ".recast-part";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// The link no longer works (403, 404, 410): ask the provider for a fresh one.
+    #[error("the clip link is dead (HTTP {0})")]
+    LinkDead(u16),
+    /// Worth trying again: cut off, corrupt, a server error.
+    #[error("{0}")]
+    Retryable(String),
+    /// The output folder cannot be written: no retry will help until a person fixes it.
+    #[error("cannot write {path}: {source}")]
+    Local {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A clip on disk under its final name.
+#[derive(Debug)]
+struct Landed {
+    path: PathBuf,
+    sha256: String,
+    bytes: u64,
+}
+
+/// Remove temp files that interrupted downloads left in `dir`. Returns how many.
+pub fn clean_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(TEMP_SUFFIX))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
+impl<P: Provider> Engine<P> {
+    pub(super) async fn download_stage(
+        self: Arc<Self>,
+        stop: CancellationToken,
+    ) -> Result<(), EngineError> {
+        let mut running: JoinSet<(i64, Result<(), EngineError>)> = JoinSet::new();
+        let mut busy = std::collections::HashSet::new();
+        loop {
+            while let Some(done) = running.try_join_next() {
+                if let Ok((id, r)) = done {
+                    busy.remove(&id);
+                    r?;
+                }
+            }
+            if stop.is_cancelled() {
+                break;
+            }
+            let free = self
+                .config
+                .download_concurrency
+                .saturating_sub(running.len());
+            if free > 0 {
+                let skip: Vec<i64> = busy.iter().copied().collect();
+                for item in self.store.due_downloads(now_ms(), free, &skip)? {
+                    busy.insert(item.job_id);
+                    let (engine, stop) = (self.clone(), stop.clone());
+                    running.spawn(async move {
+                        let id = item.job_id;
+                        let r = tokio::select! {
+                            r = engine.download_one(item) => r,
+                            // Dropping the download future drops its temp file guard.
+                            _ = stop.cancelled() => Ok(()),
+                        };
+                        (id, r)
+                    });
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = self.wake.notified() => {}
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    if let Ok((id, r)) = done {
+                        busy.remove(&id);
+                        r?;
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+        while let Some(done) = running.join_next().await {
+            if let Ok((_, r)) = done {
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetch every clip that is ready now.
+    pub(super) async fn download_pass(
+        self: &Arc<Self>,
+        stop: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let mut tried = Vec::new();
+        loop {
+            let items =
+                self.store
+                    .due_downloads(now_ms(), self.config.download_concurrency, &tried)?;
+            if items.is_empty() || stop.is_cancelled() {
+                return Ok(());
+            }
+            let mut batch = JoinSet::new();
+            for item in items {
+                tried.push(item.job_id);
+                let engine = self.clone();
+                batch.spawn(async move { engine.download_one(item).await });
+            }
+            while let Some(done) = batch.join_next().await {
+                done.unwrap_or(Ok(()))?;
+            }
+        }
+    }
+
+    async fn download_one(self: Arc<Self>, item: DownloadItem) -> Result<(), EngineError> {
+        let store = &self.store;
+        match self.fetch_clip(&item).await {
+            Ok(landed) => {
+                store.record_downloaded(
+                    &item,
+                    &landed.path.to_string_lossy(),
+                    &landed.sha256,
+                    landed.bytes,
+                )?;
+                tracing::info!(subject = %item.subject_id, path = %landed.path.display(), "clip saved");
+            }
+            Err(DownloadError::LinkDead(status)) => {
+                let why = format!("the clip link answered HTTP {status}");
+                let refreshes = store.record_link_dead(&item, &why)?;
+                if refreshes > self.config.max_link_refreshes {
+                    let why = format!(
+                        "the clip link kept failing after {} fresh links; the clip is lost unless the provider still has it (`recast retry --expired`)",
+                        refreshes - 1
+                    );
+                    store.record_needs_person(item.job_id, JobState::Expired, &why)?;
+                    tracing::error!(subject = %item.subject_id, "EXPIRED: {why}");
+                } else {
+                    tracing::warn!(subject = %item.subject_id, "{why}; asking the provider for a fresh link");
+                }
+                self.wake.notify_waiters();
+            }
+            Err(DownloadError::Retryable(why)) => {
+                let backoff = Duration::from_millis(500) * 2u32.pow(item.download_failures.min(8));
+                let failures = store.record_download_failed(
+                    &item,
+                    &why,
+                    now_ms() + backoff.min(Duration::from_secs(60)).as_millis() as i64,
+                )?;
+                tracing::warn!(subject = %item.subject_id, failures, "download failed, will retry: {why}");
+                if failures >= self.config.max_download_failures {
+                    // The body keeps coming out wrong: a fresh link is the last thing to try.
+                    store.record_link_dead(
+                        &item,
+                        &format!("{failures} failed downloads; last: {why}"),
+                    )?;
+                }
+            }
+            Err(e @ DownloadError::Local { .. }) => {
+                let why = e.to_string();
+                store.record_download_failed(&item, &why, now_ms() + 30_000)?;
+                tracing::error!(subject = %item.subject_id, "{why}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn fetch_clip(&self, item: &DownloadItem) -> Result<Landed, DownloadError> {
+        let dir = PathBuf::from(&item.output_dir);
+        let local = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DownloadError::Local { path, source }
+        };
+        tokio::fs::create_dir_all(&dir).await.map_err(local(&dir))?;
+        let response = self
+            .downloads
+            .get(&item.clip_url)
+            .send()
+            .await
+            .map_err(|e| {
+                DownloadError::Retryable(format!("request failed: {}", short_error(&e)))
+            })?;
+        let status = response.status().as_u16();
+        if matches!(status, 403 | 404 | 410) {
+            return Err(DownloadError::LinkDead(status));
+        }
+        if !response.status().is_success() {
+            return Err(DownloadError::Retryable(format!(
+                "the clip server answered HTTP {status}"
+            )));
+        }
+        let promised = response.content_length();
+        let temp = TempFile::new(dir.join(format!(
+            ".{}.{}{TEMP_SUFFIX}",
+            item.output_name, item.job_id
+        )));
+        let mut file = tokio::fs::File::create(temp.path())
+            .await
+            .map_err(local(temp.path()))?;
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                DownloadError::Retryable(format!(
+                    "cut off after {bytes} bytes: {}",
+                    short_error(&e)
+                ))
+            })?;
+            hasher.update(&chunk);
+            bytes += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(local(temp.path()))?;
+        }
+        if let Some(promised) = promised
+            && promised != bytes
+        {
+            return Err(DownloadError::Retryable(format!(
+                "truncated: the server promised {promised} bytes and sent {bytes}"
+            )));
+        }
+        file.flush().await.map_err(local(temp.path()))?;
+        file.sync_all().await.map_err(local(temp.path()))?;
+        drop(file);
+        let probe_path = temp.path().to_path_buf();
+        let probed =
+            tokio::task::spawn_blocking(move || crate::media::probe_video_file(&probe_path))
+                .await
+                .map_err(|e| DownloadError::Retryable(format!("probe failed: {e}")))?;
+        if let Err(e) = probed {
+            return Err(DownloadError::Retryable(format!(
+                "the clip is not a whole MP4: {e}"
+            )));
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        let path = tokio::task::spawn_blocking({
+            let (temp_path, dir, name, key, sha) = (
+                temp.path().to_path_buf(),
+                dir.clone(),
+                item.output_name.clone(),
+                item.job_key.clone(),
+                sha256.clone(),
+            );
+            move || land(&temp_path, &dir, &name, &key, &sha)
+        })
+        .await
+        .map_err(|e| DownloadError::Retryable(format!("landing failed: {e}")))??;
+        Ok(Landed {
+            path,
+            sha256,
+            bytes,
+        })
+    }
+}
+
+/// Give the temp file its final name without ever replacing a file. Returns the final path.
+///
+/// If the wanted name is taken by this very clip (a crash after linking, before the store heard
+/// of it), that file is the result. If it is taken by another clip (an earlier version of the
+/// job), the clip goes beside it as `STEM.KEY12.mp4`.
+fn land(
+    temp: &Path,
+    dir: &Path,
+    name: &str,
+    key: &str,
+    sha256: &str,
+) -> Result<PathBuf, DownloadError> {
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) => (s.to_owned(), format!(".{e}")),
+        None => (name.to_owned(), String::new()),
+    };
+    let short = &key[..key.len().min(12)];
+    let candidates = std::iter::once(name.to_owned())
+        .chain(std::iter::once(format!("{stem}.{short}{ext}")))
+        .chain((2..1000).map(|n| format!("{stem}.{short}-{n}{ext}")));
+    for candidate in candidates {
+        let target = dir.join(&candidate);
+        match std::fs::hard_link(temp, &target) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(temp);
+                sync_dir(dir).map_err(|source| DownloadError::Local {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+                return Ok(target);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if file_sha256(&target).as_deref() == Some(sha256) {
+                    let _ = std::fs::remove_file(temp);
+                    return Ok(target);
+                }
+            }
+            Err(source) => {
+                return Err(DownloadError::Local {
+                    path: target,
+                    source,
+                });
+            }
+        }
+    }
+    Err(DownloadError::Local {
+        path: dir.join(name),
+        source: std::io::Error::other("every name beside it is taken"),
+    })
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn file_sha256(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match file.read(&mut buf).ok()? {
+            0 => return Some(hex::encode(hasher.finalize())),
+            n => hasher.update(&buf[..n]),
+        }
+    }
+}
+
+fn short_error(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg = s.to_string();
+        source = s.source();
+    }
+    msg
+}
+
+/// A temp file removed when dropped, unless it was already renamed away.
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(path: PathBuf) -> TempFile {
+        TempFile(path)
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_clip_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fox.mp4"), b"old clip").unwrap();
+        let temp = dir.path().join(".fox.mp4.1.recast-part");
+        std::fs::write(&temp, b"new clip").unwrap();
+        let sha = file_sha256(&temp).unwrap();
+        let landed = land(&temp, dir.path(), "fox.mp4", "abcdef0123456789", &sha).unwrap();
+        assert_eq!(landed, dir.path().join("fox.abcdef012345.mp4"));
+        assert_eq!(
+            std::fs::read(dir.path().join("fox.mp4")).unwrap(),
+            b"old clip"
+        );
+        assert_eq!(std::fs::read(&landed).unwrap(), b"new clip");
+        assert!(!temp.exists());
+    }
+
+    #[test]
+    fn landing_the_same_clip_twice_keeps_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fox.mp4"), b"clip").unwrap();
+        let temp = dir.path().join(".fox.mp4.1.recast-part");
+        std::fs::write(&temp, b"clip").unwrap();
+        let sha = file_sha256(&temp).unwrap();
+        let landed = land(&temp, dir.path(), "fox.mp4", "abcdef0123456789", &sha).unwrap();
+        assert_eq!(landed, dir.path().join("fox.mp4"));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn leftover_temp_files_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".a.mp4.3.recast-part"), b"x").unwrap();
+        std::fs::write(dir.path().join("a.mp4"), b"x").unwrap();
+        assert_eq!(clean_temp_files(dir.path()), 1);
+        assert!(dir.path().join("a.mp4").exists());
+    }
+}

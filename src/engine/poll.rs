@@ -1,0 +1,191 @@
+//! The poll stage: each running task is asked for its status on its own schedule, under a
+//! global poll rate limit, until it finishes (its clip link goes to the download stage) or fails
+//! (a new attempt while `retries` allow, since the provider refunds failed tasks).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, EngineError, Halt};
+use crate::provider::{Provider, ProviderError, TaskState};
+use crate::store::{JobState, PollItem, now_ms};
+
+impl<P: Provider> Engine<P> {
+    pub(super) async fn poll_stage(
+        self: Arc<Self>,
+        stop: CancellationToken,
+    ) -> Result<(), EngineError> {
+        // Each poll in flight yields its job id back, so a job is never polled twice at once.
+        let mut polls: JoinSet<(i64, Result<(), EngineError>)> = JoinSet::new();
+        let mut busy = HashSet::new();
+        let finished = |done: Result<(i64, Result<(), EngineError>), tokio::task::JoinError>,
+                        busy: &mut HashSet<i64>|
+         -> Result<(), EngineError> {
+            match done {
+                Ok((job_id, result)) => {
+                    busy.remove(&job_id);
+                    result
+                }
+                Err(_) => Ok(()),
+            }
+        };
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            while let Some(done) = polls.try_join_next() {
+                finished(done, &mut busy)?;
+            }
+            let free = self.config.poll_concurrency.saturating_sub(polls.len());
+            let now = now_ms();
+            let mut started = 0;
+            if free > 0 {
+                for item in self.store.due_polls(now, free + busy.len())? {
+                    if started >= free || !busy.insert(item.job_id) {
+                        continue;
+                    }
+                    started += 1;
+                    let engine = self.clone();
+                    polls.spawn(async move {
+                        engine.poll_pacing.acquire().await;
+                        (item.job_id, engine.poll_one(item).await)
+                    });
+                }
+            }
+            let wait = match self.store.next_poll_at()? {
+                _ if started > 0 => Duration::from_millis(20),
+                Some(at) => Duration::from_millis((at - now).clamp(20, 1000) as u64),
+                None => Duration::from_millis(500),
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = self.wake.notified() => {}
+                Some(done) = polls.join_next(), if !polls.is_empty() => finished(done, &mut busy)?,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        // A poll changes nothing the provider bills, so polls in flight may simply be dropped.
+        polls.abort_all();
+        Ok(())
+    }
+
+    /// Poll every running task once, due or not.
+    pub(super) async fn poll_pass(
+        self: &Arc<Self>,
+        stop: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let items = self.store.due_polls(i64::MAX, usize::MAX >> 1)?;
+        let mut polls = JoinSet::new();
+        for item in items {
+            if stop.is_cancelled() {
+                break;
+            }
+            while polls.len() >= self.config.poll_concurrency {
+                if let Some(done) = polls.join_next().await {
+                    done.unwrap_or(Ok(()))?;
+                }
+            }
+            let engine = self.clone();
+            polls.spawn(async move {
+                engine.poll_pacing.acquire().await;
+                engine.poll_one(item).await
+            });
+        }
+        while let Some(done) = polls.join_next().await {
+            done.unwrap_or(Ok(()))?;
+        }
+        Ok(())
+    }
+
+    async fn poll_one(self: Arc<Self>, item: PollItem) -> Result<(), EngineError> {
+        let answer = self.provider.poll(&item.task_id).await;
+        let store = &self.store;
+        let later =
+            |polls: u32| now_ms() + self.config.poll_schedule.next_delay(polls).as_millis() as i64;
+        match answer {
+            Ok(status) => {
+                match status.state {
+                    TaskState::Completed => match status.video_url {
+                        Some(url) => {
+                            let expires =
+                                now_ms() + self.config.assumed_link_ttl.as_millis() as i64;
+                            store.record_clip_ready(&item, &url, expires)?;
+                            tracing::info!(subject = %item.subject_id, task = %item.task_id, "finished");
+                            self.wake.notify_waiters();
+                        }
+                        None => {
+                            tracing::warn!(task = %item.task_id, "completed without a clip URL; asking again");
+                            store.record_progress(item.job_id, None, later(item.polls))?;
+                        }
+                    },
+                    TaskState::Failed | TaskState::Cancelled => {
+                        let why = status
+                            .error
+                            .unwrap_or_else(|| format!("the provider says `{}`", status.word));
+                        let state = store.record_task_failed(&item, &why)?;
+                        if state == JobState::Failed {
+                            tracing::error!(subject = %item.subject_id, "failed for good: {why}");
+                        } else {
+                            tracing::warn!(subject = %item.subject_id, "task failed ({why}); retrying as a new attempt");
+                        }
+                        self.wake.notify_waiters();
+                    }
+                    TaskState::Expired => {
+                        store.record_needs_person(
+                        item.job_id,
+                        JobState::Expired,
+                        &format!("the provider says task {} has expired: its clip can no longer be had", item.task_id),
+                    )?;
+                        tracing::error!(subject = %item.subject_id, task = %item.task_id, "EXPIRED: the clip can no longer be downloaded");
+                    }
+                    TaskState::Queued | TaskState::Running | TaskState::Unrecognised => {
+                        if status.state == TaskState::Unrecognised {
+                            let first = self
+                                .seen_status_words
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(status.word.clone());
+                            if first {
+                                tracing::warn!(word = %status.word, "unknown status word; treating it as still running");
+                            }
+                        }
+                        store.record_progress(item.job_id, status.progress, later(item.polls))?;
+                    }
+                }
+            }
+            Err(ProviderError::TaskNotFound { task_id }) => {
+                let refreshing = store.link_refreshes(item.job_id)? > 0;
+                let (state, why) = if refreshing {
+                    (
+                        JobState::Expired,
+                        format!(
+                            "the provider no longer knows task {task_id}: its clip can no longer be had"
+                        ),
+                    )
+                } else {
+                    (
+                        JobState::Unknown,
+                        format!("the provider does not know task {task_id}"),
+                    )
+                };
+                store.record_needs_person(item.job_id, state, &why)?;
+                tracing::error!(subject = %item.subject_id, "{why}");
+            }
+            Err(ProviderError::RateLimited { retry_after }) => {
+                self.poll_pacing.rate_limited(retry_after);
+                store.record_progress(item.job_id, None, later(item.polls))?;
+            }
+            Err(e @ ProviderError::Unauthorized { .. }) => {
+                self.halt(Halt::Unauthorized(e.to_string()));
+            }
+            Err(e) => {
+                tracing::debug!(task = %item.task_id, "poll failed, will ask again: {e}");
+                store.record_progress(item.job_id, None, later(item.polls))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,182 @@
+//! The submit stage: claim a job (its intent committed first), send it, record the answer.
+//!
+//! A submit is retried only when it certainly never reached the provider (a connect error) or
+//! was refused outright (429, 402). Anything else after sending (a 5xx, a reset, a timeout, an
+//! answer without a task id) may have created a billed task: the job becomes `unknown`, and is
+//! re-sent only under its same idempotency key and only when the provider is trusted to honour it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, EngineError, Halt};
+use crate::provider::{Provider, ProviderError};
+use crate::store::{ClaimOutcome, SubmitIntent, now_ms};
+
+/// Backoff after a submit that failed without a 429 (connect errors, 5xx).
+const SERVER_TROUBLE_PAUSE: Duration = Duration::from_secs(2);
+
+impl<P: Provider> Engine<P> {
+    /// Submit for as long as the run lasts.
+    pub(super) async fn submit_stage(
+        self: Arc<Self>,
+        stop: CancellationToken,
+    ) -> Result<(), EngineError> {
+        let mut sends = JoinSet::new();
+        loop {
+            if stop.is_cancelled() {
+                break;
+            }
+            // Reap finished sends; a store failure in one of them is critical.
+            while let Some(done) = sends.try_join_next() {
+                done.unwrap_or(Ok(()))?;
+            }
+            let full = sends.len() >= self.config.submit_concurrency
+                || self.store.provider_in_flight()? >= u64::from(self.config.max_in_flight);
+            if full || self.halted().is_some() {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = self.wake.notified() => {}
+                    Some(done) = sends.join_next(), if !sends.is_empty() => done.unwrap_or(Ok(()))?,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = self.submit_pacing.acquire() => {}
+            }
+            match self.store.claim_next(self.scope())? {
+                ClaimOutcome::Intent(intent) => {
+                    let engine = self.clone();
+                    sends.spawn(async move { engine.send(intent).await });
+                }
+                ClaimOutcome::Idle => {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = self.wake.notified() => {}
+                        Some(done) = sends.join_next(), if !sends.is_empty() => done.unwrap_or(Ok(()))?,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+        // Sends already on the wire finish and are recorded: their outcome must not be lost.
+        while let Some(done) = sends.join_next().await {
+            done.unwrap_or(Ok(()))?;
+        }
+        Ok(())
+    }
+
+    /// Submit what the limits allow right now, without waiting for the rate limit to refill.
+    pub(super) async fn submit_pass(
+        self: &Arc<Self>,
+        stop: &CancellationToken,
+    ) -> Result<(), EngineError> {
+        let mut sends = JoinSet::new();
+        while !stop.is_cancelled() && self.halted().is_none() {
+            while sends.len() >= self.config.submit_concurrency {
+                if let Some(done) = sends.join_next().await {
+                    done.unwrap_or(Ok(()))?;
+                }
+            }
+            if self.store.provider_in_flight()? >= u64::from(self.config.max_in_flight) {
+                break;
+            }
+            if self.submit_pacing.try_acquire().is_some() {
+                break;
+            }
+            match self.store.claim_next(self.scope())? {
+                ClaimOutcome::Intent(intent) => {
+                    let engine = self.clone();
+                    sends.spawn(async move { engine.send(intent).await });
+                }
+                ClaimOutcome::Idle => break,
+            }
+        }
+        while let Some(done) = sends.join_next().await {
+            done.unwrap_or(Ok(()))?;
+        }
+        Ok(())
+    }
+
+    async fn send(self: Arc<Self>, intent: SubmitIntent) -> Result<(), EngineError> {
+        let request = match self.publisher.request_for(&intent.spec_json) {
+            Ok(r) => r,
+            Err(e) => {
+                self.store.record_not_sent(&intent, &e.to_string())?;
+                self.halt(Halt::Unpublishable(e.to_string()));
+                return Ok(());
+            }
+        };
+        let answer = self
+            .provider
+            .submit(&request, &intent.idempotency_key)
+            .await;
+        let store = &self.store;
+        match answer {
+            Ok(task_id) => {
+                let first = self.config.poll_schedule.first_delay(intent.duration_ms);
+                store.record_submitted(&intent, &task_id, now_ms() + first.as_millis() as i64)?;
+                self.submit_pacing.accepted();
+                tracing::info!(
+                    batch = %intent.batch_name, subject = %intent.subject_id, task = %task_id,
+                    attempt = intent.attempt_number, "submitted"
+                );
+            }
+            Err(ProviderError::NotSent(why)) => {
+                store.record_not_sent(&intent, &why)?;
+                self.submit_pacing.pause(SERVER_TROUBLE_PAUSE);
+                tracing::warn!(subject = %intent.subject_id, "submit not sent, will retry: {why}");
+            }
+            Err(ProviderError::RateLimited { retry_after }) => {
+                store.record_not_sent(&intent, "rate limited by the provider (429)")?;
+                self.submit_pacing.rate_limited(retry_after);
+                tracing::warn!(
+                    retry_after_s = retry_after.map(|d| d.as_secs_f64()),
+                    "provider rate limit (429): slowing every submit down"
+                );
+            }
+            Err(ProviderError::Rejected { status, message }) => {
+                let why = format!("the provider rejected the request ({status}): {message}");
+                store.record_rejected(&intent, &why)?;
+                tracing::warn!(subject = %intent.subject_id, "{why}");
+            }
+            Err(e @ ProviderError::Unauthorized { .. }) => {
+                store.record_not_sent(&intent, &e.to_string())?;
+                self.halt(Halt::Unauthorized(e.to_string()));
+            }
+            Err(e @ ProviderError::OutOfCredits { .. }) => {
+                store.record_not_sent(&intent, &e.to_string())?;
+                self.halt(Halt::OutOfCredits(e.to_string()));
+            }
+            Err(e @ (ProviderError::Ambiguous(_) | ProviderError::TaskNotFound { .. })) => {
+                let why = format!("submit outcome unknown: {e}");
+                store.record_unknown(&intent, &why)?;
+                self.submit_pacing.pause(SERVER_TROUBLE_PAUSE);
+                let resends = {
+                    let mut m = self
+                        .unknown_resends
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    let n = m.entry(intent.attempt_id).or_default();
+                    *n += 1;
+                    *n
+                };
+                if self.config.trust_idempotency && resends <= self.config.max_unknown_resends {
+                    store.release_unknown_job(intent.job_id)?;
+                    tracing::warn!(subject = %intent.subject_id, "{why}; re-sending under the same idempotency key");
+                } else {
+                    tracing::warn!(
+                        subject = %intent.subject_id,
+                        "{why}; held as unknown (`recast retry --unknown` re-sends it)"
+                    );
+                }
+            }
+        }
+        self.wake.notify_waiters();
+        Ok(())
+    }
+}
