@@ -7,7 +7,7 @@
 //! May not: read the YAML (that is `yaml` and `schema`) or decide what may be reached on disk
 //! (that is `paths`). Output is deterministic: jobs sorted by subject id.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use super::key::job_key;
@@ -66,8 +66,7 @@ pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Prob
     });
 
     let template_ok = check_name_template(&manifest.output_name, problems);
-    let candidates = candidates(manifest, roots, problems);
-    check_duplicate_ids(&candidates, problems);
+    let candidates = drop_duplicate_ids(candidates(manifest, roots, problems), problems);
 
     // Keys need every clip-shaping input; a mistake there is already reported.
     let (Some(video), Some(model)) = (&reference_video, &manifest.model) else {
@@ -215,8 +214,10 @@ fn describe_candidate(c: &Candidate) -> String {
     }
 }
 
-fn check_duplicate_ids(candidates: &[Candidate], problems: &mut Problems) {
-    let mut first_by_id: HashMap<&str, &Candidate> = HashMap::new();
+/// Report every id used twice, and keep only the first use: the later one's clip and file name
+/// would otherwise be reported again as collisions of the same mistake.
+fn drop_duplicate_ids(candidates: Vec<Candidate>, problems: &mut Problems) -> Vec<Candidate> {
+    let mut first_by_id: BTreeMap<String, Candidate> = BTreeMap::new();
     for c in candidates {
         match first_by_id.get(c.id.as_str()) {
             Some(first) => {
@@ -235,10 +236,11 @@ fn check_duplicate_ids(candidates: &[Candidate], problems: &mut Problems) {
                 );
             }
             None => {
-                first_by_id.insert(&c.id, c);
+                first_by_id.insert(c.id.clone(), c);
             }
         }
     }
+    first_by_id.into_values().collect()
 }
 
 fn effective_settings(model: &str, defaults: &Overrides, own: &Overrides) -> ClipSettings {

@@ -119,6 +119,17 @@ pub(crate) fn read_manifest(root: &Node, problems: &mut Problems) -> Manifest {
         budget_usd: None,
         retries: DEFAULT_RETRIES,
     };
+    if root.value == Value::Null {
+        problems.push(
+            root.at,
+            "",
+            format!(
+                "the manifest is empty; it must be a mapping with the fields {}",
+                list_names(ROOT_FIELDS)
+            ),
+        );
+        return manifest;
+    }
     let Some(fields) = fields_of(root, "", ROOT_FIELDS, problems) else {
         return manifest;
     };
@@ -238,15 +249,17 @@ pub(crate) fn read_manifest(root: &Node, problems: &mut Problems) -> Manifest {
     if let Some(node) = fields.get("output")
         && let Some(output) = fields_of(node, "output", OUTPUT_FIELDS, problems)
     {
-        if let Some(dir) = output.get("dir") {
-            if let Some(dir) = string(dir, "output.dir", problems) {
-                manifest.output_dir = dir;
-            }
+        if let Some(dir) = output
+            .get("dir")
+            .and_then(|n| string(n, "output.dir", problems))
+        {
+            manifest.output_dir = dir;
         }
-        if let Some(name) = output.get("name") {
-            if let Some(name) = string(name, "output.name", problems) {
-                manifest.output_name = name;
-            }
+        if let Some(name) = output
+            .get("name")
+            .and_then(|n| string(n, "output.name", problems))
+        {
+            manifest.output_name = name;
         }
     }
 
@@ -403,8 +416,8 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
