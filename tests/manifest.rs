@@ -614,3 +614,39 @@ proptest! {
         let _ = manifest::parse_str(&text, Path::new("m.yaml"), &fixture("manifests"), &with_media_root());
     }
 }
+
+#[test]
+fn budget_and_retries_are_bounded() {
+    let dir = folder_with(&[("v.mp4", b"video"), ("a.png", b"a")]);
+    let subjects = "subjects:\n  - id: a\n    image: ./a.png\n";
+    for (budget, retries) in [
+        (".inf", "-1"),
+        ("0", "2.5"),
+        ("\"5\"", "\"2\""),
+        (".nan", "ten"),
+    ] {
+        let text = format!("{HEAD}{subjects}budget:\n  max_usd: {budget}\nretries: {retries}\n");
+        let errors = parse_in(dir.path(), &text).unwrap_err();
+        let fields: Vec<_> = errors.0.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["budget.max_usd", "retries"], "{errors}");
+    }
+    let text = format!("{HEAD}{subjects}budget:\n  max_usd: 0.5\nretries: 0\n");
+    let batch = parse_in(dir.path(), &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((batch.budget_usd, batch.retries), (Some(0.5), 0));
+}
+
+#[test]
+fn a_flood_of_mistakes_is_reported_in_bounded_form() {
+    let dir = folder_with(&[]);
+    let mut text = String::from(
+        "version: 1\nname: b\nreference:\n  video: https://a/v.mp4\nmodel: m\nsubjects:\n",
+    );
+    for i in 0..5_000 {
+        text.push_str(&format!("  - id: a{i}\n    imgae: https://a/{i}.png\n"));
+    }
+    let errors = parse_in(dir.path(), &text).unwrap_err();
+    assert_eq!(errors.0.len(), manifest::MAX_REPORTED_ERRORS + 1);
+    assert_eq!(errors.0[0].location.map(|l| l.line), Some(7));
+    let last = errors.0.last().unwrap();
+    assert!(last.message.contains("9800 more mistakes"), "{last}");
+}

@@ -59,7 +59,8 @@ pub enum MediaSource {
         /// Canonical absolute path.
         path: PathBuf,
         /// Path relative to the manifest's folder with `/` separators, used to map local media to
-        /// a public URL (`media_base_url`) or to the simulator's `/media/` folder.
+        /// a public URL (`media_base_url`) or to the simulator's `/media/` folder. For a file
+        /// under an allowed root outside the manifest's folder: relative to that root.
         rel: String,
         /// sha256 of the content, lowercase hex.
         sha256: String,
@@ -173,10 +174,16 @@ impl ManifestErrors {
     }
 }
 
+/// Mistakes reported for one manifest; past this the rest are counted, not listed, so a huge
+/// broken file cannot produce a huge report.
+pub const MAX_REPORTED_ERRORS: usize = 200;
+
 /// Mistakes found so far in one manifest.
 pub(crate) struct Problems {
     file: PathBuf,
     errors: Vec<ManifestError>,
+    /// Mistakes beyond what is kept in memory.
+    dropped: usize,
 }
 
 impl Problems {
@@ -184,10 +191,20 @@ impl Problems {
         Problems {
             file: file.to_path_buf(),
             errors: Vec::new(),
+            dropped: 0,
         }
     }
 
+    fn is_empty(&self) -> bool {
+        self.errors.is_empty() && self.dropped == 0
+    }
+
     pub(crate) fn push(&mut self, at: Location, field: &str, message: impl Into<String>) {
+        // Kept beyond the reported count so sorting still picks the earliest in the file.
+        if self.errors.len() >= 50 * MAX_REPORTED_ERRORS {
+            self.dropped += 1;
+            return;
+        }
         self.errors.push(ManifestError {
             file: self.file.clone(),
             location: Some(at),
@@ -199,6 +216,16 @@ impl Problems {
     /// In file order; mistakes about the whole file first.
     fn into_errors(mut self) -> ManifestErrors {
         self.errors.sort_by_key(|e| e.location);
+        let more = self.dropped + self.errors.len().saturating_sub(MAX_REPORTED_ERRORS);
+        self.errors.truncate(MAX_REPORTED_ERRORS);
+        if more > 0 {
+            self.errors.push(ManifestError {
+                file: self.file,
+                location: None,
+                field: String::new(),
+                message: format!("… and {more} more mistakes, not listed"),
+            });
+        }
         ManifestErrors(self.errors)
     }
 }
@@ -272,7 +299,7 @@ pub fn parse_str(
     let manifest = schema::read_manifest(&root, &mut problems);
     let mut roots = paths::Roots::new(base_dir, &options.allowed_roots);
     let expanded = expand::expand(&manifest, &mut roots, &mut problems);
-    if !problems.errors.is_empty() {
+    if !problems.is_empty() {
         return Err(problems.into_errors());
     }
     let (Some(name), Some(reference), Some(reference_video), Some(output_dir)) = (

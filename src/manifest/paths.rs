@@ -41,7 +41,8 @@ impl Roots {
         let extra = allowed
             .iter()
             .filter_map(|root| {
-                let absolute = normalize(&base.join(root));
+                // Relative roots come from flags and settings: relative to the working folder.
+                let absolute = normalize(&std::path::absolute(root).ok()?);
                 let canonical = fs::canonicalize(root).ok()?;
                 Some((absolute, canonical))
             })

@@ -51,7 +51,7 @@ impl Value {
             Value::Null => "nothing (null)".to_owned(),
             Value::Bool(b) => format!("`{b}`"),
             Value::Int(i) => format!("the number `{i}`"),
-            Value::Float(f) => format!("the number `{f}`"),
+            Value::Float(f) => format!("the number `{f:?}`"),
             Value::Str(s) => format!("`{}`", quote_for_message(s)),
             Value::Seq(_) => "a list".to_owned(),
             Value::Map(_) => "a mapping".to_owned(),
@@ -166,8 +166,9 @@ fn options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_reader_input_bytes: Some(MAX_MANIFEST_BYTES as usize),
-            max_events: 200_000,
-            max_nodes: 100_000,
+            // Loose enough that the 1 MiB cap binds first (a subject is about 5 nodes).
+            max_events: 1_000_000,
+            max_nodes: 500_000,
             max_aliases: 1_000,
             max_anchors: 1_000,
             max_depth: MAX_DEPTH,
