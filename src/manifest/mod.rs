@@ -14,8 +14,9 @@
 //! - `expand`: subjects -> job specs; ids, keys, output names, checks across subjects.
 //! - `key`: the job key's versioned encoding.
 //!
-//! Errors read `FILE:LINE:COLUMN: FIELD: MESSAGE`, e.g.
-//! `jobs.yaml:7:7: mode: `mode` must be `std` or `pro`, not `ultra``.
+//! Errors read `FILE:LINE:COLUMN: FIELD: MESSAGE` (see [`ManifestError`]), e.g.
+//! ``jobs.yaml:7:7: mode: `mode` must be `std` or `pro`, not `ultra` ``. Fields are paths with
+//! 0-based list indexes (`subjects[2].image`); mistakes about the whole file have no position.
 
 mod expand;
 mod key;
