@@ -6,8 +6,29 @@
 //!
 //! May not: do I/O beyond reading the manifest and listing and hashing local media files. It does
 //! not probe media (that is `media`) nor price (that is `pricing`).
+//!
+//! # Layout
+//! - `yaml`: text -> a node tree with line/column (serde-saphyr, with a budget).
+//! - `schema`: node tree -> typed fields, every mistake collected.
+//! - `paths`: URLs vs local paths, confinement to roots, globs, hashing, the output folder.
+//! - `expand`: subjects -> job specs; ids, keys, output names, checks across subjects.
+//! - `key`: the job key's versioned encoding.
+//!
+//! Errors read `FILE:LINE:COLUMN: FIELD: MESSAGE` (see [`ManifestError`]), e.g.
+//! ``jobs.yaml:7:7: mode: `mode` must be `std` or `pro`, not `ultra` ``. Fields are paths with
+//! 0-based list indexes (`subjects[2].image`); mistakes about the whole file have no position.
 
-use std::path::PathBuf;
+mod expand;
+mod key;
+mod paths;
+mod schema;
+mod yaml;
+
+pub use key::{JOB_KEY_SCHEME, job_key};
+pub use yaml::MAX_MANIFEST_BYTES;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use crate::media::Orientation;
 use crate::pricing::Mode;
@@ -39,7 +60,8 @@ pub enum MediaSource {
         /// Canonical absolute path.
         path: PathBuf,
         /// Path relative to the manifest's folder with `/` separators, used to map local media to
-        /// a public URL (`media_base_url`) or to the simulator's `/media/` folder.
+        /// a public URL (`media_base_url`) or to the simulator's `/media/` folder. For a file
+        /// under an allowed root outside the manifest's folder: relative to that root.
         rel: String,
         /// sha256 of the content, lowercase hex.
         sha256: String,
@@ -142,7 +164,166 @@ impl std::fmt::Display for ManifestErrors {
     }
 }
 
-/// Read, validate and expand a manifest file.
-pub fn load(_path: &std::path::Path, _options: &LoadOptions) -> Result<BatchSpec, ManifestErrors> {
-    todo!("manifest helper")
+impl ManifestErrors {
+    fn one(file: &Path, message: impl Into<String>) -> ManifestErrors {
+        ManifestErrors(vec![ManifestError {
+            file: file.to_path_buf(),
+            location: None,
+            field: String::new(),
+            message: message.into(),
+        }])
+    }
+}
+
+/// Mistakes reported for one manifest; past this the rest are counted, not listed, so a huge
+/// broken file cannot produce a huge report.
+pub const MAX_REPORTED_ERRORS: usize = 200;
+
+/// Mistakes found so far in one manifest.
+pub(crate) struct Problems {
+    file: PathBuf,
+    errors: Vec<ManifestError>,
+    /// Mistakes beyond what is kept in memory.
+    dropped: usize,
+}
+
+impl Problems {
+    fn new(file: &Path) -> Problems {
+        Problems {
+            file: file.to_path_buf(),
+            errors: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.errors.is_empty() && self.dropped == 0
+    }
+
+    pub(crate) fn push(&mut self, at: Location, field: &str, message: impl Into<String>) {
+        // Kept beyond the reported count so sorting still picks the earliest in the file.
+        if self.errors.len() >= 50 * MAX_REPORTED_ERRORS {
+            self.dropped += 1;
+            return;
+        }
+        self.errors.push(ManifestError {
+            file: self.file.clone(),
+            location: Some(at),
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// In file order; mistakes about the whole file first.
+    fn into_errors(mut self) -> ManifestErrors {
+        self.errors.sort_by_key(|e| e.location);
+        let more = self.dropped + self.errors.len().saturating_sub(MAX_REPORTED_ERRORS);
+        self.errors.truncate(MAX_REPORTED_ERRORS);
+        if more > 0 {
+            self.errors.push(ManifestError {
+                file: self.file,
+                location: None,
+                field: String::new(),
+                message: format!("… and {more} more mistakes, not listed"),
+            });
+        }
+        ManifestErrors(self.errors)
+    }
+}
+
+/// Read, validate and expand a manifest file. Relative paths in it are relative to its folder.
+pub fn load(path: &Path, options: &LoadOptions) -> Result<BatchSpec, ManifestErrors> {
+    let text = read_manifest_text(path)?;
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    parse_str(&text, path, folder, options)
+}
+
+/// Read at most [`MAX_MANIFEST_BYTES`]: the size is checked before reading, and the read is
+/// capped too, since the file may grow in between.
+fn read_manifest_text(path: &Path) -> Result<String, ManifestErrors> {
+    let too_large = |size: u64| {
+        ManifestErrors::one(
+            path,
+            format!(
+                "the manifest is {size} bytes; a manifest may be at most {MAX_MANIFEST_BYTES} \
+                 bytes (1 MiB)"
+            ),
+        )
+    };
+    let metadata = std::fs::metadata(path)
+        .map_err(|err| ManifestErrors::one(path, format!("cannot read the manifest: {err}")))?;
+    if !metadata.is_file() {
+        return Err(ManifestErrors::one(
+            path,
+            "the manifest is not a regular file",
+        ));
+    }
+    if metadata.len() > MAX_MANIFEST_BYTES {
+        return Err(too_large(metadata.len()));
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|err| ManifestErrors::one(path, format!("cannot read the manifest: {err}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| ManifestErrors::one(path, format!("cannot read the manifest: {err}")))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ManifestErrors::one(path, "the manifest is not UTF-8 text"))
+}
+
+/// Validate and expand manifest text. `file` is only named in messages (and kept in the
+/// [`BatchSpec`]); relative paths in the text are resolved against `base_dir`.
+pub fn parse_str(
+    text: &str,
+    file: &Path,
+    base_dir: &Path,
+    options: &LoadOptions,
+) -> Result<BatchSpec, ManifestErrors> {
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ManifestErrors::one(
+            file,
+            format!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes (1 MiB)"),
+        ));
+    }
+    let base_dir = std::fs::canonicalize(base_dir).map_err(|err| {
+        ManifestErrors::one(file, format!("cannot open the manifest's folder: {err}"))
+    })?;
+    let root = yaml::parse(text, file).map_err(|err| ManifestErrors(vec![err]))?;
+
+    let mut problems = Problems::new(file);
+    let manifest = schema::read_manifest(&root, &mut problems);
+    let mut roots = paths::Roots::new(base_dir, &options.allowed_roots);
+    let expanded = expand::expand(&manifest, &mut roots, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems.into_errors());
+    }
+    let (Some(name), Some(reference), Some(reference_video), Some(output_dir)) = (
+        manifest.name,
+        manifest.reference_video,
+        expanded.reference_video,
+        expanded.output_dir,
+    ) else {
+        // Each of these is reported when missing; this guards the invariant without a panic.
+        return Err(ManifestErrors::one(
+            file,
+            "the manifest is incomplete (internal error: a missing field was not reported)",
+        ));
+    };
+    Ok(BatchSpec {
+        manifest_path: file.to_path_buf(),
+        base_dir: roots.base().to_path_buf(),
+        name: name.value,
+        reference_video,
+        reference_location: reference.at,
+        output_dir,
+        budget_usd: manifest.budget_usd,
+        retries: manifest.retries,
+        jobs: expanded.jobs,
+    })
 }

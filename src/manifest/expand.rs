@@ -1,0 +1,506 @@
+//! Expansion: a checked [`Manifest`] -> the batch's [`JobSpec`]s, one per subject.
+//!
+//! Owns: resolving every subject's media (through `paths`), ids from glob file stems, effective
+//! settings after overrides, job keys, output-name templating, and the checks across subjects:
+//! duplicate ids, two subjects making the same clip, two clips landing on one file name.
+//!
+//! May not: read the YAML (that is `yaml` and `schema`) or decide what may be reached on disk
+//! (that is `paths`). Output is deterministic: jobs sorted by subject id.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use super::key::job_key;
+use super::paths::Roots;
+use super::schema::{At, MAX_NAME_CHARS, Manifest, Overrides, SubjectSource, identifier_problem};
+use super::yaml::quote_for_message;
+use super::{ClipSettings, JobSpec, Location, MediaSource, Problems};
+use crate::media::Orientation;
+use crate::pricing::Mode;
+
+/// What a batch expands to; `None` parts failed and were reported.
+pub(crate) struct Expanded {
+    pub reference_video: Option<MediaSource>,
+    pub output_dir: Option<PathBuf>,
+    pub jobs: Vec<JobSpec>,
+}
+
+/// Longest output file name most file systems take, in bytes.
+const MAX_FILE_NAME_BYTES: usize = 255;
+const OUTPUT_NAME_PLACEHOLDERS: &[&str] = &["batch", "subject", "mode", "model", "key"];
+const OUTPUT_DIR_PLACEHOLDERS: &[&str] = &["batch"];
+
+/// A subject after its media are resolved, before its job key.
+struct Candidate {
+    id: String,
+    /// Where the id came from, for duplicate messages: the `id:` line, or the glob's.
+    at: Location,
+    /// Field path for messages, e.g. `subjects[2].id` or `subjects[3].glob`.
+    field: String,
+    /// For glob matches: the file the id came from.
+    from_file: Option<String>,
+    image: MediaSource,
+    overrides: Overrides,
+}
+
+pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Problems) -> Expanded {
+    let reference_video = manifest.reference_video.as_ref().and_then(|video| {
+        roots
+            .media(&video.value)
+            .map_err(|message| problems.push(video.at, "reference.video", message))
+            .ok()
+    });
+
+    let output_dir = manifest.name.as_ref().and_then(|name| {
+        let dir = &manifest.output_dir;
+        let rendered = render(&dir.value, OUTPUT_DIR_PLACEHOLDERS, &|p| match p {
+            "batch" => name.value.clone(),
+            _ => String::new(),
+        })
+        .map_err(|message| problems.push(dir.at, "output.dir", message))
+        .ok()?;
+        roots
+            .output_dir(&rendered)
+            .map_err(|message| problems.push(dir.at, "output.dir", message))
+            .ok()
+    });
+
+    let template_ok = check_name_template(&manifest.output_name, problems);
+    let candidates = drop_duplicate_ids(candidates(manifest, roots, problems), problems);
+
+    // Keys need every clip-shaping input; a mistake there is already reported.
+    let (Some(video), Some(model)) = (&reference_video, &manifest.model) else {
+        return Expanded {
+            reference_video,
+            output_dir,
+            jobs: Vec::new(),
+        };
+    };
+    let batch = manifest.name.as_ref().map_or("", |n| n.value.as_str());
+    let mut jobs: Vec<JobSpec> = candidates
+        .into_iter()
+        .map(|c| {
+            let settings = effective_settings(model, &manifest.defaults, &c.overrides);
+            let key = job_key(&settings, &c.image, video);
+            let output_name = if template_ok {
+                render_output_name(&manifest.output_name, batch, &c.id, &settings, &key)
+            } else {
+                String::new()
+            };
+            JobSpec {
+                subject_id: c.id,
+                image: c.image,
+                settings,
+                key,
+                output_name,
+                location: c.at,
+            }
+        })
+        .collect();
+    // Stable sort: with duplicate ids (already reported) file order breaks the tie.
+    jobs.sort_by(|a, b| a.subject_id.cmp(&b.subject_id));
+
+    check_same_clip(&jobs, problems);
+    if template_ok {
+        check_output_names(&jobs, &manifest.output_name, problems);
+    }
+    Expanded {
+        reference_video,
+        output_dir,
+        jobs,
+    }
+}
+
+fn candidates(manifest: &Manifest, roots: &mut Roots, problems: &mut Problems) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for subject in &manifest.subjects {
+        match &subject.source {
+            None => {}
+            Some(SubjectSource::Image(image)) => {
+                let field = format!("{}.image", subject.path);
+                let media = roots
+                    .media(&image.value)
+                    .map_err(|message| problems.push(image.at, &field, message));
+                if let (Ok(image), Some(id)) = (media, &subject.id) {
+                    out.push(Candidate {
+                        id: id.value.clone(),
+                        at: id.at,
+                        field: format!("{}.id", subject.path),
+                        from_file: None,
+                        image,
+                        overrides: subject.overrides.clone(),
+                    });
+                }
+            }
+            Some(SubjectSource::Glob(glob)) => {
+                let field = format!("{}.glob", subject.path);
+                let matches = match roots.glob(&glob.value) {
+                    Ok(matches) => matches,
+                    Err(message) => {
+                        problems.push(glob.at, &field, message);
+                        continue;
+                    }
+                };
+                if matches.is_empty() {
+                    problems.push(
+                        glob.at,
+                        &field,
+                        format!("`{}` matches no files", quote_for_message(&glob.value)),
+                    );
+                }
+                for m in matches {
+                    let image = match m.media {
+                        Ok(image) => image,
+                        Err(message) => {
+                            problems.push(glob.at, &field, message);
+                            continue;
+                        }
+                    };
+                    let Some(id) = id_from_file_name(&m.file_name) else {
+                        problems.push(
+                            glob.at,
+                            &field,
+                            format!(
+                                "cannot make a subject id from `{}`: its name has no letters or \
+                                 digits",
+                                quote_for_message(&m.shown)
+                            ),
+                        );
+                        continue;
+                    };
+                    out.push(Candidate {
+                        id,
+                        at: glob.at,
+                        field: field.clone(),
+                        from_file: Some(m.shown),
+                        image,
+                        overrides: subject.overrides.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A subject id from a file name: the stem, with characters ids may not hold turned into `-`,
+/// runs of `-` collapsed, trimmed, and cut to the id length limit.
+pub(crate) fn id_from_file_name(file_name: &str) -> Option<String> {
+    let stem = match file_name.rfind('.') {
+        Some(i) if i > 0 => &file_name[..i],
+        _ => file_name,
+    };
+    let mut id = String::new();
+    for c in stem.chars() {
+        let c = if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            c
+        } else {
+            '-'
+        };
+        if !(c == '-' && id.ends_with('-')) {
+            id.push(c);
+        }
+    }
+    let id: String = id.trim_matches('-').chars().take(MAX_NAME_CHARS).collect();
+    let id = id.trim_end_matches('-').to_owned();
+    debug_assert!(id.is_empty() || identifier_problem(&id).is_none());
+    (!id.is_empty()).then_some(id)
+}
+
+fn describe_candidate(c: &Candidate) -> String {
+    match &c.from_file {
+        Some(file) => format!("line {} (from `{}`)", c.at.line, quote_for_message(file)),
+        None => format!("line {}", c.at.line),
+    }
+}
+
+/// Report every id used twice, and keep only the first use: the later one's clip and file name
+/// would otherwise be reported again as collisions of the same mistake.
+fn drop_duplicate_ids(candidates: Vec<Candidate>, problems: &mut Problems) -> Vec<Candidate> {
+    let mut first_by_id: BTreeMap<String, Candidate> = BTreeMap::new();
+    for c in candidates {
+        match first_by_id.get(c.id.as_str()) {
+            Some(first) => {
+                let here = match &c.from_file {
+                    Some(file) => format!(" (from `{}`)", quote_for_message(file)),
+                    None => String::new(),
+                };
+                problems.push(
+                    c.at,
+                    &c.field,
+                    format!(
+                        "subject id `{}`{here} is already used at {}; ids must be unique",
+                        c.id,
+                        describe_candidate(first)
+                    ),
+                );
+            }
+            None => {
+                first_by_id.insert(c.id.clone(), c);
+            }
+        }
+    }
+    first_by_id.into_values().collect()
+}
+
+fn effective_settings(model: &str, defaults: &Overrides, own: &Overrides) -> ClipSettings {
+    ClipSettings {
+        model: model.to_owned(),
+        mode: own.mode.or(defaults.mode).unwrap_or(Mode::Std),
+        orientation: own
+            .orientation
+            .or(defaults.orientation)
+            .unwrap_or(Orientation::Image),
+        keep_original_sound: own
+            .keep_original_sound
+            .or(defaults.keep_original_sound)
+            .unwrap_or(true),
+        prompt: own
+            .prompt
+            .clone()
+            .unwrap_or_else(|| defaults.prompt.clone().flatten()),
+    }
+}
+
+/// Two subjects with one key would pay twice for one clip (or overwrite each other).
+fn check_same_clip(jobs: &[JobSpec], problems: &mut Problems) {
+    let mut first_by_key: HashMap<&str, &JobSpec> = HashMap::new();
+    // File order, so the later declaration is the one reported.
+    let mut in_file_order: Vec<&JobSpec> = jobs.iter().collect();
+    in_file_order.sort_by_key(|j| j.location);
+    for job in in_file_order {
+        match first_by_key.get(job.key.0.as_str()) {
+            Some(first) => problems.push(
+                job.location,
+                "subjects",
+                format!(
+                    "subjects `{}` (line {}) and `{}` would make the same clip (same image, \
+                     reference video and settings; job key {}); remove one or change a setting",
+                    first.subject_id,
+                    first.location.line,
+                    job.subject_id,
+                    job.key.short()
+                ),
+            ),
+            None => {
+                first_by_key.insert(&job.key.0, job);
+            }
+        }
+    }
+}
+
+/// Replace `{placeholder}`s; any other `{...}` or a stray brace is a mistake.
+fn render(
+    template: &str,
+    allowed: &[&str],
+    value_of: &dyn Fn(&str) -> String,
+) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find(['{', '}']) {
+        out.push_str(&rest[..open]);
+        if rest[open..].starts_with('}') {
+            return Err(format!(
+                "`{}` has a `}}` without a `{{`; placeholders are {}",
+                quote_for_message(template),
+                list_placeholders(allowed)
+            ));
+        }
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!(
+                "`{}` has a `{{` without a `}}`; placeholders are {}",
+                quote_for_message(template),
+                list_placeholders(allowed)
+            ));
+        };
+        let name = &rest[open + 1..open + close];
+        if !allowed.contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{}}}` in `{}`; allowed here: {}",
+                quote_for_message(name),
+                quote_for_message(template),
+                list_placeholders(allowed)
+            ));
+        }
+        out.push_str(&value_of(name));
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn list_placeholders(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{{{n}}}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a file name could leave its folder or be mistaken for something else; `None` when fine.
+pub(crate) fn output_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.contains('\0') {
+        Some("contains a NUL character")
+    } else if name.contains(['/', '\\']) {
+        Some("contains a path separator (`/` or `\\`); it must be a file name in the output folder")
+    } else if name.contains("..") {
+        Some("contains `..`")
+    } else if name.starts_with('.') {
+        Some("starts with `.` (a hidden file)")
+    } else if name.chars().any(char::is_control) {
+        Some("contains control characters")
+    } else if name.len() > MAX_FILE_NAME_BYTES {
+        Some("is longer than 255 bytes")
+    } else if !name.ends_with(".mp4") || name == ".mp4" {
+        Some("must end in `.mp4`")
+    } else {
+        None
+    }
+}
+
+/// Check the template once with harmless values, so a mistake in the template itself is
+/// reported once rather than for every subject.
+fn check_name_template(template: &At<String>, problems: &mut Problems) -> bool {
+    let result = render(&template.value, OUTPUT_NAME_PLACEHOLDERS, &|_| {
+        "x".to_owned()
+    })
+    .and_then(|sample| match output_name_problem(&sample) {
+        None => Ok(()),
+        Some(problem) => Err(format!(
+            "`{}` gives names like `{}`, which {problem}",
+            quote_for_message(&template.value),
+            quote_for_message(&sample)
+        )),
+    });
+    match result {
+        Ok(()) => true,
+        Err(message) => {
+            problems.push(template.at, "output.name", message);
+            false
+        }
+    }
+}
+
+fn render_output_name(
+    template: &At<String>,
+    batch: &str,
+    subject: &str,
+    settings: &ClipSettings,
+    key: &super::JobKey,
+) -> String {
+    render(&template.value, OUTPUT_NAME_PLACEHOLDERS, &|p| match p {
+        "batch" => batch.to_owned(),
+        "subject" => subject.to_owned(),
+        "mode" => settings.mode.as_str().to_owned(),
+        "model" => settings.model.clone(),
+        "key" => key.short().to_owned(),
+        _ => String::new(),
+    })
+    // The template was checked already; an error here cannot happen, and leaves the name empty,
+    // which the per-job check reports.
+    .unwrap_or_default()
+}
+
+fn check_output_names(jobs: &[JobSpec], template: &At<String>, problems: &mut Problems) {
+    let mut reported_unsafe: Vec<String> = Vec::new();
+    let mut first_by_name: HashMap<&str, &JobSpec> = HashMap::new();
+    let mut in_file_order: Vec<&JobSpec> = jobs.iter().collect();
+    in_file_order.sort_by_key(|j| j.location);
+    for job in in_file_order {
+        if let Some(problem) = output_name_problem(&job.output_name) {
+            // Values such as a model with `/` give every subject the same mistake: say it once.
+            let message = format!(
+                "`{}` gives `{}` for subject `{}`, which {problem}",
+                quote_for_message(&template.value),
+                quote_for_message(&job.output_name),
+                job.subject_id
+            );
+            if !reported_unsafe.contains(&problem.to_owned()) {
+                reported_unsafe.push(problem.to_owned());
+                problems.push(template.at, "output.name", message);
+            }
+            continue;
+        }
+        match first_by_name.get(job.output_name.as_str()) {
+            Some(first) => problems.push(
+                job.location,
+                "output.name",
+                format!(
+                    "subjects `{}` (line {}) and `{}` would both be saved as `{}`; put \
+                     `{{subject}}` or `{{key}}` in `output.name`",
+                    first.subject_id,
+                    first.location.line,
+                    job.subject_id,
+                    quote_for_message(&job.output_name)
+                ),
+            ),
+            None => {
+                first_by_name.insert(&job.output_name, job);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_file_names_are_sanitised() {
+        assert_eq!(id_from_file_name("fox.jpg").as_deref(), Some("fox"));
+        assert_eq!(
+            id_from_file_name("Mr. Fox (2).jpg").as_deref(),
+            Some("Mr-Fox-2")
+        );
+        assert_eq!(
+            id_from_file_name("..weird..name...png").as_deref(),
+            Some("weird-name")
+        );
+        assert_eq!(id_from_file_name("été.png").as_deref(), Some("t"));
+        assert_eq!(id_from_file_name("...png"), None);
+        assert_eq!(id_from_file_name("ü.png"), None);
+        let long = format!("{}.png", "a".repeat(63) + "-bbb");
+        assert_eq!(
+            id_from_file_name(&long).as_deref(),
+            Some("a".repeat(63).as_str())
+        );
+    }
+
+    #[test]
+    fn templates() {
+        let value = |p: &str| format!("<{p}>");
+        assert_eq!(
+            render("{batch}/{subject}.mp4", OUTPUT_NAME_PLACEHOLDERS, &value).unwrap(),
+            "<batch>/<subject>.mp4"
+        );
+        assert!(
+            render("{nope}.mp4", OUTPUT_NAME_PLACEHOLDERS, &value)
+                .unwrap_err()
+                .contains("unknown placeholder `{nope}`")
+        );
+        assert!(render("{subject.mp4", OUTPUT_NAME_PLACEHOLDERS, &value).is_err());
+        assert!(render("subject}.mp4", OUTPUT_NAME_PLACEHOLDERS, &value).is_err());
+    }
+
+    #[test]
+    fn output_names_stay_in_their_folder() {
+        assert_eq!(output_name_problem("fox.mp4"), None);
+        for bad in [
+            "",
+            "a/b.mp4",
+            "a\\b.mp4",
+            "../x.mp4",
+            "x..mp4",
+            ".x.mp4",
+            "x.mov",
+            ".mp4",
+            "a\0.mp4",
+            "/etc/x.mp4",
+        ] {
+            assert!(output_name_problem(bad).is_some(), "{bad:?}");
+        }
+        assert!(output_name_problem(&format!("{}.mp4", "a".repeat(252))).is_some());
+    }
+}

@@ -1,0 +1,437 @@
+//! Where a manifest may reach: local media, globs and the output folder, confined to roots.
+//!
+//! Owns: telling URLs from local paths, confining local paths to the manifest's folder and the
+//! allowed roots (lexically first, then after resolving symlinks), listing a glob's folder,
+//! hashing local media, and resolving the output folder.
+//!
+//! May not: read media beyond hashing them (probing is `media`), create or write anything, or
+//! put a resolved absolute path into an error message: the manifest said where, and that is what
+//! the user sees (a manifest dropped into a watched folder must not learn the file system).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::MediaSource;
+use super::yaml::quote_for_message;
+
+/// A glob that matches more files than this is more likely a mistake than a batch.
+pub const MAX_GLOB_MATCHES: usize = 10_000;
+
+/// The folders local media and outputs may live in: the manifest's own folder and the allowed
+/// roots. Each is kept as written (made absolute) and canonical, so a path is accepted lexically
+/// under either spelling and then checked again once symlinks are resolved.
+#[derive(Debug)]
+pub(crate) struct Roots {
+    /// Canonical folder of the manifest.
+    base: PathBuf,
+    /// Allowed roots: (absolute as given, canonical).
+    extra: Vec<(PathBuf, PathBuf)>,
+    /// sha256 by canonical path, so media shared by subjects are read once.
+    hashes: HashMap<PathBuf, String>,
+}
+
+impl Roots {
+    /// `base` must be canonical. Allowed roots that do not exist are skipped: nothing can be
+    /// read from them, and an output folder under them could not be confined after resolving.
+    pub fn new(base: PathBuf, allowed: &[PathBuf]) -> Roots {
+        let extra = allowed
+            .iter()
+            .filter_map(|root| {
+                // Relative roots come from flags and settings: relative to the working folder.
+                let absolute = normalize(&std::path::absolute(root).ok()?);
+                let canonical = fs::canonicalize(root).ok()?;
+                Some((absolute, canonical))
+            })
+            .collect();
+        Roots {
+            base,
+            extra,
+            hashes: HashMap::new(),
+        }
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    fn lexically_inside(&self, path: &Path) -> bool {
+        path.starts_with(&self.base)
+            || self.extra.iter().any(|(lexical, canonical)| {
+                path.starts_with(lexical) || path.starts_with(canonical)
+            })
+    }
+
+    /// The canonical root containing a canonical path.
+    fn canonical_root_of(&self, canonical: &Path) -> Option<&Path> {
+        if canonical.starts_with(&self.base) {
+            return Some(&self.base);
+        }
+        self.extra
+            .iter()
+            .map(|(_, root)| root.as_path())
+            .find(|root| canonical.starts_with(root))
+    }
+
+    /// A local path as written -> its absolute, lexically normalised form, if it stays inside.
+    fn confine_lexically(&self, raw: &str) -> Result<PathBuf, String> {
+        if raw.contains('\0') {
+            return Err("a path may not contain a NUL character".to_owned());
+        }
+        let joined = normalize(&self.base.join(raw));
+        if self.lexically_inside(&joined) {
+            Ok(joined)
+        } else {
+            Err(format!(
+                "`{}` is outside the manifest's folder; local media must stay inside it (or \
+                 inside an allowed root)",
+                quote_for_message(raw)
+            ))
+        }
+    }
+
+    /// Resolve symlinks and check the result is still inside a root; returns the canonical path
+    /// and the root it lies in.
+    fn confine_canonically(&self, raw: &str, path: &Path) -> Result<(PathBuf, &Path), String> {
+        let canonical = fs::canonicalize(path).map_err(|err| match err.kind() {
+            io::ErrorKind::NotFound => format!("`{}` does not exist", quote_for_message(raw)),
+            _ => format!("cannot open `{}`: {err}", quote_for_message(raw)),
+        })?;
+        match self.canonical_root_of(&canonical) {
+            Some(root) => Ok((canonical.clone(), root)),
+            None => Err(format!(
+                "`{}` leads through a symlink to a place outside the manifest's folder; local \
+                 media must stay inside it (or inside an allowed root)",
+                quote_for_message(raw)
+            )),
+        }
+    }
+
+    /// A local media file: confined, checked to be a regular file, hashed.
+    fn local_file(&mut self, raw: &str, path: &Path) -> Result<MediaSource, String> {
+        let (canonical, root) = self.confine_canonically(raw, path)?;
+        let rel = relative_with_slashes(&canonical, root);
+        let metadata = fs::metadata(&canonical)
+            .map_err(|err| format!("cannot open `{}`: {err}", quote_for_message(raw)))?;
+        if !metadata.is_file() {
+            return Err(format!(
+                "`{}` is not a regular file",
+                quote_for_message(raw)
+            ));
+        }
+        let sha256 = match self.hashes.get(&canonical) {
+            Some(sha) => sha.clone(),
+            None => {
+                let sha = sha256_file(&canonical)
+                    .map_err(|err| format!("cannot read `{}`: {err}", quote_for_message(raw)))?;
+                self.hashes.insert(canonical.clone(), sha.clone());
+                sha
+            }
+        };
+        Ok(MediaSource::Local {
+            path: canonical,
+            rel,
+            sha256,
+        })
+    }
+
+    /// One media reference as written: an http(s) URL, or a local path relative to the manifest.
+    pub fn media(&mut self, raw: &str) -> Result<MediaSource, String> {
+        if let Some(url) = remote_url(raw)? {
+            return Ok(MediaSource::Remote { url });
+        }
+        let path = self.confine_lexically(raw)?;
+        self.local_file(raw, &path)
+    }
+
+    /// Every file a glob matches, sorted by file name; each match is confined and hashed on its
+    /// own, so one bad match (a symlink out) does not hide the others.
+    pub fn glob(&mut self, raw: &str) -> Result<Vec<GlobMatch>, String> {
+        if remote_url(raw)?.is_some() {
+            return Err("a `glob` matches local files only; use `image` for a URL".to_owned());
+        }
+        let (folder_raw, pattern) = match raw.rfind('/') {
+            Some(i) => (&raw[..i.max(1)], &raw[i + 1..]),
+            None => (".", raw),
+        };
+        if folder_raw.contains(['*', '?']) {
+            return Err(format!(
+                "`{}`: `*` and `?` are allowed in the file name only, not in folders",
+                quote_for_message(raw)
+            ));
+        }
+        if !pattern.contains(['*', '?']) {
+            return Err(format!(
+                "`{}` has no `*` or `?` in its file name; for a single file use `image` with an `id`",
+                quote_for_message(raw)
+            ));
+        }
+        let folder = self.confine_lexically(folder_raw)?;
+        let (folder, _) = self.confine_canonically(folder_raw, &folder)?;
+        let entries = fs::read_dir(&folder).map_err(|err| {
+            format!(
+                "cannot list the folder `{}`: {err}",
+                quote_for_message(folder_raw)
+            )
+        })?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|err| {
+                format!(
+                    "cannot list the folder `{}`: {err}",
+                    quote_for_message(folder_raw)
+                )
+            })?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            // As in shells, `*` does not match hidden files unless the pattern asks for them.
+            if name.starts_with('.') && !pattern.starts_with('.') {
+                continue;
+            }
+            if wildcard_match(pattern, &name) {
+                names.push(name);
+                if names.len() > MAX_GLOB_MATCHES {
+                    return Err(format!(
+                        "`{}` matches more than {MAX_GLOB_MATCHES} files",
+                        quote_for_message(raw)
+                    ));
+                }
+            }
+        }
+        names.sort();
+        let mut matches = Vec::new();
+        for name in names {
+            let path = folder.join(&name);
+            // Folders that happen to match (`*`) are not subjects.
+            if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let shown = format!("{}/{name}", folder_raw.trim_end_matches('/'));
+            let media = self.local_file(&shown, &path);
+            matches.push(GlobMatch {
+                file_name: name,
+                shown,
+                media,
+            });
+        }
+        Ok(matches)
+    }
+
+    /// The output folder after templating: absolute, with the nearest existing ancestor resolved
+    /// through symlinks, inside a root. It need not exist yet.
+    pub fn output_dir(&self, raw: &str) -> Result<PathBuf, String> {
+        if raw.trim().is_empty() {
+            return Err("the output folder must not be empty (e.g. `./out/{batch}`)".to_owned());
+        }
+        if raw.contains('\0') {
+            return Err("the output folder may not contain a NUL character".to_owned());
+        }
+        let joined = normalize(&self.base.join(raw));
+        let outside = || {
+            format!(
+                "the output folder `{}` is outside the manifest's folder; outputs must stay \
+                 inside it (or inside an allowed root)",
+                quote_for_message(raw)
+            )
+        };
+        if !self.lexically_inside(&joined) {
+            return Err(outside());
+        }
+        for ancestor in joined.ancestors() {
+            match fs::canonicalize(ancestor) {
+                Ok(canonical) => {
+                    if self.canonical_root_of(&canonical).is_none() {
+                        return Err(format!(
+                            "the output folder `{}` leads through a symlink to a place outside \
+                             the manifest's folder",
+                            quote_for_message(raw)
+                        ));
+                    }
+                    if !canonical.is_dir() {
+                        return Err(format!(
+                            "the output folder `{}` runs into a file that is not a folder",
+                            quote_for_message(raw)
+                        ));
+                    }
+                    let rest = joined.strip_prefix(ancestor).unwrap_or(Path::new(""));
+                    return Ok(canonical.join(rest));
+                }
+                // A dangling symlink would be followed when the folder is created.
+                Err(_) if fs::symlink_metadata(ancestor).is_ok() => {
+                    return Err(format!(
+                        "the output folder `{}` runs into a broken symlink",
+                        quote_for_message(raw)
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
+        Err(outside())
+    }
+}
+
+/// One file matched by a glob.
+#[derive(Debug)]
+pub(crate) struct GlobMatch {
+    pub file_name: String,
+    /// The match as the user would write it (`./subjects/team/fox.jpg`), for messages.
+    pub shown: String,
+    pub media: Result<MediaSource, String>,
+}
+
+/// `Some(url)` for an accepted URL, `None` for a local path, an error for any other URL scheme
+/// (`file://` in particular would reach around the confinement).
+pub(crate) fn remote_url(raw: &str) -> Result<Option<String>, String> {
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return Ok(None);
+    };
+    let looks_like_scheme = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !looks_like_scheme {
+        return Ok(None);
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        let hint = if scheme == "file" {
+            "; for a local file write its path relative to the manifest"
+        } else {
+            ""
+        };
+        return Err(format!(
+            "`{}`: `{scheme}://` URLs are not accepted; remote media must be `https://` (or \
+             `http://`) URLs{hint}",
+            quote_for_message(raw)
+        ));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "`{}` is not a valid URL (it needs a host, and no spaces)",
+            quote_for_message(raw)
+        ));
+    }
+    Ok(Some(raw.to_owned()))
+}
+
+/// Resolve `.` and `..` without touching the file system; `..` never climbs above the root.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn relative_with_slashes(path: &Path, root: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// sha256 of a file, streamed: media can be large and memory stays bounded.
+fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut file = fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// `*` matches any run of characters, `?` one character; everything else is literal.
+pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let name: Vec<char> = name.chars().collect();
+    let (mut p, mut n) = (0, 0);
+    // Where the last `*` was, and how much of the name it has swallowed so far.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
+            p += 1;
+            n += 1;
+        } else if p < pattern.len() && pattern[p] == '*' {
+            star = Some((p, n));
+            p += 1;
+        } else if let Some((star_p, star_n)) = star {
+            p = star_p + 1;
+            n = star_n + 1;
+            star = Some((star_p, star_n + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*.jpg", "fox.jpg"));
+        assert!(wildcard_match("*", "x"));
+        assert!(wildcard_match("f?x*.jpg", "fox-1.jpg"));
+        assert!(wildcard_match("*a*b", "xxaxxb"));
+        assert!(!wildcard_match("*.jpg", "fox.jpeg"));
+        assert!(!wildcard_match("?", ""));
+        assert!(!wildcard_match("a*b", "acbd"));
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            remote_url("https://cdn.example.com/x.png"),
+            Ok(Some("https://cdn.example.com/x.png".to_owned()))
+        );
+        assert_eq!(remote_url("./x.png"), Ok(None));
+        assert_eq!(remote_url("dir/a://b"), Ok(None));
+        assert!(
+            remote_url("file:///etc/passwd")
+                .unwrap_err()
+                .contains("relative")
+        );
+        assert!(remote_url("ftp://host/x").is_err());
+        assert!(remote_url("https://").is_err());
+        assert!(remote_url("https://a b/").is_err());
+    }
+
+    #[test]
+    fn normalize_never_climbs_above_root() {
+        assert_eq!(normalize(Path::new("/a/b/../../../etc")), Path::new("/etc"));
+        assert_eq!(normalize(Path::new("/a/./b/../c")), Path::new("/a/c"));
+    }
+
+    #[test]
+    fn traversal_is_rejected_before_touching_the_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut roots = Roots::new(fs::canonicalize(dir.path()).unwrap(), &[]);
+        let err = roots.media("../../etc/passwd").unwrap_err();
+        assert!(err.contains("outside the manifest's folder"), "{err}");
+        let err = roots.media("/etc/passwd").unwrap_err();
+        assert!(err.contains("outside the manifest's folder"), "{err}");
+    }
+}
