@@ -326,3 +326,290 @@ mod fuzz {
         }
     }
 }
+
+/// A small file server on loopback: `/range/{name}` honours `Range: bytes=a-b` (206 with
+/// Content-Range), `/whole/{name}` ignores ranges (200, whole file), `/endless` sends zeros
+/// forever without a length; anything else is a 404. It counts the body bytes it sends.
+mod over_http {
+    use super::*;
+    use axum::Router;
+    use axum::body::{Body, Bytes};
+    use axum::extract::{Path, State};
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Clone)]
+    struct Served {
+        root: PathBuf,
+        bytes: Arc<AtomicU64>,
+    }
+
+    struct Server {
+        base: String,
+        bytes: Arc<AtomicU64>,
+    }
+
+    impl Server {
+        async fn start(root: PathBuf) -> Self {
+            let bytes = Arc::new(AtomicU64::new(0));
+            let app = Router::new()
+                .route("/range/{name}", get(ranged))
+                .route("/whole/{name}", get(whole))
+                .route("/endless", get(endless))
+                .with_state(Served {
+                    root,
+                    bytes: bytes.clone(),
+                });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            Self { base, bytes }
+        }
+
+        fn url(&self, path: &str) -> String {
+            format!("{}/{path}", self.base)
+        }
+
+        fn served(&self) -> u64 {
+            self.bytes.load(Ordering::SeqCst)
+        }
+    }
+
+    fn read(served: &Served, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(served.root.join(name)).ok()
+    }
+
+    fn send(served: &Served, status: StatusCode, headers: HeaderMap, body: Vec<u8>) -> Response {
+        served.bytes.fetch_add(body.len() as u64, Ordering::SeqCst);
+        (status, headers, body).into_response()
+    }
+
+    /// `bytes=a-b` -> `(a, b)`, clamped to the file; `None` when unsatisfiable.
+    fn parse_range(value: &str, total: u64) -> Option<(u64, u64)> {
+        let (a, b) = value.strip_prefix("bytes=")?.split_once('-')?;
+        let a: u64 = a.parse().ok()?;
+        let b: u64 = b.parse().unwrap_or(u64::MAX).min(total.checked_sub(1)?);
+        (a <= b).then_some((a, b))
+    }
+
+    async fn ranged(
+        State(served): State<Served>,
+        Path(name): Path<String>,
+        request: HeaderMap,
+    ) -> Response {
+        let Some(file) = read(&served, &name) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let total = file.len() as u64;
+        let Some(range) = request.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+            return send(&served, StatusCode::OK, HeaderMap::new(), file);
+        };
+        let mut headers = HeaderMap::new();
+        match parse_range(range, total) {
+            Some((a, b)) => {
+                let value = format!("bytes {a}-{b}/{total}");
+                headers.insert(header::CONTENT_RANGE, value.parse().unwrap());
+                let body = file[a as usize..=b as usize].to_vec();
+                send(&served, StatusCode::PARTIAL_CONTENT, headers, body)
+            }
+            None => {
+                let value = format!("bytes */{total}");
+                headers.insert(header::CONTENT_RANGE, value.parse().unwrap());
+                send(
+                    &served,
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    headers,
+                    Vec::new(),
+                )
+            }
+        }
+    }
+
+    async fn whole(State(served): State<Served>, Path(name): Path<String>) -> Response {
+        match read(&served, &name) {
+            Some(file) => send(&served, StatusCode::OK, HeaderMap::new(), file),
+            None => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+
+    async fn endless(State(served): State<Served>) -> Response {
+        let chunk = Bytes::from(vec![0u8; 64 * 1024]);
+        let counter = served.bytes.clone();
+        let stream = futures_util::stream::repeat_with(move || {
+            counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(chunk.clone())
+        });
+        Body::from_stream(stream).into_response()
+    }
+
+    async fn fixtures_server() -> Server {
+        Server::start(fixture("")).await
+    }
+
+    #[tokio::test]
+    async fn videos_over_range_requests_read_only_the_headers() {
+        let server = fixtures_server().await;
+        let client = reqwest::Client::new();
+        for name in [
+            "ref-6s-moov-at-end.mp4",
+            "ref-6s.mp4",
+            "ref-4s.mov",
+            "long-12s.mp4",
+        ] {
+            let before = server.served();
+            let info = media::probe_video_url(&client, &server.url(&format!("range/{name}")))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(info, video(name), "{name}");
+            let fetched = server.served() - before;
+            assert!(
+                fetched * 10 < info.size_bytes,
+                "{name}: fetched {fetched} of {} bytes",
+                info.size_bytes
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn videos_from_a_server_that_ignores_ranges() {
+        let server = fixtures_server().await;
+        let client = reqwest::Client::new();
+        for name in ["ref-6s-moov-at-end.mp4", "ref-6s.mp4", "ref-4s.mov"] {
+            let info = media::probe_video_url(&client, &server.url(&format!("whole/{name}")))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(info, video(name), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn broken_videos_over_http() {
+        let server = fixtures_server().await;
+        let client = reqwest::Client::new();
+        for mode in ["range", "whole"] {
+            let probe = async |name: &str| {
+                media::probe_video_url(&client, &server.url(&format!("{mode}/{name}"))).await
+            };
+            let err = probe("truncated.mp4").await.unwrap_err();
+            assert!(err.to_string().contains("truncated"), "{mode}: {err}");
+            let err = probe("png-pretending.mp4").await.unwrap_err();
+            assert!(
+                err.to_string().contains("this is a PNG image"),
+                "{mode}: {err}"
+            );
+            let err = probe("empty.mp4").await.unwrap_err();
+            assert!(matches!(err, MediaError::Empty), "{mode}: {err:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn http_errors_name_the_url_and_status() {
+        let server = fixtures_server().await;
+        let client = reqwest::Client::new();
+        let url = server.url("range/no-such-file.mp4");
+        let err = media::probe_video_url(&client, &url).await.unwrap_err();
+        let MediaError::Http { url: named, reason } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(named, &url);
+        assert!(reason.contains("404"), "{reason}");
+        assert!(err.to_string().contains(&url));
+        let err = media::probe_image_url(&client, &server.url("nowhere"))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("404"), "{err}");
+
+        // Nothing listens on a port we just let go of.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/x.mp4");
+        let err = media::probe_video_url(&client, &url).await.unwrap_err();
+        assert!(
+            matches!(&err, MediaError::Http { url: u, .. } if u == &url),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn images_over_http() {
+        let server = fixtures_server().await;
+        let client = reqwest::Client::new();
+        for mode in ["range", "whole"] {
+            for name in [
+                "subject.png",
+                "subject.jpg",
+                "subject.webp",
+                "png-pretending.jpg",
+            ] {
+                let info = media::probe_image_url(&client, &server.url(&format!("{mode}/{name}")))
+                    .await
+                    .unwrap_or_else(|e| panic!("{mode}/{name}: {e}"));
+                assert_eq!(info, image(name), "{mode}/{name}");
+            }
+            let probe = async |name: &str| {
+                media::probe_image_url(&client, &server.url(&format!("{mode}/{name}"))).await
+            };
+            let err = probe("truncated.png").await.unwrap_err();
+            assert!(err.to_string().contains("truncated"), "{mode}: {err}");
+            assert!(matches!(probe("empty.mp4").await, Err(MediaError::Empty)));
+            let err = probe("ref-6s.mp4").await.unwrap_err();
+            assert!(matches!(err, MediaError::NotAnImage(_)), "{mode}: {err:?}");
+        }
+    }
+
+    /// A PNG with a large ancillary chunk: over ranges only its head and tail travel.
+    #[tokio::test]
+    async fn large_image_is_read_at_both_ends_only() {
+        let png = std::fs::read(fixture("subject.png")).unwrap();
+        let (body, iend) = png.split_at(png.len() - 12);
+        let filler = vec![b'x'; 400_000];
+        let mut chunk = (filler.len() as u32).to_be_bytes().to_vec();
+        chunk.extend_from_slice(b"zTXt");
+        chunk.extend_from_slice(&filler);
+        chunk.extend_from_slice(&[0; 4]);
+        let big = [body, &chunk, iend].concat();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("big.png"), &big).unwrap();
+
+        let server = Server::start(dir.path().to_path_buf()).await;
+        let client = reqwest::Client::new();
+        let info = media::probe_image_url(&client, &server.url("range/big.png"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (info.format, info.width, info.height),
+            (ImageFormat::Png, 400, 600)
+        );
+        assert_eq!(info.size_bytes, big.len() as u64);
+        assert!(
+            server.served() < 100_000,
+            "fetched {} of {}",
+            server.served(),
+            big.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn endless_bodies_are_cut_off() {
+        let server = fixtures_server().await;
+        let client = reqwest::Client::new();
+        let err = media::probe_image_url(&client, &server.url("endless"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, MediaError::Http { reason, .. } if reason.contains("MiB")),
+            "{err:?}"
+        );
+        assert!(
+            server.served() < 64 * 1024 * 1024,
+            "read {} bytes",
+            server.served()
+        );
+    }
+}

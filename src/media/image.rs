@@ -91,9 +91,9 @@ fn check_whole(format: ImageFormat, head: &[u8], tail: &[u8], size: u64) -> Resu
     let problem = match format {
         ImageFormat::Png => {
             if head.get(12..16) != Some(b"IHDR") && size > 16 {
-                Some("its first chunk is not the `IHDR` header".to_owned())
+                Some("does not start with an `IHDR` chunk".to_owned())
             } else if !tail.ends_with(&PNG_IEND) {
-                Some("truncated: a PNG ends with an `IEND` chunk and this one does not".to_owned())
+                Some("does not end with an `IEND` chunk: it is truncated".to_owned())
             } else {
                 None
             }
@@ -105,8 +105,7 @@ fn check_whole(format: ImageFormat, head: &[u8], tail: &[u8], size: u64) -> Resu
                 None
             } else {
                 Some(format!(
-                    "truncated: a JPEG ends with the end-of-image marker FF D9 and this one ends \
-                     with {}",
+                    "ends with {} instead of the end-of-image marker FF D9: it is truncated",
                     sniff::hex_prefix(&tail[tail.len().saturating_sub(2)..])
                 ))
             }
@@ -119,12 +118,12 @@ fn check_whole(format: ImageFormat, head: &[u8], tail: &[u8], size: u64) -> Resu
             let declared = riff.map_or(0, |r| u64::from(r) + 8);
             if declared > size {
                 Some(format!(
-                    "truncated: its RIFF header declares {declared} bytes but the file has {size}"
+                    "has {size} bytes but its RIFF header declares {declared}: it is truncated"
                 ))
             } else if declared < size {
                 Some(format!(
-                    "its RIFF header declares {declared} bytes but the file has {size} (extra \
-                     data after the image)"
+                    "has {size} bytes but its RIFF header declares {declared} (extra data \
+                     after the image?)"
                 ))
             } else {
                 None
@@ -133,7 +132,7 @@ fn check_whole(format: ImageFormat, head: &[u8], tail: &[u8], size: u64) -> Resu
     };
     match problem {
         Some(problem) => Err(MediaError::Corrupt(format!(
-            "{} file: {problem}",
+            "the {} file {problem}",
             name(format)
         ))),
         None => Ok(()),

@@ -112,7 +112,7 @@ impl Walk {
         let want = self.next_read();
         if data.len() != want.len {
             return Err(MediaError::Corrupt(format!(
-                "truncated: expected {} bytes at byte {}, got {} (did the file change while being read?)",
+                "expected {} bytes at byte {}, got {}: truncated (did the file change while being read?)",
                 want.len,
                 want.offset,
                 data.len()
@@ -146,8 +146,8 @@ impl Walk {
                 return Err(not_a_video(data));
             }
             return Err(MediaError::Corrupt(format!(
-                "truncated: the file ends {} bytes after the last complete box (at byte {}), \
-                 too few for another box header",
+                "the file ends {} bytes after the last complete box (at byte {}), too few for \
+                 another box header: it is truncated",
                 data.len(),
                 self.pos
             )));
@@ -278,8 +278,8 @@ fn not_a_video(head: &[u8]) -> MediaError {
 
 fn truncated_box(kind: &[u8; 4], start: u64, size: u64, file_len: u64) -> MediaError {
     MediaError::Corrupt(format!(
-        "truncated: box `{}` at byte {start} declares {size} bytes, but the file ends after \
-         {file_len} bytes (an interrupted download or copy?)",
+        "box `{}` at byte {start} declares {size} bytes, but the file ends after {file_len}: \
+         it is truncated (an interrupted download or copy?)",
         kind_str(kind)
     ))
 }
@@ -566,7 +566,7 @@ pub(crate) fn probe_file(path: &Path) -> Result<VideoInfo, MediaError> {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 return Err(MediaError::Corrupt(format!(
-                    "truncated: the file ended before byte {} while being read (is it still \
+                    "the file ended before byte {} while being read: truncated (is it still \
                      being written?)",
                     read.offset + read.len as u64
                 )));
