@@ -169,6 +169,8 @@ fn malformed_videos() {
     assert!(matches!(video_err("subject.jpg"), MediaError::NotAVideo(m) if m.contains("JPEG")));
     assert!(matches!(video_err("subject.webp"), MediaError::NotAVideo(m) if m.contains("WebP")));
 
+    let dir = media::probe_video_file(&fixture("")).unwrap_err();
+    assert!(dir.to_string().contains("not a regular file"), "{dir}");
     let missing = media::probe_video_file(&fixture("no-such-file.mp4")).unwrap_err();
     assert!(matches!(&missing, MediaError::Io { what, .. } if what.ends_with("no-such-file.mp4")));
 }
