@@ -8,15 +8,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use recast::manifest::{self, BatchSpec, LoadOptions, ManifestErrors, MediaSource};
 
-// Not `crate::helper`: Cargo also builds this file as a test target of its own (autotests), where
-// `crate` is this file. Once Cargo.toml sets `autotests = false`, use `crate::helper` instead.
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    repo_root().join("tests/fixtures").join(rel)
-}
+use crate::helper::{fixture, repo_root};
 
 /// Errors as the user sees them, with the file named by its file name only, so snapshots hold
 /// on every machine.

@@ -1,17 +1,12 @@
 //! Integration tests of the `media` module: the real fixtures in `tests/fixtures/media/`, probed
 //! from disk, from memory and over HTTP from a small range-honouring server started here.
 
+use crate::helper::repo_root;
 use recast::media::{self, Container, ImageFormat, ImageInfo, MediaError, Orientation, VideoInfo};
 use std::path::PathBuf;
 
-// Paths are built here rather than with `crate::helper`: until Cargo.toml sets
-// `autotests = false`, cargo also builds this file as a test target of its own, without `helper`.
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn fixture(name: &str) -> PathBuf {
-    repo_root().join("tests/fixtures/media").join(name)
+    crate::helper::fixture(&format!("media/{name}"))
 }
 
 fn video(name: &str) -> VideoInfo {

@@ -5,4 +5,4 @@ mod helper;
 
 mod manifest;
 mod media;
-mod sim;
+// mod sim; (merged with the simulator)
