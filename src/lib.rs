@@ -25,8 +25,10 @@
 pub mod cli;
 pub mod engine;
 pub mod manifest;
+pub mod plan;
 pub mod media;
 pub mod pricing;
 pub mod provider;
+pub mod settings;
 pub mod sim;
 pub mod store;

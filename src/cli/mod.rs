@@ -1,5 +1,111 @@
-//! Commands, flags and terminal output.
+//! The command line: commands, flags and terminal output.
+//!
+//! Owns: parsing arguments (clap), resolving them into [`Settings`], turning library errors into
+//! human messages with a hint, tables and progress bars, `--json` documents, and exit codes
+//! (all from one place, [`ExitCode`]). May not: hold logic the daemon also needs; every command
+//! here is a thin layer over `manifest`, `plan`, `store` and `engine`.
 
+mod args;
+mod exit;
+mod plan_cmd;
+mod run_cmd;
+mod status_cmd;
+
+use std::io::IsTerminal;
+
+use clap::Parser;
+
+pub use args::{Cli, Command, GlobalArgs};
+pub use exit::ExitCode;
+
+use crate::settings::{Settings, SettingsFile};
+
+/// Parse the command line, run the command, and map the outcome to an exit code.
 pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::Usage.into()
+            } else {
+                ExitCode::Ok.into()
+            };
+        }
+    };
+    init_logging(&cli.global);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::Internal.into();
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    // Do not wait for lingering blocking work (a stuck probe) once the command has answered.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    code.into()
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
+    let settings = match resolve_settings(&cli.global) {
+        Ok(s) => s,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::Invalid;
+        }
+    };
+    match cli.command {
+        Command::Plan(a) => plan_cmd::plan(&settings, a).await,
+        Command::Run(a) => run_cmd::run(&settings, &cli.global, a).await,
+        Command::Status(a) => status_cmd::status(&settings, a),
+        Command::Retry(a) => status_cmd::retry(&settings, a),
+        Command::Cancel(a) => status_cmd::cancel(&settings, a),
+        Command::Sim(a) => {
+            let shutdown = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            match crate::sim::run_from_args(a, shutdown).await {
+                Ok(()) => ExitCode::Ok,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::Invalid
+                }
+            }
+        }
+    }
+}
+
+fn resolve_settings(g: &GlobalArgs) -> Result<Settings, String> {
+    let file = match &g.config {
+        Some(path) => SettingsFile::load(path).map_err(|e| e.to_string())?,
+        None => SettingsFile::default(),
+    };
+    Settings::resolve(file, g.overrides()).map_err(|e| e.to_string())
+}
+
+fn init_logging(g: &GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    // On a terminal the progress bar tells the story; log lines are for warnings. Elsewhere
+    // (cron, CI, systemd) every step is a log line.
+    let default = match (g.verbose, g.quiet, std::io::stderr().is_terminal()) {
+        (_, true, _) => "error",
+        (0, _, true) => "warn",
+        (0, _, false) | (1, _, _) => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_env("RECAST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("recast={default},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match g.log_format {
+        args::LogFormat::Json => builder.json().try_init(),
+        args::LogFormat::Text => builder.try_init(),
+    };
 }

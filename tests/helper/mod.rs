@@ -13,3 +13,5 @@ pub fn repo_root() -> PathBuf {
 pub fn fixture(rel: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(rel)
 }
+
+pub mod workspace;

@@ -1,0 +1,217 @@
+//! The command line's shape: every command, flag and its help.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::exit::EXIT_CODES_HELP;
+use crate::settings::Overrides;
+
+/// recast: one performance, many subjects.
+///
+/// Pairs one reference video with many subject images from a YAML manifest, submits one paid
+/// Kling Motion Control job per subject to reAPI under its rate limits, checkpoints every step in
+/// SQLite, and lands each finished clip in an output folder: every clip you planned, exactly once.
+///
+/// Try it without an API key: `recast run jobs.example.yaml --simulate`.
+#[derive(Debug, Parser)]
+#[command(name = "recast", version, after_help = EXIT_CODES_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate, probe and price a manifest without spending anything.
+    ///
+    /// Prints every subject with its image, status against the state folder (new, done,
+    /// changed, ...) and estimated cost, then the totals and the budget verdict.
+    /// Example: `recast plan jobs.example.yaml --json`
+    #[command(after_help = EXIT_CODES_HELP)]
+    Plan(PlanArgs),
+    /// Register a manifest's batch and drive it until every clip is on disk.
+    ///
+    /// Safe to run again: jobs already made are never submitted twice, and a run that was
+    /// interrupted (even by a crash) resumes from the state folder.
+    /// Example: `recast run jobs.example.yaml --simulate`
+    #[command(after_help = EXIT_CODES_HELP)]
+    Run(RunArgs),
+    /// Show batches: jobs by state, credits spent and refunded, and jobs that need a person.
+    ///
+    /// Example: `recast status spring-campaign --json`
+    Status(StatusArgs),
+    /// Send a batch's held jobs back to work.
+    ///
+    /// Example: `recast retry spring-campaign --failed --expired`
+    Retry(RetryArgs),
+    /// Stop submitting a batch's jobs; tasks already running still finish and are downloaded
+    /// unless `--abandon`.
+    ///
+    /// Example: `recast cancel spring-campaign`
+    Cancel(CancelArgs),
+    /// Run the provider simulator: a local HTTP server with reAPI's wire format, a billing
+    /// ledger and fault injection.
+    ///
+    /// Example: `recast sim --listen 127.0.0.1:8700 --media-dir examples`
+    Sim(crate::sim::SimArgs),
+}
+
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// A YAML settings file (provider, limits, state folder, prices). Flags and the
+    /// environment win over it.
+    #[arg(long, global = true, env = "RECAST_CONFIG", value_name = "FILE", help_heading = "Settings")]
+    pub config: Option<PathBuf>,
+    /// Where recast keeps its state (SQLite database, lock). Default: ./state
+    #[arg(long, global = true, env = "RECAST_STATE_DIR", value_name = "DIR", help_heading = "Settings")]
+    pub state_dir: Option<PathBuf>,
+    /// Also allow local media from this folder (besides the manifest's own). Repeatable.
+    /// Example: --allow-root /srv/media
+    #[arg(long = "allow-root", global = true, value_name = "DIR", help_heading = "Settings")]
+    pub allow_roots: Vec<PathBuf>,
+
+    /// Provider base URL. Default: https://reapi.ai
+    #[arg(long, global = true, env = "REAPI_BASE_URL", value_name = "URL", help_heading = "Provider")]
+    pub api_base: Option<String>,
+    /// Read the API key from this file. The key itself only ever comes from the REAPI_API_KEY
+    /// environment variable or a file, never a flag (flags show in process lists).
+    #[arg(long, global = true, value_name = "FILE", help_heading = "Provider")]
+    pub api_key_file: Option<PathBuf>,
+    /// Public URL of the manifest's folder, so the provider can fetch its local media.
+    /// Example: --media-base-url https://cdn.example.com/campaign/
+    #[arg(long, global = true, env = "RECAST_MEDIA_BASE_URL", value_name = "URL", help_heading = "Provider")]
+    pub media_base_url: Option<String>,
+    /// The provider honours Idempotency-Key: a submit whose answer was lost is sent again
+    /// under the same key. Without it such a submit is held as `unknown` for you to decide.
+    #[arg(long, global = true, help_heading = "Provider")]
+    pub trust_idempotency: bool,
+
+    /// Submits per minute (default 30). Example: --submit-per-minute 120
+    #[arg(long, global = true, value_name = "N", help_heading = "Limits")]
+    pub submit_per_minute: Option<u32>,
+    /// Submits allowed at once before the per-minute rate applies (default 5).
+    #[arg(long, global = true, value_name = "N", help_heading = "Limits")]
+    pub submit_burst: Option<u32>,
+    /// Tasks submitted and not yet finished, at most (default 20).
+    #[arg(long, global = true, value_name = "N", help_heading = "Limits")]
+    pub max_in_flight: Option<u32>,
+    /// Status polls per minute, all tasks together (default 120).
+    #[arg(long, global = true, value_name = "N", help_heading = "Limits")]
+    pub poll_per_minute: Option<u32>,
+    /// Clips downloaded at once (default 4).
+    #[arg(long, global = true, value_name = "N", help_heading = "Limits")]
+    pub download_concurrency: Option<usize>,
+
+    /// Log lines as text or JSON (on stderr).
+    #[arg(long, global = true, value_enum, default_value_t, help_heading = "Output")]
+    pub log_format: LogFormat,
+    /// More log lines (-v: every step, -vv: debug). RECAST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Output")]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, help_heading = "Output")]
+    pub quiet: bool,
+}
+
+impl GlobalArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            state_dir: self.state_dir.clone(),
+            api_base: self.api_base.clone(),
+            api_key: std::env::var("REAPI_API_KEY").ok().filter(|k| !k.trim().is_empty()),
+            api_key_file: self.api_key_file.clone(),
+            trust_idempotency: self.trust_idempotency.then_some(true),
+            media_base_url: self.media_base_url.clone(),
+            submit_per_minute: self.submit_per_minute,
+            submit_burst: self.submit_burst,
+            max_in_flight: self.max_in_flight,
+            poll_per_minute: self.poll_per_minute,
+            download_concurrency: self.download_concurrency,
+            allowed_roots: self.allow_roots.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The manifest. Example: jobs.example.yaml
+    pub manifest: PathBuf,
+    /// Print a stable JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Show status against the simulator's record instead of the real provider's.
+    #[arg(long)]
+    pub simulate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The manifest. Example: jobs.example.yaml
+    pub manifest: PathBuf,
+    /// Advance every job as far as it can go now and exit (for cron, CI, systemd timers);
+    /// running it again later continues.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Run against a simulator started in-process (no API key, no cost). Clips land in a
+    /// `simulated/` folder inside the output folder, and never count as made by the provider.
+    #[arg(long)]
+    pub simulate: bool,
+    /// Print the final summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A batch name; all batches when left out.
+    pub batch: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    /// Also show the batch's latest events.
+    #[arg(long, value_name = "N")]
+    pub events: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    pub batch: String,
+    /// Jobs whose tasks failed more often than `retries` allowed (new attempts).
+    #[arg(long)]
+    pub failed: bool,
+    /// Jobs whose clip links expired (asks the provider for a fresh link).
+    #[arg(long)]
+    pub expired: bool,
+    /// Jobs whose submit outcome is unknown: sent again under the same idempotency key. If the
+    /// provider ignores the key and the first submit did go through, this is billed twice.
+    #[arg(long)]
+    pub unknown: bool,
+    /// Jobs the provider rejected (after you fixed the cause).
+    #[arg(long)]
+    pub rejected: bool,
+    /// The simulator's batch of that name rather than the real provider's.
+    #[arg(long)]
+    pub simulate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    pub batch: String,
+    /// Also stop following tasks already running: their clips are never downloaded (and the
+    /// provider still bills them).
+    #[arg(long)]
+    pub abandon: bool,
+    /// The simulator's batch of that name rather than the real provider's.
+    #[arg(long)]
+    pub simulate: bool,
+}

@@ -1,0 +1,179 @@
+//! `recast plan`: the manifest validated, probed and priced, as a table or a JSON document.
+
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
+
+use super::ExitCode;
+use super::args::PlanArgs;
+use crate::manifest::{self, BatchSpec, LoadOptions};
+use crate::plan::{BudgetVerdict, JobStatus, Plan, Prober, make_plan, round_usd};
+use crate::pricing::credits_to_usd;
+use crate::settings::Settings;
+use crate::store::Store;
+
+/// The provider a batch's clips are made for: a clip from the simulator never counts for reAPI.
+pub fn provider_identity(settings: &Settings, simulate: bool) -> String {
+    if simulate {
+        "simulator".to_owned()
+    } else {
+        settings.api_base.trim_end_matches('/').to_owned()
+    }
+}
+
+/// Read a manifest, printing every mistake in it on failure.
+pub fn load_manifest(path: &std::path::Path, settings: &Settings) -> Result<BatchSpec, ExitCode> {
+    let options = LoadOptions {
+        allowed_roots: settings.allowed_roots.clone(),
+    };
+    manifest::load(path, &options).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("error: {e}");
+        }
+        eprintln!(
+            "{}: {} mistake{}; nothing was planned",
+            path.display(),
+            errors.0.len(),
+            if errors.0.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::Invalid
+    })
+}
+
+/// Open the state folder's store if it has one (a plan never creates state).
+pub fn existing_store(settings: &Settings) -> Result<Option<Store>, ExitCode> {
+    if !settings.state_dir.join("recast.db").exists() {
+        return Ok(None);
+    }
+    Store::open(&settings.state_dir).map(Some).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::Internal
+    })
+}
+
+pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
+    let batch = match load_manifest(&args.manifest, settings) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let store = match existing_store(settings) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let provider = provider_identity(settings, args.simulate);
+    let plan = match make_plan(batch, &provider, &settings.prices, store.as_ref(), &Prober::default()).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("nothing was planned: every clip follows the reference video");
+            return ExitCode::Invalid;
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan.to_json()).unwrap_or_default());
+    } else {
+        print_plan(&plan);
+    }
+    plan_exit_code(&plan)
+}
+
+pub fn plan_exit_code(plan: &Plan) -> ExitCode {
+    if plan.budget.passes() && plan.invalid_count() == 0 {
+        ExitCode::Ok
+    } else {
+        ExitCode::Invalid
+    }
+}
+
+fn usd(credits: u64) -> String {
+    format!("{:.3}", round_usd(credits_to_usd(credits)))
+}
+
+pub fn print_plan(plan: &Plan) {
+    let r = &plan.reference;
+    println!(
+        "batch {} · reference {} ({:?}, {:.1} s, {}x{}) · provider {}",
+        plan.batch.name,
+        crate::plan::media_label(&plan.batch.reference_video),
+        r.container,
+        r.duration_ms as f64 / 1000.0,
+        r.width,
+        r.height,
+        plan.provider
+    );
+    let mut table = Table::new();
+    table.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+        "subject", "image", "mode", "status", "credits", "USD", "notes",
+    ]);
+    for job in &plan.jobs {
+        let image = match &job.image {
+            Some(i) => format!("{:?} {}x{}", i.format, i.width, i.height).to_lowercase(),
+            None => "unreadable".to_owned(),
+        };
+        let (credits, dollars) = match job.estimate {
+            Some(e) => (e.credits.to_string(), usd(e.credits)),
+            None => ("?".to_owned(), "price unknown".to_owned()),
+        };
+        table.add_row(vec![
+            Cell::new(&job.spec.subject_id),
+            Cell::new(image),
+            Cell::new(job.spec.settings.mode),
+            Cell::new(job.status.label()),
+            Cell::new(credits).set_alignment(CellAlignment::Right),
+            Cell::new(dollars).set_alignment(CellAlignment::Right),
+            Cell::new(if job.status == JobStatus::Invalid {
+                job.problems.join("; ")
+            } else {
+                job.spec.output_name.clone()
+            }),
+        ]);
+    }
+    println!("{table}");
+    let (n, credits) = plan.to_submit();
+    match credits {
+        Some(c) => println!(
+            "{} subjects · {} to submit · estimated {} credits ≈ {} USD (upper bound)",
+            plan.jobs.len(),
+            n,
+            c,
+            usd(c)
+        ),
+        None => println!(
+            "{} subjects · {} to submit · price unknown for some (their model is not in the price table)",
+            plan.jobs.len(),
+            n
+        ),
+    }
+    if plan.invalid_count() > 0 {
+        println!(
+            "{} subject{} left out: they break the provider's input rules (see notes)",
+            plan.invalid_count(),
+            if plan.invalid_count() == 1 { "" } else { "s" }
+        );
+    }
+    match &plan.budget {
+        BudgetVerdict::NoBudget => println!("budget: none set"),
+        BudgetVerdict::Within {
+            budget_credits,
+            committed_credits,
+            to_submit_credits,
+        } => println!(
+            "budget: within ({} + {} of {} USD)",
+            usd(*committed_credits),
+            usd(*to_submit_credits),
+            usd(*budget_credits)
+        ),
+        BudgetVerdict::Over {
+            budget_credits,
+            committed_credits,
+            to_submit_credits,
+        } => println!(
+            "budget: OVER: {} USD already committed + {} USD to submit exceeds {} USD; `recast run` submits only what fits",
+            usd(*committed_credits),
+            usd(*to_submit_credits),
+            usd(*budget_credits)
+        ),
+        BudgetVerdict::PriceUnknown { subjects, .. } => println!(
+            "budget: cannot be checked: no price for {} (add it under `prices:` in the settings file)",
+            subjects.join(", ")
+        ),
+    }
+}

@@ -1,0 +1,177 @@
+//! `recast status`, `recast retry` and `recast cancel`: reading and steering batches in the
+//! state folder.
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+
+use super::ExitCode;
+use super::args::{CancelArgs, RetryArgs, StatusArgs};
+use super::plan_cmd::{existing_store, provider_identity};
+use crate::settings::Settings;
+use crate::store::{JobState, RetrySelection, StateLock, Store, StoreError};
+
+pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
+    let store = match existing_store(settings) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            if args.json {
+                println!("{{\"batches\": []}}");
+            } else {
+                eprintln!("no batches yet in {}", settings.state_dir.display());
+            }
+            return ExitCode::Ok;
+        }
+        Err(code) => return code,
+    };
+    let ids = match store.batch_ids_named(args.batch.as_deref()) {
+        Ok(ids) => ids,
+        Err(e) => return failure(e),
+    };
+    let mut docs = Vec::new();
+    let mut needs_person = false;
+    for id in ids {
+        let (summary, attention) = match (store.batch_summary(id), store.attention_jobs(id)) {
+            (Ok(s), Ok(a)) => (s, a),
+            (Err(e), _) | (_, Err(e)) => return failure(e),
+        };
+        let held = store.held_jobs(id).unwrap_or_default();
+        needs_person |= !attention.is_empty();
+        if args.json {
+            docs.push(serde_json::json!({
+                "batch": summary,
+                "needs_a_person": attention,
+                "held": held.iter().map(|(s, why)| serde_json::json!({"subject": s, "reason": why})).collect::<Vec<_>>(),
+            }));
+            continue;
+        }
+        let c = &summary.counts;
+        println!(
+            "{} ({}) · {} jobs · spent {:.3} USD, refunded {:.3}{}{}",
+            summary.name,
+            summary.provider,
+            c.total(),
+            summary.credits_spent as f64 / 1000.0,
+            summary.credits_refunded as f64 / 1000.0,
+            summary
+                .budget_credits
+                .map(|b| format!(", budget {:.3}", b as f64 / 1000.0))
+                .unwrap_or_default(),
+            if summary.paused { " · PAUSED" } else { "" }
+        );
+        let mut table = Table::new();
+        table.load_preset(UTF8_BORDERS_ONLY);
+        let present: Vec<JobState> = JobState::ALL.into_iter().filter(|s| c.get(*s) > 0).collect();
+        table.set_header(present.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        table.add_row(present.iter().map(|s| c.get(*s).to_string()).collect::<Vec<_>>());
+        println!("{table}");
+        for job in &attention {
+            println!(
+                "  needs you: {} [{}]{}: {}",
+                job.subject_id,
+                job.state,
+                job.task_id.as_deref().map(|t| format!(" task {t}")).unwrap_or_default(),
+                job.reason.as_deref().unwrap_or("no reason recorded")
+            );
+        }
+        for (subject, why) in &held {
+            println!("  held: {subject}: {why}");
+        }
+        if let Some(n) = args.events {
+            for e in store.events(id, n).unwrap_or_default() {
+                println!("  {} {:<16} {}", e.at_ms, e.kind, e.message);
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "batches": docs })).unwrap_or_default()
+        );
+    }
+    if needs_person { ExitCode::NeedsPerson } else { ExitCode::Ok }
+}
+
+/// Steering commands change jobs a running recast may be driving: they take the lock too.
+fn locked_store(settings: &Settings) -> Result<(StateLock, Store), ExitCode> {
+    let lock = StateLock::acquire(&settings.state_dir).map_err(failure)?;
+    let store = Store::open(&settings.state_dir).map_err(failure)?;
+    Ok((lock, store))
+}
+
+fn batch_of(store: &Store, settings: &Settings, name: &str, simulate: bool) -> Result<i64, ExitCode> {
+    let provider = provider_identity(settings, simulate);
+    match store.batch_id(name, &provider) {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => {
+            eprintln!(
+                "error: no batch named `{name}` for {provider} in {}{}",
+                settings.state_dir.display(),
+                if simulate { "" } else { " (add --simulate for the simulator's)" }
+            );
+            Err(ExitCode::Invalid)
+        }
+        Err(e) => Err(failure(e)),
+    }
+}
+
+pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
+    if !(args.failed || args.expired || args.unknown || args.rejected) {
+        eprintln!("error: say which jobs to retry: --failed, --expired, --unknown and/or --rejected");
+        return ExitCode::Usage;
+    }
+    let (_lock, store) = match locked_store(settings) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let id = match batch_of(&store, settings, &args.batch, args.simulate) {
+        Ok(id) => id,
+        Err(code) => return code,
+    };
+    let which = RetrySelection {
+        failed: args.failed,
+        expired: args.expired,
+        unknown: args.unknown,
+        rejected: args.rejected,
+    };
+    match store.retry(id, which) {
+        Ok(n) => {
+            eprintln!("{n} jobs of {} sent back to work; `recast run` drives them", args.batch);
+            ExitCode::Ok
+        }
+        Err(e) => failure(e),
+    }
+}
+
+pub fn cancel(settings: &Settings, args: CancelArgs) -> ExitCode {
+    let (_lock, store) = match locked_store(settings) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let id = match batch_of(&store, settings, &args.batch, args.simulate) {
+        Ok(id) => id,
+        Err(code) => return code,
+    };
+    match store.cancel(id, args.abandon) {
+        Ok(n) => {
+            eprintln!(
+                "{n} jobs of {} cancelled{}",
+                args.batch,
+                if args.abandon {
+                    ""
+                } else {
+                    "; tasks already running still finish and are downloaded by the next `recast run`"
+                }
+            );
+            ExitCode::Ok
+        }
+        Err(e) => failure(e),
+    }
+}
+
+fn failure(e: StoreError) -> ExitCode {
+    eprintln!("error: {e}");
+    match e {
+        StoreError::Busy { .. } => ExitCode::Busy,
+        StoreError::NoSuchBatch(_) => ExitCode::Invalid,
+        _ => ExitCode::Internal,
+    }
+}

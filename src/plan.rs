@@ -1,0 +1,372 @@
+//! The plan: a manifest's jobs probed, checked against the provider's input rules, priced and
+//! compared with what the store already has. Nothing here spends anything.
+//!
+//! Owns: turning a [`BatchSpec`] into a [`Plan`] (per-job image facts, problems, estimate and
+//! status; totals; the budget verdict) and the stable JSON shape `recast plan --json` prints.
+//!
+//! May not: write to the store or print. A bad subject is reported and left out; a bad
+//! reference video fails the whole plan.
+
+use std::collections::HashMap;
+
+use crate::manifest::{BatchSpec, JobSpec, Location, MediaSource};
+use crate::media::{self, ImageInfo, MediaError, Orientation, VideoInfo};
+use crate::pricing::{Estimate, PriceTable, credits_to_usd, usd_to_credits_floor};
+use crate::store::{JobState, Store, StoreError};
+
+/// A job's standing against the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Never made; would be submitted.
+    New,
+    /// Made before, under a different key (something that shapes the clip changed): would be
+    /// submitted again, and its clip lands beside the old one.
+    Changed,
+    /// Already in the store under this key, in the given state.
+    Known(JobState),
+    /// Breaks an input rule: left out, nothing spent.
+    Invalid,
+}
+
+impl JobStatus {
+    pub fn label(self) -> String {
+        match self {
+            JobStatus::New => "new".into(),
+            JobStatus::Changed => "changed".into(),
+            JobStatus::Known(s) => s.as_str().into(),
+            JobStatus::Invalid => "invalid".into(),
+        }
+    }
+
+    /// Whether running the plan would submit (and pay for) this job.
+    pub fn would_submit(self) -> bool {
+        matches!(
+            self,
+            JobStatus::New | JobStatus::Changed | JobStatus::Known(JobState::Planned)
+        )
+    }
+}
+
+/// One job of the plan.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    pub spec: JobSpec,
+    pub image: Option<ImageInfo>,
+    /// Why the subject cannot be submitted; empty when it can.
+    pub problems: Vec<String>,
+    pub estimate: Option<Estimate>,
+    pub status: JobStatus,
+}
+
+/// The budget verdict.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum BudgetVerdict {
+    NoBudget,
+    Within { budget_credits: u64, committed_credits: u64, to_submit_credits: u64 },
+    Over { budget_credits: u64, committed_credits: u64, to_submit_credits: u64 },
+    /// Some job that would be submitted has no known price: it cannot pass a budget.
+    PriceUnknown { budget_credits: u64, subjects: Vec<String> },
+}
+
+impl BudgetVerdict {
+    pub fn passes(&self) -> bool {
+        matches!(self, BudgetVerdict::NoBudget | BudgetVerdict::Within { .. })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub batch: BatchSpec,
+    pub provider: String,
+    pub reference: VideoInfo,
+    pub jobs: Vec<PlannedJob>,
+    /// Credits already committed to this batch in the store (accepted or possibly billed).
+    pub committed_credits: u64,
+    pub budget: BudgetVerdict,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{file}:{line}:{column}: reference.video: {message}")]
+    Reference {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where media are probed from.
+pub struct Prober {
+    client: reqwest::Client,
+}
+
+impl Default for Prober {
+    fn default() -> Self {
+        Prober {
+            client: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Prober {
+    pub async fn video(&self, source: &MediaSource) -> Result<VideoInfo, MediaError> {
+        match source {
+            MediaSource::Local { path, .. } => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || media::probe_video_file(&path))
+                    .await
+                    .map_err(|e| MediaError::Corrupt(format!("probe failed: {e}")))?
+            }
+            MediaSource::Remote { url } => media::probe_video_url(&self.client, url).await,
+        }
+    }
+
+    pub async fn image(&self, source: &MediaSource) -> Result<ImageInfo, MediaError> {
+        match source {
+            MediaSource::Local { path, .. } => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || media::probe_image_file(&path))
+                    .await
+                    .map_err(|e| MediaError::Corrupt(format!("probe failed: {e}")))?
+            }
+            MediaSource::Remote { url } => media::probe_image_url(&self.client, url).await,
+        }
+    }
+}
+
+/// How a piece of media is named to a person: its path relative to the manifest, or its URL.
+pub fn media_label(source: &MediaSource) -> &str {
+    match source {
+        MediaSource::Local { rel, .. } => rel,
+        MediaSource::Remote { url } => url,
+    }
+}
+
+fn file_name_of(source: &MediaSource) -> &str {
+    let label = media_label(source);
+    let path = label.split(['?', '#']).next().unwrap_or(label);
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// Probe, check and price a batch, and compare it with the store (if one is given).
+pub async fn make_plan(
+    batch: BatchSpec,
+    provider: &str,
+    prices: &PriceTable,
+    store: Option<&Store>,
+    prober: &Prober,
+) -> Result<Plan, PlanError> {
+    let file = batch.manifest_path.display().to_string();
+    let reference_error = |loc: Location, message: String| PlanError::Reference {
+        file: file.clone(),
+        line: loc.line,
+        column: loc.column,
+        message,
+    };
+    let reference = prober.video(&batch.reference_video).await.map_err(|e| {
+        reference_error(
+            batch.reference_location,
+            format!("{}: {e}", media_label(&batch.reference_video)),
+        )
+    })?;
+    // Rules that hold whatever the orientation fail the whole plan; the 10 s cap of
+    // `image` orientation only fails the subjects that use it.
+    let loose = media::check_video(&reference, Orientation::Video);
+    if !loose.is_empty() {
+        let message = loose
+            .iter()
+            .map(|v| v.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(reference_error(
+            batch.reference_location,
+            format!("{}: {message}", media_label(&batch.reference_video)),
+        ));
+    }
+    let strict: Vec<String> = media::check_video(&reference, Orientation::Image)
+        .into_iter()
+        .map(|v| v.message)
+        .collect();
+
+    let known = match store {
+        Some(store) => match store.batch_id(&batch.name, provider)? {
+            Some(id) => Some((id, store.known_jobs(id)?)),
+            None => None,
+        },
+        None => None,
+    };
+    let committed_credits = match (store, &known) {
+        (Some(store), Some((id, _))) => {
+            let s = store.batch_summary(*id)?;
+            s.credits_spent + s.credits_uncertain
+        }
+        _ => 0,
+    };
+    let subjects_with_clips: HashMap<&str, ()> = known
+        .iter()
+        .flat_map(|(_, jobs)| jobs.values())
+        .filter(|j| j.state == JobState::Done)
+        .map(|j| (j.subject_id.as_str(), ()))
+        .collect();
+
+    let mut jobs = Vec::with_capacity(batch.jobs.len());
+    for spec in &batch.jobs {
+        let mut problems = Vec::new();
+        let image = match prober.image(&spec.image).await {
+            Ok(info) => {
+                problems.extend(media::check_image(&info).into_iter().map(|v| v.message));
+                if let Some(v) = media::check_extension(file_name_of(&spec.image), info.format) {
+                    problems.push(v.message);
+                }
+                Some(info)
+            }
+            Err(e) => {
+                problems.push(format!("{}: {e}", media_label(&spec.image)));
+                None
+            }
+        };
+        if spec.settings.orientation == Orientation::Image {
+            problems.extend(strict.iter().cloned());
+        }
+        let estimate = prices.estimate(&spec.settings.model, spec.settings.mode, reference.duration_ms);
+        let status = if !problems.is_empty() {
+            JobStatus::Invalid
+        } else {
+            match known.as_ref().and_then(|(_, k)| k.get(&spec.key.0)) {
+                Some(k) => JobStatus::Known(k.state),
+                None if subjects_with_clips.contains_key(spec.subject_id.as_str()) => JobStatus::Changed,
+                None => JobStatus::New,
+            }
+        };
+        jobs.push(PlannedJob {
+            spec: spec.clone(),
+            image,
+            problems,
+            estimate,
+            status,
+        });
+    }
+    let budget = verdict(&batch, &jobs, committed_credits);
+    Ok(Plan {
+        batch,
+        provider: provider.to_owned(),
+        reference,
+        jobs,
+        committed_credits,
+        budget,
+    })
+}
+
+fn verdict(batch: &BatchSpec, jobs: &[PlannedJob], committed: u64) -> BudgetVerdict {
+    let Some(max_usd) = batch.budget_usd else {
+        return BudgetVerdict::NoBudget;
+    };
+    let budget_credits = usd_to_credits_floor(max_usd);
+    let submitting: Vec<&PlannedJob> = jobs.iter().filter(|j| j.status.would_submit()).collect();
+    let unpriced: Vec<String> = submitting
+        .iter()
+        .filter(|j| j.estimate.is_none())
+        .map(|j| j.spec.subject_id.clone())
+        .collect();
+    if !unpriced.is_empty() {
+        return BudgetVerdict::PriceUnknown {
+            budget_credits,
+            subjects: unpriced,
+        };
+    }
+    let to_submit_credits: u64 = submitting
+        .iter()
+        .filter_map(|j| j.estimate.map(|e| e.credits))
+        .sum();
+    if committed + to_submit_credits <= budget_credits {
+        BudgetVerdict::Within {
+            budget_credits,
+            committed_credits: committed,
+            to_submit_credits,
+        }
+    } else {
+        BudgetVerdict::Over {
+            budget_credits,
+            committed_credits: committed,
+            to_submit_credits,
+        }
+    }
+}
+
+impl Plan {
+    /// Jobs that running the plan would submit, and their estimated total (`None` if any is unpriced).
+    pub fn to_submit(&self) -> (usize, Option<u64>) {
+        let jobs: Vec<&PlannedJob> = self.jobs.iter().filter(|j| j.status.would_submit()).collect();
+        let credits = jobs.iter().map(|j| j.estimate.map(|e| e.credits)).sum();
+        (jobs.len(), credits)
+    }
+
+    pub fn invalid_count(&self) -> usize {
+        self.jobs.iter().filter(|j| j.status == JobStatus::Invalid).count()
+    }
+
+    /// The stable JSON document of `recast plan --json`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (to_submit, credits) = self.to_submit();
+        let jobs: Vec<serde_json::Value> = self
+            .jobs
+            .iter()
+            .map(|j| {
+                serde_json::json!({
+                    "subject": j.spec.subject_id,
+                    "key": j.spec.key.0,
+                    "image": {
+                        "source": media_label(&j.spec.image),
+                        "format": j.image.as_ref().map(|i| i.format),
+                        "width": j.image.as_ref().map(|i| i.width),
+                        "height": j.image.as_ref().map(|i| i.height),
+                        "bytes": j.image.as_ref().map(|i| i.size_bytes),
+                    },
+                    "model": j.spec.settings.model,
+                    "mode": j.spec.settings.mode,
+                    "character_orientation": j.spec.settings.orientation,
+                    "output": j.spec.output_name,
+                    "status": j.status.label(),
+                    "credits": j.estimate.map(|e| e.credits),
+                    "usd": j.estimate.map(|e| round_usd(e.usd())),
+                    "problems": j.problems,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "batch": self.batch.name,
+            "provider": self.provider,
+            "reference": {
+                "source": media_label(&self.batch.reference_video),
+                "container": self.reference.container,
+                "duration_ms": self.reference.duration_ms,
+                "width": self.reference.width,
+                "height": self.reference.height,
+                "bytes": self.reference.size_bytes,
+            },
+            "jobs": jobs,
+            "totals": {
+                "jobs": self.jobs.len(),
+                "invalid": self.invalid_count(),
+                "to_submit": to_submit,
+                "credits": credits,
+                "usd": credits.map(|c| round_usd(credits_to_usd(c))),
+            },
+            "budget": self.budget,
+        })
+    }
+}
+
+/// USD to a tenth of a cent, as the provider quotes it.
+pub fn round_usd(usd: f64) -> f64 {
+    (usd * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,304 @@
+//! Settings: where state lives, how to reach the provider, and every limit, resolved from
+//! flags, the environment and an optional YAML settings file (in that order of precedence),
+//! over defaults that are safe for a new account.
+//!
+//! Owns: the settings file's schema and the resolution into an [`EngineConfig`] and provider
+//! settings. May not: read manifests or touch the store. The API key is read here and kept in
+//! an [`ApiKey`], which never prints.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::engine::{EngineConfig, PollSchedule};
+use crate::pricing::{Mode, PriceTable};
+use crate::provider::ApiKey;
+
+/// The default provider.
+pub const DEFAULT_API_BASE: &str = "https://reapi.ai";
+
+/// The settings file (`--config FILE`), every field optional.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsFile {
+    pub state_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub provider: ProviderSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Folders besides a manifest's own that its local media may come from.
+    #[serde(default)]
+    pub allowed_roots: Vec<PathBuf>,
+    /// Rate overrides, in USD per second of source video.
+    #[serde(default)]
+    pub prices: Vec<PriceOverride>,
+    #[serde(default)]
+    pub polling: PollingSection,
+}
+
+/// When tasks are polled (milliseconds). Defaults suit the real provider, whose generation takes
+/// minutes; the simulator (and tests) want it much faster.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollingSection {
+    pub first_base_ms: Option<u64>,
+    pub first_per_clip_second_ms: Option<u64>,
+    pub first_max_ms: Option<u64>,
+    pub interval_min_ms: Option<u64>,
+    pub interval_max_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSection {
+    pub base_url: Option<String>,
+    /// A file holding the API key (first line); the environment's REAPI_API_KEY wins over it.
+    pub api_key_file: Option<PathBuf>,
+    /// Whether the provider honours `Idempotency-Key` (default false: unknown submits are held).
+    pub trust_idempotency: Option<bool>,
+    /// Public URL of the manifest's folder, for local media.
+    pub media_base_url: Option<String>,
+    pub request_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub submit_per_minute: Option<u32>,
+    pub submit_burst: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    pub poll_per_minute: Option<u32>,
+    pub download_concurrency: Option<usize>,
+    pub download_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceOverride {
+    pub model: String,
+    pub mode: Mode,
+    pub usd_per_second: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read the settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the settings file {path} is not valid: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("cannot read the API key file {path}: {source}")]
+    KeyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Value(String),
+}
+
+impl SettingsFile {
+    pub fn load(path: &Path) -> Result<SettingsFile, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_saphyr::from_str(&text).map_err(|e| SettingsError::Invalid {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Values given on the command line or in the environment; `None` = not given.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub state_dir: Option<PathBuf>,
+    pub api_base: Option<String>,
+    pub api_key: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub trust_idempotency: Option<bool>,
+    pub media_base_url: Option<String>,
+    pub submit_per_minute: Option<u32>,
+    pub submit_burst: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    pub poll_per_minute: Option<u32>,
+    pub download_concurrency: Option<usize>,
+    pub allowed_roots: Vec<PathBuf>,
+}
+
+/// Everything resolved.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub state_dir: PathBuf,
+    pub api_base: String,
+    /// `None` until a command needs it; see [`Settings::api_key`].
+    api_key: Option<ApiKey>,
+    pub media_base_url: Option<String>,
+    pub request_timeout: Duration,
+    pub engine: EngineConfig,
+    pub prices: PriceTable,
+    pub allowed_roots: Vec<PathBuf>,
+}
+
+impl Settings {
+    pub fn resolve(file: SettingsFile, o: Overrides) -> Result<Settings, SettingsError> {
+        let mut engine = EngineConfig::default();
+        let l = &file.limits;
+        engine.submit_per_minute = o.submit_per_minute.or(l.submit_per_minute).unwrap_or(engine.submit_per_minute);
+        engine.submit_burst = o.submit_burst.or(l.submit_burst).unwrap_or(engine.submit_burst);
+        engine.max_in_flight = o.max_in_flight.or(l.max_in_flight).unwrap_or(engine.max_in_flight);
+        engine.poll_per_minute = o.poll_per_minute.or(l.poll_per_minute).unwrap_or(engine.poll_per_minute);
+        engine.download_concurrency = o
+            .download_concurrency
+            .or(l.download_concurrency)
+            .unwrap_or(engine.download_concurrency);
+        if let Some(secs) = l.download_timeout_secs {
+            engine.download_timeout = Duration::from_secs(secs);
+        }
+        let p = &file.polling;
+        let ms = Duration::from_millis;
+        let schedule = &mut engine.poll_schedule;
+        if let Some(v) = p.first_base_ms {
+            schedule.first_base = ms(v);
+        }
+        if let Some(v) = p.first_per_clip_second_ms {
+            schedule.first_per_clip_second = ms(v);
+        }
+        if let Some(v) = p.first_max_ms {
+            schedule.first_max = ms(v);
+        }
+        if let Some(v) = p.interval_min_ms {
+            schedule.interval_min = ms(v);
+        }
+        if let Some(v) = p.interval_max_ms {
+            schedule.interval_max = ms(v);
+        }
+        engine.trust_idempotency = o
+            .trust_idempotency
+            .or(file.provider.trust_idempotency)
+            .unwrap_or(false);
+        for (name, v) in [
+            ("submit_per_minute", engine.submit_per_minute as usize),
+            ("submit_burst", engine.submit_burst as usize),
+            ("max_in_flight", engine.max_in_flight as usize),
+            ("poll_per_minute", engine.poll_per_minute as usize),
+            ("download_concurrency", engine.download_concurrency),
+        ] {
+            if v == 0 {
+                return Err(SettingsError::Value(format!("`{name}` must be at least 1")));
+            }
+        }
+        let mut prices = PriceTable::default();
+        for p in &file.prices {
+            if !(p.usd_per_second.is_finite() && p.usd_per_second > 0.0) {
+                return Err(SettingsError::Value(format!(
+                    "prices: `{}` {}: usd_per_second must be a positive number",
+                    p.model, p.mode
+                )));
+            }
+            prices.set_usd_per_second(&p.model, p.mode, p.usd_per_second);
+        }
+        let api_key = match (o.api_key, o.api_key_file.or(file.provider.api_key_file)) {
+            (Some(k), _) => ApiKey::new(k),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| SettingsError::KeyFile { path, source })?;
+                ApiKey::new(text.lines().next().unwrap_or_default())
+            }
+            (None, None) => None,
+        };
+        let mut allowed_roots = file.allowed_roots;
+        allowed_roots.extend(o.allowed_roots);
+        Ok(Settings {
+            state_dir: o.state_dir.or(file.state_dir).unwrap_or_else(|| PathBuf::from("state")),
+            api_base: o
+                .api_base
+                .or(file.provider.base_url)
+                .unwrap_or_else(|| DEFAULT_API_BASE.to_owned()),
+            api_key,
+            media_base_url: o.media_base_url.or(file.provider.media_base_url),
+            request_timeout: Duration::from_secs(file.provider.request_timeout_secs.unwrap_or(60)),
+            engine,
+            prices,
+            allowed_roots,
+        })
+    }
+
+    pub fn api_key(&self) -> Option<&ApiKey> {
+        self.api_key.as_ref()
+    }
+
+    /// Settings for a run against the built-in simulator: its key, fast polls.
+    pub fn for_simulator(&self, base_url: &str, key: &str) -> Settings {
+        let mut s = self.clone();
+        s.api_base = base_url.to_owned();
+        s.api_key = ApiKey::new(key);
+        s.engine.poll_schedule = PollSchedule::for_simulator();
+        s.engine.poll_per_minute = s.engine.poll_per_minute.max(600);
+        s.engine.submit_per_minute = s.engine.submit_per_minute.max(600);
+        s.engine.submit_burst = s.engine.submit_burst.max(20);
+        // The simulator honours idempotency keys by default.
+        s.engine.trust_idempotency = true;
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file: SettingsFile = serde_saphyr::from_str(
+            "limits:\n  submit_per_minute: 10\n  max_in_flight: 3\nprovider:\n  trust_idempotency: true\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(
+            file,
+            Overrides {
+                submit_per_minute: Some(99),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(s.engine.submit_per_minute, 99);
+        assert_eq!(s.engine.max_in_flight, 3);
+        assert!(s.engine.trust_idempotency);
+        assert_eq!(s.engine.poll_per_minute, EngineConfig::default().poll_per_minute);
+        assert_eq!(s.api_base, DEFAULT_API_BASE);
+    }
+
+    #[test]
+    fn unknown_fields_in_the_settings_file_are_refused() {
+        assert!(serde_saphyr::from_str::<SettingsFile>("limitz: {}\n").is_err());
+    }
+
+    #[test]
+    fn the_key_never_prints() {
+        let s = Settings::resolve(
+            SettingsFile::default(),
+            Overrides {
+                api_key: Some("sk-very-secret".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("sk-very-secret"));
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let err = Settings::resolve(
+            SettingsFile::default(),
+            Overrides {
+                max_in_flight: Some(0),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("max_in_flight"));
+    }
+}
