@@ -50,7 +50,9 @@ pub struct ImageInfo {
 }
 
 /// Facing rule that changes the video duration cap (`image`: at most 10 s, `video`: 30 s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Orientation {
     Image,
@@ -95,7 +97,10 @@ pub fn probe_video_bytes(_bytes: &[u8]) -> Result<VideoInfo, MediaError> {
     todo!("media helper")
 }
 
-pub async fn probe_video_url(_client: &reqwest::Client, _url: &str) -> Result<VideoInfo, MediaError> {
+pub async fn probe_video_url(
+    _client: &reqwest::Client,
+    _url: &str,
+) -> Result<VideoInfo, MediaError> {
     todo!("media helper")
 }
 
@@ -107,7 +112,10 @@ pub fn probe_image_bytes(_bytes: &[u8]) -> Result<ImageInfo, MediaError> {
     todo!("media helper")
 }
 
-pub async fn probe_image_url(_client: &reqwest::Client, _url: &str) -> Result<ImageInfo, MediaError> {
+pub async fn probe_image_url(
+    _client: &reqwest::Client,
+    _url: &str,
+) -> Result<ImageInfo, MediaError> {
     todo!("media helper")
 }
 
