@@ -9,6 +9,19 @@
 //! file to probe it, and it never panics or hangs on malformed, truncated, empty, huge or lying
 //! input: every such case is a [`MediaError`].
 
+mod http;
+mod image;
+mod mp4;
+mod rules;
+mod sniff;
+
+pub use rules::{
+    IMAGE_MAX_ASPECT_DEN, IMAGE_MAX_ASPECT_NUM, IMAGE_MAX_BYTES, IMAGE_MIN_SIDE_PX,
+    VIDEO_MAX_BYTES, VIDEO_MAX_DURATION_IMAGE_ORIENTATION_MS, VIDEO_MAX_DURATION_MS,
+    VIDEO_MAX_SIDE_PX, VIDEO_MIN_DURATION_MS, VIDEO_MIN_SIDE_PX, check_extension,
+    check_video_extension,
+};
+
 use std::path::Path;
 
 /// The container of a reference video, from its `ftyp` brand.
@@ -88,43 +101,42 @@ pub struct RuleViolation {
     pub message: String,
 }
 
-pub fn probe_video_file(_path: &Path) -> Result<VideoInfo, MediaError> {
-    todo!("media helper")
+/// Probe a local video, reading only its top-level box headers, `ftyp` and `moov`.
+pub fn probe_video_file(path: &Path) -> Result<VideoInfo, MediaError> {
+    mp4::probe_file(path)
 }
 
 /// Probe a video whose bytes are all in memory (the simulator fetches whole inputs, as the provider does).
-pub fn probe_video_bytes(_bytes: &[u8]) -> Result<VideoInfo, MediaError> {
-    todo!("media helper")
+pub fn probe_video_bytes(bytes: &[u8]) -> Result<VideoInfo, MediaError> {
+    mp4::probe_bytes(bytes)
 }
 
-pub async fn probe_video_url(
-    _client: &reqwest::Client,
-    _url: &str,
-) -> Result<VideoInfo, MediaError> {
-    todo!("media helper")
+/// Probe a video at an `http(s)` URL with range requests: box headers, then `moov` wherever it
+/// sits. A server that ignores ranges is read as a capped stream.
+pub async fn probe_video_url(client: &reqwest::Client, url: &str) -> Result<VideoInfo, MediaError> {
+    http::probe_video(client, url).await
 }
 
-pub fn probe_image_file(_path: &Path) -> Result<ImageInfo, MediaError> {
-    todo!("media helper")
+/// Probe a local image from its first bytes (header) and last bytes (is it whole?).
+pub fn probe_image_file(path: &Path) -> Result<ImageInfo, MediaError> {
+    image::probe_file(path)
 }
 
-pub fn probe_image_bytes(_bytes: &[u8]) -> Result<ImageInfo, MediaError> {
-    todo!("media helper")
+pub fn probe_image_bytes(bytes: &[u8]) -> Result<ImageInfo, MediaError> {
+    image::probe_bytes(bytes)
 }
 
-pub async fn probe_image_url(
-    _client: &reqwest::Client,
-    _url: &str,
-) -> Result<ImageInfo, MediaError> {
-    todo!("media helper")
+/// Probe an image at an `http(s)` URL: one range request for the head, one for the tail.
+pub async fn probe_image_url(client: &reqwest::Client, url: &str) -> Result<ImageInfo, MediaError> {
+    http::probe_image(client, url).await
 }
 
 /// The provider's rules for a reference video under an orientation; empty when it passes.
-pub fn check_video(_info: &VideoInfo, _orientation: Orientation) -> Vec<RuleViolation> {
-    todo!("media helper")
+pub fn check_video(info: &VideoInfo, orientation: Orientation) -> Vec<RuleViolation> {
+    rules::check_video(info, orientation)
 }
 
 /// The provider's rules for a subject image; empty when it passes.
-pub fn check_image(_info: &ImageInfo) -> Vec<RuleViolation> {
-    todo!("media helper")
+pub fn check_image(info: &ImageInfo) -> Vec<RuleViolation> {
+    rules::check_image(info)
 }
