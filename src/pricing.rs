@@ -165,7 +165,7 @@ mod tests {
     fn every_default_rate_matches_the_published_price() {
         let table = PriceTable::default();
         for (model, mode, credits_10s) in [
-            ("kling-v3-motion-control", Mode::Pro, 1509),  // 1508.32
+            ("kling-v3-motion-control", Mode::Pro, 1509), // 1508.32
             ("kling-v2.6-motion-control", Mode::Std, 629), // 628.32
             ("kling-v2.6-motion-control", Mode::Pro, 1006), // 1005.84
         ] {
