@@ -12,7 +12,31 @@ use recast::sim::{
 };
 use serde_json::{Value, json};
 
-use crate::helper::{repo_root, wait_for};
+// Built here rather than taken from `crate::helper`: until Cargo.toml sets `autotests = false`,
+// cargo also builds this file as a test target of its own, without `helper`.
+fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Poll `check` until it gives `Some`, for at most `timeout`; panic naming `label` if it never
+/// does. Tests wait with this instead of sleeping a fixed time.
+async fn wait_for<T, F, Fut>(label: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {label}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 const DANCE: &str = "examples/media/dance-5s.mp4";
 const LONG: &str = "tests/fixtures/media/long-12s.mp4";
@@ -60,7 +84,11 @@ impl H {
         })
     }
 
-    async fn submit_raw(&self, body: &Value, key: Option<&str>) -> reqwest::Result<reqwest::Response> {
+    async fn submit_raw(
+        &self,
+        body: &Value,
+        key: Option<&str>,
+    ) -> reqwest::Result<reqwest::Response> {
         let mut req = self
             .http
             .post(format!("{}/api/v1/videos/generations", self.sim.base_url()))
@@ -142,7 +170,10 @@ async fn a_task_goes_pending_to_completed_and_its_clip_is_the_reference_video() 
     let ledger = h.sim.ledger();
     assert_eq!(ledger.entries.len(), 1);
     let e = &ledger.entries[0];
-    assert_eq!((e.task_id.as_str(), e.billed_seconds, e.credits), (id, 5, 566));
+    assert_eq!(
+        (e.task_id.as_str(), e.billed_seconds, e.credits),
+        (id, 5, 566)
+    );
     assert_eq!(e.video_url, h.sim.media_url(DANCE));
     assert!(!e.refunded);
     // The same ledger over HTTP.
@@ -183,7 +214,12 @@ async fn progress_is_reported_while_processing() {
 async fn every_wire_variant_puts_the_id_and_status_words_where_it_says() {
     for (id_field, words, pending, completed) in [
         (IdField::TaskId, StatusWords::Alt1, "queued", "succeeded"),
-        (IdField::DataTaskId, StatusWords::Alt2, "submitted", "success"),
+        (
+            IdField::DataTaskId,
+            StatusWords::Alt2,
+            "submitted",
+            "success",
+        ),
     ] {
         let h = H::start(SimConfig {
             id_field,
@@ -216,10 +252,22 @@ async fn a_wrong_or_missing_key_gets_401() {
     let body = h.body(DANCE, "video");
     let none = h.http.post(&url).json(&body).send().await.unwrap();
     assert_eq!(none.status(), 401);
-    let wrong = h.http.post(&url).bearer_auth("nope").json(&body).send().await.unwrap();
+    let wrong = h
+        .http
+        .post(&url)
+        .bearer_auth("nope")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
     let err: Value = wrong.json().await.unwrap();
-    assert!(err["error"]["message"].as_str().unwrap().contains("API key"));
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("API key")
+    );
     let poll = h
         .http
         .get(format!("{}/api/v1/tasks/x", h.sim.base_url()))
@@ -316,7 +364,10 @@ async fn bills_follow_the_rate_table_and_failed_tasks_are_refunded() {
     assert_eq!(ledger.totals.billed_credits, 566 + 566 + 755 + 315);
     assert_eq!(ledger.totals.refunded_credits, 566);
     assert_eq!(ledger.totals.net_credits, 566 + 755 + 315);
-    assert_eq!((ledger.totals.billed_tasks, ledger.totals.net_tasks), (4, 3));
+    assert_eq!(
+        (ledger.totals.billed_tasks, ledger.totals.net_tasks),
+        (4, 3)
+    );
     assert_eq!(h.sim.stats().faults.task_failure, 1);
 }
 
@@ -358,11 +409,17 @@ async fn the_rate_limit_answers_429_with_retry_after_in_seconds_or_as_a_date() {
             RetryAfterFormat::HttpDate => {
                 // `Sun, 06 Nov 1994 08:49:37 GMT`
                 assert_eq!(value.len(), 29, "{value}");
-                assert!(value.ends_with(" GMT") && value.as_bytes()[3] == b',', "{value}");
+                assert!(
+                    value.ends_with(" GMT") && value.as_bytes()[3] == b',',
+                    "{value}"
+                );
             }
         }
         let stats = h.sim.stats();
-        assert_eq!((stats.rate_limited_429, stats.in_flight_refused_429), (1, 0));
+        assert_eq!(
+            (stats.rate_limited_429, stats.in_flight_refused_429),
+            (1, 0)
+        );
         assert_eq!(h.sim.ledger().entries.len(), 2);
     }
 }
@@ -382,7 +439,10 @@ async fn the_in_flight_cap_refuses_until_a_task_ends() {
     h.poll_until(&first, &["completed"]).await;
     h.submit_dance().await;
     let stats = h.sim.stats();
-    assert_eq!((stats.in_flight_refused_429, stats.rate_limited_429), (1, 0));
+    assert_eq!(
+        (stats.in_flight_refused_429, stats.rate_limited_429),
+        (1, 0)
+    );
     assert_eq!(h.sim.ledger().entries.len(), 2);
 }
 
@@ -420,7 +480,10 @@ async fn a_repeated_idempotency_key_returns_the_first_task_when_honoured() {
     assert_eq!(a["id"], b["id"]);
     let ledger = h.sim.ledger();
     assert_eq!(ledger.entries.len(), 1);
-    assert_eq!(ledger.entries[0].idempotency_key.as_deref(), Some("job-1#1"));
+    assert_eq!(
+        ledger.entries[0].idempotency_key.as_deref(),
+        Some("job-1#1")
+    );
     assert_eq!(h.sim.stats().submits_replayed, 1);
 }
 
@@ -518,7 +581,12 @@ async fn poll_faults_5xx_reset_malformed_and_unknown_status() {
     assert_ne!(ok["status"], UNKNOWN_STATUS_WORD);
     let faults = h.sim.stats().faults;
     assert_eq!(
-        (faults.poll_reset, faults.poll_5xx, faults.malformed_json, faults.unknown_status),
+        (
+            faults.poll_reset,
+            faults.poll_5xx,
+            faults.malformed_json,
+            faults.unknown_status
+        ),
         (1, 1, 1, 1)
     );
 }
@@ -629,7 +697,11 @@ async fn the_same_seed_injects_the_same_faults() {
         runs.push(seq);
     }
     assert_eq!(runs[0], runs[1]);
-    assert!(runs[0].contains(&502) && runs[0].contains(&404), "{:?}", runs[0]);
+    assert!(
+        runs[0].contains(&502) && runs[0].contains(&404),
+        "{:?}",
+        runs[0]
+    );
 }
 
 #[tokio::test]
@@ -638,14 +710,26 @@ async fn media_serves_ranges_and_stays_inside_its_folder() {
     let url = h.sim.media_url(DANCE);
     let whole = file(DANCE);
     let len = whole.len();
-    let part = h.http.get(&url).header("Range", "bytes=0-99").send().await.unwrap();
+    let part = h
+        .http
+        .get(&url)
+        .header("Range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(part.status(), 206);
     assert_eq!(
         part.headers()["content-range"].to_str().unwrap(),
         format!("bytes 0-99/{len}")
     );
     assert_eq!(part.bytes().await.unwrap().as_ref(), &whole[..100]);
-    let tail = h.http.get(&url).header("Range", "bytes=-10").send().await.unwrap();
+    let tail = h
+        .http
+        .get(&url)
+        .header("Range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(tail.bytes().await.unwrap().as_ref(), &whole[len - 10..]);
     let past = h
         .http
@@ -658,10 +742,12 @@ async fn media_serves_ranges_and_stays_inside_its_folder() {
     let full = h.get(&url).await;
     assert_eq!(full.headers()["accept-ranges"], "bytes");
     assert_eq!(full.bytes().await.unwrap().as_ref(), whole);
-    for escape in ["%2e%2e/%2e%2e/etc/passwd", "..%2f..%2fetc%2fpasswd", "%2fetc%2fpasswd"] {
-        let resp = h
-            .get(&format!("{}/media/{escape}", h.sim.base_url()))
-            .await;
+    for escape in [
+        "%2e%2e/%2e%2e/etc/passwd",
+        "..%2f..%2fetc%2fpasswd",
+        "%2fetc%2fpasswd",
+    ] {
+        let resp = h.get(&format!("{}/media/{escape}", h.sim.base_url())).await;
         assert_eq!(resp.status(), 404, "{escape}");
     }
     assert_eq!(h.get(&h.sim.media_url("no/such.mp4")).await.status(), 404);
@@ -674,5 +760,11 @@ async fn unknown_tasks_are_404_and_a_stopped_sim_refuses_connections() {
     assert_eq!(h.sim.stats().polls_unknown_404, 1);
     let base = h.sim.base_url();
     h.sim.shutdown().await;
-    assert!(h.http.get(format!("{base}/sim/stats")).send().await.is_err());
+    assert!(
+        h.http
+            .get(format!("{base}/sim/stats"))
+            .send()
+            .await
+            .is_err()
+    );
 }

@@ -116,12 +116,20 @@ pub async fn clip(
     let promised = part.len() as u64;
     let body = if truncate {
         // The header promises every byte; half arrive, then the body errors and hyper drops
-        // the connection, so the client sees a short read rather than a clean end.
+        // the connection, so the client sees a short read rather than a clean end. The pause
+        // lets hyper flush the headers and the half first: an error right behind them would
+        // take the buffered bytes down with the connection.
         let half = part.slice(..part.len() / 2);
-        Body::from_stream(futures_util::stream::iter([
-            Ok(half),
-            Err(io::Error::other("sim: download cut on purpose")),
-        ]))
+        let chunks = futures_util::stream::unfold(Some(half), |state| async move {
+            match state {
+                Some(half) => Some((Ok(half), None)),
+                None => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    Some((Err(io::Error::other("sim: download cut on purpose")), None))
+                }
+            }
+        });
+        Body::from_stream(chunks)
     } else {
         Body::from(part)
     };

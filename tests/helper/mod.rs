@@ -13,23 +13,3 @@ pub fn repo_root() -> PathBuf {
 pub fn fixture(rel: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(rel)
 }
-
-/// Poll `check` until it gives `Some`, for at most `timeout`; panic naming `label` if it never
-/// does. Tests wait with this instead of sleeping a fixed time.
-pub async fn wait_for<T, F, Fut>(label: &str, timeout: std::time::Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {label}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-}
