@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use recast::sim::{
-    Fault, Generation, IdField, Ledger, RetryAfterFormat, Sim, SimConfig, Stats, StatusWords,
-    UNKNOWN_STATUS_WORD,
+    Fault, Generation, IdField, Ledger, RetryAfterFormat, Sim, SimArgs, SimConfig, SimError, Stats,
+    StatusWords, UNKNOWN_STATUS_WORD, run_from_args,
 };
 use serde_json::{Value, json};
 
@@ -767,4 +767,33 @@ async fn unknown_tasks_are_404_and_a_stopped_sim_refuses_connections() {
             .await
             .is_err()
     );
+}
+
+#[derive(clap::Parser)]
+struct Cli {
+    #[command(flatten)]
+    sim: SimArgs,
+}
+
+#[tokio::test]
+async fn run_from_args_serves_until_shutdown_and_names_a_taken_address() {
+    use clap::Parser;
+    let args = |listen: &str| {
+        Cli::try_parse_from(["recast-sim", "--listen", listen, "--generation-secs", "0.1"])
+            .unwrap()
+            .sim
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(run_from_args(args("127.0.0.1:0"), async {
+        let _ = stopped.await;
+    }));
+    stop.send(()).unwrap();
+    run.await.unwrap().expect("serves, then stops cleanly");
+
+    let taken = Sim::start(config()).await.unwrap();
+    let err = run_from_args(args(&taken.addr().to_string()), async {})
+        .await
+        .expect_err("the address is taken");
+    assert!(matches!(err, SimError::Bind { .. }), "{err}");
+    assert!(err.to_string().contains(&taken.addr().to_string()), "{err}");
 }

@@ -345,21 +345,13 @@ pub async fn submit(
                 ..new_task(&req, key)
             }
         }
-        None => {
-            let failure = app.faults.roll(FaultKind::TaskFailure).then(|| Failure {
-                code: "GENERATION_FAILED",
-                message: "generation failed on the provider's side (simulated); credits refunded"
-                    .to_owned(),
-            });
-            NewTask {
-                billed_seconds,
-                credits: pricing::bill_at(req.rate, billed_seconds),
-                clip,
-                generation: app.cfg.generation.for_clip(billed_seconds),
-                failure,
-                ..new_task(&req, key)
-            }
-        }
+        None => NewTask {
+            billed_seconds,
+            credits: pricing::bill_at(req.rate, billed_seconds),
+            clip,
+            generation: app.cfg.generation.for_clip(billed_seconds),
+            ..new_task(&req, key)
+        },
     };
     let rules = AdmitRules {
         honour_idempotency: app.cfg.honour_idempotency,
@@ -368,21 +360,9 @@ pub async fn submit(
     };
     let now = Instant::now();
     let admitted = app.book().admit(now, new, rules);
-    let (id, phase) = match admitted {
-        Admit::Created(idx) => {
-            bump(&app.counters.submits_accepted);
-            let book = app.book();
-            let task = book.task(idx);
-            (task.id.clone(), task.phase(now).0)
-        }
-        Admit::Replayed(idx) => {
-            bump(&app.counters.submits_replayed);
-            let book = app.book();
-            let task = book.task(idx);
-            let answer_ = (task.id.clone(), task.phase(now).0);
-            drop(book);
-            return answer(&app, &answer_.0, answer_.1);
-        }
+    let (idx, replayed) = match admitted {
+        Admit::Created(idx) => (idx, false),
+        Admit::Replayed(idx) => (idx, true),
         Admit::InFlightFull(wait) => {
             bump(&app.counters.in_flight_refused_429);
             let cap = app.cfg.max_in_flight.unwrap_or_default();
@@ -398,6 +378,27 @@ pub async fn submit(
             );
         }
     };
+    let (id, phase) = {
+        let book = app.book();
+        let task = book.task(idx);
+        (task.id.clone(), task.phase(now).0)
+    };
+    if replayed {
+        // A twin request raced this one past the early check: it made the task, this one reuses it.
+        bump(&app.counters.submits_replayed);
+        return answer(&app, &id, phase);
+    }
+    bump(&app.counters.submits_accepted);
+    // Rolled only for a task that exists, so the fault count is the number of failed tasks.
+    let fetched = app.book().task(idx).failure.is_none();
+    if fetched && app.faults.roll(FaultKind::TaskFailure) {
+        let failure = Failure {
+            code: "GENERATION_FAILED",
+            message: "generation failed on the provider's side (simulated); credits refunded"
+                .to_owned(),
+        };
+        app.book().fail(idx, failure, now);
+    }
     if app.faults.roll(FaultKind::AmbiguousSubmit) {
         // Created and billed above; now vanish without a word.
         conn.cut();

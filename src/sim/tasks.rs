@@ -46,7 +46,7 @@ pub struct NewTask {
     /// The generated clip (the reference video's own bytes); `None` when it could not be fetched.
     pub clip: Option<Bytes>,
     pub generation: Duration,
-    /// Decided at submission: the task will end failed with this.
+    /// Known at submission (an input could not be fetched): the task ends failed with this.
     pub failure: Option<Failure>,
 }
 
@@ -233,6 +233,17 @@ impl Book {
         Admit::Created(idx)
     }
 
+    /// Make a task end failed (an injected provider failure). A task that already ended is
+    /// refunded at once; one still running is refunded when it ends.
+    pub fn fail(&mut self, idx: usize, failure: Failure, now: Instant) {
+        let task = &mut self.tasks[idx];
+        task.failure = Some(failure);
+        if task.ends <= now && task.credits > 0 && !task.refunded {
+            task.refunded = true;
+            self.spent -= task.credits;
+        }
+    }
+
     pub fn index_of(&self, id: &str) -> Option<usize> {
         self.by_id.get(id).copied()
     }
@@ -373,5 +384,23 @@ mod tests {
             }
         );
         assert_eq!(book.ledger(later).totals.billed_tasks, 1);
+    }
+
+    #[test]
+    fn a_failure_decided_after_creation_is_refunded_even_if_the_task_already_ended() {
+        let mut book = Book::new(1);
+        let now = Instant::now();
+        let mut instant = new_task(None, 566, false);
+        instant.generation = Duration::ZERO;
+        let Admit::Created(idx) = book.admit(now, instant, OPEN) else {
+            panic!()
+        };
+        let boom = Failure {
+            code: "GENERATION_FAILED",
+            message: "boom".into(),
+        };
+        book.fail(idx, boom, now);
+        assert_eq!(book.task(idx).phase(now).0, Phase::Failed);
+        assert_eq!(book.ledger(now).totals.net_credits, 0);
     }
 }
