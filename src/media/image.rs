@@ -151,8 +151,7 @@ pub(crate) fn probe_file(path: &Path) -> Result<ImageInfo, MediaError> {
         what: path.display().to_string(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
+    let (mut file, size) = super::open_regular(path)?;
     if size == 0 {
         return Err(MediaError::Empty);
     }

@@ -8,6 +8,13 @@
 //! May not: know about jobs, batches, the store or the provider client. It never reads a whole
 //! file to probe it, and it never panics or hangs on malformed, truncated, empty, huge or lying
 //! input: every such case is a [`MediaError`].
+//!
+//! # Layout
+//! - `mp4`: the MP4/MOV box walk (a state machine fed by whoever holds the bytes) and `moov`.
+//! - `image`: JPEG/PNG/WebP from a file's head and tail.
+//! - `http`: range requests (and capped streams) feeding those two.
+//! - `rules`: the provider's input rules and the extension check.
+//! - `sniff`: naming what a file is from its magic bytes, for errors.
 
 mod http;
 mod image;
@@ -23,6 +30,23 @@ pub use rules::{
 };
 
 use std::path::Path;
+
+/// Open a local file to probe and give its size. Anything but a regular file is refused before
+/// opening: a FIFO would block the open, and a device may never end.
+fn open_regular(path: &Path) -> Result<(std::fs::File, u64), MediaError> {
+    let io = |source| MediaError::Io {
+        what: path.display().to_string(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::other("not a regular file")));
+    }
+    let file = std::fs::File::open(path).map_err(io)?;
+    // The metadata of the open file: the path may have been swapped in between.
+    let len = file.metadata().map_err(io)?.len();
+    Ok((file, len))
+}
 
 /// The container of a reference video, from its `ftyp` brand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

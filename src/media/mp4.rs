@@ -555,8 +555,8 @@ pub(crate) fn probe_file(path: &Path) -> Result<VideoInfo, MediaError> {
         what: path.display().to_string(),
         source,
     };
-    let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut walk = Walk::new(file.metadata().map_err(io)?.len(), false)?;
+    let (mut file, len) = super::open_regular(path)?;
+    let mut walk = Walk::new(len, false)?;
     let mut buf = Vec::new();
     loop {
         let read = walk.next_read();
