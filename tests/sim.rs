@@ -428,7 +428,8 @@ async fn the_rate_limit_answers_429_with_retry_after_in_seconds_or_as_a_date() {
 async fn the_in_flight_cap_refuses_until_a_task_ends() {
     let h = H::start(SimConfig {
         max_in_flight: Some(1),
-        generation: Generation::Fixed(Duration::from_millis(300)),
+        // Long enough that the second submit surely lands while the first is in flight.
+        generation: Generation::Fixed(Duration::from_millis(1000)),
         ..config()
     })
     .await;
@@ -449,7 +450,8 @@ async fn the_in_flight_cap_refuses_until_a_task_ends() {
 #[tokio::test]
 async fn links_expire_and_a_new_poll_gives_a_fresh_one() {
     let h = H::start(SimConfig {
-        link_ttl: Duration::from_millis(300),
+        // Long enough for the first download to land before it expires, even on a busy machine.
+        link_ttl: Duration::from_millis(800),
         ..config()
     })
     .await;
