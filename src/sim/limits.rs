@@ -1,0 +1,146 @@
+//! The submit rate limit and the `Retry-After` header that goes with a 429.
+//!
+//! Owns: a GCRA rate limiter on the simulator's own clock, and the two spellings of
+//! `Retry-After` (whole seconds, or an RFC 7231 IMF-fixdate).
+//!
+//! May not: count refusals (the submit handler does) or know about tasks.
+//!
+//! The limiter is GCRA, the algorithm governor uses, so a client that runs governor with the same
+//! rate and burst is never refused. It is written here rather than taken from governor because
+//! it must run on `tokio::time::Instant` (the simulator's clock, which a runtime with tokio's
+//! `test-util` can pause), take `now` from its caller (unit tests pass synthetic instants), and
+//! say exactly how long to wait.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use super::config::RetryAfterFormat;
+
+/// `rate` requests per minute, `burst` of them at once.
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// Time between two requests at the steady rate.
+    interval: Duration,
+    /// How far ahead of now the theoretical arrival time may run (burst - 1 intervals).
+    tolerance: Duration,
+    /// Theoretical arrival time of the next request.
+    tat: Option<Instant>,
+}
+
+impl RateLimiter {
+    pub fn per_minute(rate: u32, burst: u32) -> RateLimiter {
+        let interval = Duration::from_secs(60) / rate.max(1);
+        RateLimiter {
+            interval,
+            tolerance: interval * (burst.max(1) - 1),
+            tat: None,
+        }
+    }
+
+    /// Take one request at `now`; `Err(wait)` says how long until one would be allowed.
+    pub fn check(&mut self, now: Instant) -> Result<(), Duration> {
+        let tat = self.tat.map_or(now, |t| t.max(now));
+        let ahead = tat - now;
+        if ahead > self.tolerance {
+            return Err(ahead - self.tolerance);
+        }
+        self.tat = Some(tat + self.interval);
+        Ok(())
+    }
+}
+
+/// The `Retry-After` value for a wait, never below one second (a client must wait at all).
+pub fn retry_after_value(format: RetryAfterFormat, wait: Duration) -> String {
+    let secs = wait.as_millis().div_ceil(1000).max(1) as u64;
+    match format {
+        RetryAfterFormat::Seconds => secs.to_string(),
+        RetryAfterFormat::HttpDate => {
+            // Round up: a date at whole-second resolution must not come before the real moment.
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let at = now.as_secs() + u64::from(now.subsec_nanos() > 0) + secs;
+            http_date(at)
+        }
+    }
+}
+
+/// Format seconds since the Unix epoch as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn http_date(unix_secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let days = unix_secs / 86_400;
+    let rem = unix_secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day): Howard Hinnant's `civil_from_days`.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_match_rfc_7231_examples() {
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+        assert_eq!(http_date(1_735_689_599), "Tue, 31 Dec 2024 23:59:59 GMT");
+    }
+
+    #[test]
+    fn seconds_round_up_and_never_say_zero() {
+        let f = RetryAfterFormat::Seconds;
+        assert_eq!(retry_after_value(f, Duration::from_millis(1)), "1");
+        assert_eq!(retry_after_value(f, Duration::from_millis(2_001)), "3");
+        assert!(
+            retry_after_value(RetryAfterFormat::HttpDate, Duration::from_secs(5)).ends_with(" GMT")
+        );
+    }
+
+    #[test]
+    fn the_limiter_allows_the_burst_then_the_steady_rate() {
+        // The limiter takes `now` from its caller, so synthetic instants stand in for a clock.
+        let mut rl = RateLimiter::per_minute(60, 3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            rl.check(t0).unwrap();
+        }
+        let wait = rl.check(t0).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(1));
+        let t1 = t0 + wait;
+        rl.check(t1).unwrap();
+        assert!(rl.check(t1).is_err());
+        // A long quiet spell refills the burst, not more.
+        let t2 = t1 + Duration::from_secs(600);
+        for _ in 0..3 {
+            rl.check(t2).unwrap();
+        }
+        assert!(rl.check(t2).is_err());
+    }
+}

@@ -1,0 +1,169 @@
+//! The simulator's HTTP surface: shared state, routes, bearer-key check and error answers.
+//!
+//! Owns: [`App`] (everything the handlers share), the router, and the small helpers every
+//! handler uses (auth, JSON error bodies, 429 answers, slow-answer delays).
+//!
+//! May not: hold the book's lock across an `.await`, or answer in a shape `REAPI.md` does not
+//! describe. The handlers themselves live in `submit.rs`, `poll.rs` and `files.rs`.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::config::SimConfig;
+use super::faults::FaultPlan;
+use super::ledger::{Counters, Ledger, Stats, bump};
+use super::limits::{RateLimiter, retry_after_value};
+use super::tasks::Book;
+use super::{files, poll, submit};
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct App {
+    pub cfg: SimConfig,
+    pub book: Mutex<Book>,
+    pub limiter: Option<Mutex<RateLimiter>>,
+    pub faults: FaultPlan,
+    pub counters: Counters,
+    /// The client that fetches `image_url` and `video_url`, as the provider would.
+    pub http: reqwest::Client,
+    /// Signs clip links, so a link cannot be forged or its expiry edited.
+    pub secret: [u8; 32],
+    /// Makes every link handed out distinct, even two in the same millisecond.
+    pub link_nonce: AtomicU64,
+    /// The zero of the clip links' expiry times, on the simulator's clock.
+    pub epoch: Instant,
+    pub base_url: String,
+    /// `media_dir`, canonicalised: served paths must stay under it.
+    pub media_root: Option<PathBuf>,
+    pub cancel: CancellationToken,
+}
+
+pub type Shared = Arc<App>;
+
+impl App {
+    pub fn book(&self) -> MutexGuard<'_, Book> {
+        // A panic while holding the lock leaves the book consistent (every method is a few
+        // plain updates), so a poisoned lock is taken over rather than taking the server down.
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn ledger(&self) -> Ledger {
+        self.book().ledger(Instant::now())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot(&self.faults)
+    }
+
+    /// Does the request carry `Authorization: Bearer <the key>`?
+    pub fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(value) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some((scheme, key)) = value.trim().split_once(' ') else {
+            return false;
+        };
+        scheme.eq_ignore_ascii_case("bearer") && key.trim() == self.cfg.api_key
+    }
+
+    /// The 401 answer, counted.
+    pub fn unauthorized(&self) -> Response {
+        bump(&self.counters.rejected_401);
+        error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "INVALID_API_KEY",
+            "missing or wrong API key: send `Authorization: Bearer <key>`",
+        )
+    }
+
+    /// A 429 with `Retry-After` in the configured format.
+    pub fn too_many(&self, wait: Duration, message: &str) -> Response {
+        let mut resp = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "RATE_LIMITED",
+            message,
+        );
+        if let Ok(v) = HeaderValue::from_str(&retry_after_value(self.cfg.retry_after, wait)) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+
+    /// Hold an answer for the slow-answer delay (cut short when the simulator shuts down).
+    pub async fn slow_down(&self) {
+        tokio::select! {
+            _ = tokio::time::sleep(self.cfg.slow_delay) => {}
+            _ = self.cancel.cancelled() => {}
+        }
+    }
+
+    /// The base URL clients used to reach us (from `Host`), so links work from their side.
+    pub fn public_base(&self, headers: &HeaderMap) -> String {
+        headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+            .map_or_else(|| self.base_url.clone(), |h| format!("http://{h}"))
+    }
+}
+
+/// An error answer in the gateway's shape: `{"error": {"message", "type", "code"}}`.
+pub fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "error": { "message": message, "type": kind, "code": code }
+    });
+    (status, Json(body)).into_response()
+}
+
+pub fn router(app: Shared) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/api/v1/videos/generations", post(submit::submit))
+        .route("/api/v1/tasks/{id}", get(poll::poll))
+        .route("/clips/{id}/{token}", get(files::clip))
+        .route("/media/{*path}", get(files::media))
+        .route("/sim/ledger", get(ledger))
+        .route("/sim/stats", get(stats))
+        .with_state(app)
+}
+
+async fn index(State(app): State<Shared>) -> String {
+    format!(
+        "recast sim: a local simulator of the reAPI Kling Motion Control gateway.\n\
+         POST {base}/api/v1/videos/generations   submit (Authorization: Bearer <key>)\n\
+         GET  {base}/api/v1/tasks/{{id}}           poll\n\
+         GET  {base}/media/...                    the media folder{media}\n\
+         GET  {base}/sim/ledger                   what was billed and refunded\n\
+         GET  {base}/sim/stats                    requests, refusals and injected faults\n",
+        base = app.base_url,
+        media = if app.media_root.is_some() {
+            ""
+        } else {
+            " (none: start with --media-dir)"
+        }
+    )
+}
+
+async fn ledger(State(app): State<Shared>) -> Json<Ledger> {
+    Json(app.ledger())
+}
+
+async fn stats(State(app): State<Shared>) -> Json<Stats> {
+    Json(app.stats())
+}
