@@ -23,10 +23,11 @@
 //! - [`cli`]: commands, flags and terminal output.
 
 pub mod cli;
+pub mod digest;
 pub mod engine;
 pub mod manifest;
-pub mod plan;
 pub mod media;
+pub mod plan;
 pub mod pricing;
 pub mod provider;
 pub mod settings;

@@ -64,10 +64,21 @@ pub struct PlannedJob {
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum BudgetVerdict {
     NoBudget,
-    Within { budget_credits: u64, committed_credits: u64, to_submit_credits: u64 },
-    Over { budget_credits: u64, committed_credits: u64, to_submit_credits: u64 },
+    Within {
+        budget_credits: u64,
+        committed_credits: u64,
+        to_submit_credits: u64,
+    },
+    Over {
+        budget_credits: u64,
+        committed_credits: u64,
+        to_submit_credits: u64,
+    },
     /// Some job that would be submitted has no known price: it cannot pass a budget.
-    PriceUnknown { budget_credits: u64, subjects: Vec<String> },
+    PriceUnknown {
+        budget_credits: u64,
+        subjects: Vec<String>,
+    },
 }
 
 impl BudgetVerdict {
@@ -237,13 +248,19 @@ pub async fn make_plan(
         if spec.settings.orientation == Orientation::Image {
             problems.extend(strict.iter().cloned());
         }
-        let estimate = prices.estimate(&spec.settings.model, spec.settings.mode, reference.duration_ms);
+        let estimate = prices.estimate(
+            &spec.settings.model,
+            spec.settings.mode,
+            reference.duration_ms,
+        );
         let status = if !problems.is_empty() {
             JobStatus::Invalid
         } else {
             match known.as_ref().and_then(|(_, k)| k.get(&spec.key.0)) {
                 Some(k) => JobStatus::Known(k.state),
-                None if subjects_with_clips.contains_key(spec.subject_id.as_str()) => JobStatus::Changed,
+                None if subjects_with_clips.contains_key(spec.subject_id.as_str()) => {
+                    JobStatus::Changed
+                }
                 None => JobStatus::New,
             }
         };
@@ -305,13 +322,20 @@ fn verdict(batch: &BatchSpec, jobs: &[PlannedJob], committed: u64) -> BudgetVerd
 impl Plan {
     /// Jobs that running the plan would submit, and their estimated total (`None` if any is unpriced).
     pub fn to_submit(&self) -> (usize, Option<u64>) {
-        let jobs: Vec<&PlannedJob> = self.jobs.iter().filter(|j| j.status.would_submit()).collect();
+        let jobs: Vec<&PlannedJob> = self
+            .jobs
+            .iter()
+            .filter(|j| j.status.would_submit())
+            .collect();
         let credits = jobs.iter().map(|j| j.estimate.map(|e| e.credits)).sum();
         (jobs.len(), credits)
     }
 
     pub fn invalid_count(&self) -> usize {
-        self.jobs.iter().filter(|j| j.status == JobStatus::Invalid).count()
+        self.jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Invalid)
+            .count()
     }
 
     /// The stable JSON document of `recast plan --json`.

@@ -147,10 +147,22 @@ impl Settings {
     pub fn resolve(file: SettingsFile, o: Overrides) -> Result<Settings, SettingsError> {
         let mut engine = EngineConfig::default();
         let l = &file.limits;
-        engine.submit_per_minute = o.submit_per_minute.or(l.submit_per_minute).unwrap_or(engine.submit_per_minute);
-        engine.submit_burst = o.submit_burst.or(l.submit_burst).unwrap_or(engine.submit_burst);
-        engine.max_in_flight = o.max_in_flight.or(l.max_in_flight).unwrap_or(engine.max_in_flight);
-        engine.poll_per_minute = o.poll_per_minute.or(l.poll_per_minute).unwrap_or(engine.poll_per_minute);
+        engine.submit_per_minute = o
+            .submit_per_minute
+            .or(l.submit_per_minute)
+            .unwrap_or(engine.submit_per_minute);
+        engine.submit_burst = o
+            .submit_burst
+            .or(l.submit_burst)
+            .unwrap_or(engine.submit_burst);
+        engine.max_in_flight = o
+            .max_in_flight
+            .or(l.max_in_flight)
+            .unwrap_or(engine.max_in_flight);
+        engine.poll_per_minute = o
+            .poll_per_minute
+            .or(l.poll_per_minute)
+            .unwrap_or(engine.poll_per_minute);
         engine.download_concurrency = o
             .download_concurrency
             .or(l.download_concurrency)
@@ -213,7 +225,10 @@ impl Settings {
         let mut allowed_roots = file.allowed_roots;
         allowed_roots.extend(o.allowed_roots);
         Ok(Settings {
-            state_dir: o.state_dir.or(file.state_dir).unwrap_or_else(|| PathBuf::from("state")),
+            state_dir: o
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(|| PathBuf::from("state")),
             api_base: o
                 .api_base
                 .or(file.provider.base_url)
@@ -267,7 +282,10 @@ mod tests {
         assert_eq!(s.engine.submit_per_minute, 99);
         assert_eq!(s.engine.max_in_flight, 3);
         assert!(s.engine.trust_idempotency);
-        assert_eq!(s.engine.poll_per_minute, EngineConfig::default().poll_per_minute);
+        assert_eq!(
+            s.engine.poll_per_minute,
+            EngineConfig::default().poll_per_minute
+        );
         assert_eq!(s.api_base, DEFAULT_API_BASE);
     }
 

@@ -12,31 +12,7 @@ use recast::sim::{
 };
 use serde_json::{Value, json};
 
-// Built here rather than taken from `crate::helper`: until Cargo.toml sets `autotests = false`,
-// cargo also builds this file as a test target of its own, without `helper`.
-fn repo_root() -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Poll `check` until it gives `Some`, for at most `timeout`; panic naming `label` if it never
-/// does. Tests wait with this instead of sleeping a fixed time.
-async fn wait_for<T, F, Fut>(label: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {label}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+use crate::helper::{repo_root, wait_for};
 
 const DANCE: &str = "examples/media/dance-5s.mp4";
 const LONG: &str = "tests/fixtures/media/long-12s.mp4";

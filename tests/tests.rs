@@ -3,6 +3,7 @@
 
 mod helper;
 
+mod engine;
 mod manifest;
 mod media;
-// mod sim; (merged with the simulator)
+mod sim;

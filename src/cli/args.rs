@@ -56,7 +56,7 @@ pub enum Command {
     /// ledger and fault injection.
     ///
     /// Example: `recast sim --listen 127.0.0.1:8700 --media-dir examples`
-    Sim(crate::sim::SimArgs),
+    Sim(Box<crate::sim::SimArgs>),
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
@@ -71,18 +71,41 @@ pub enum LogFormat {
 pub struct GlobalArgs {
     /// A YAML settings file (provider, limits, state folder, prices). Flags and the
     /// environment win over it.
-    #[arg(long, global = true, env = "RECAST_CONFIG", value_name = "FILE", help_heading = "Settings")]
+    #[arg(
+        long,
+        global = true,
+        env = "RECAST_CONFIG",
+        value_name = "FILE",
+        help_heading = "Settings"
+    )]
     pub config: Option<PathBuf>,
     /// Where recast keeps its state (SQLite database, lock). Default: ./state
-    #[arg(long, global = true, env = "RECAST_STATE_DIR", value_name = "DIR", help_heading = "Settings")]
+    #[arg(
+        long,
+        global = true,
+        env = "RECAST_STATE_DIR",
+        value_name = "DIR",
+        help_heading = "Settings"
+    )]
     pub state_dir: Option<PathBuf>,
     /// Also allow local media from this folder (besides the manifest's own). Repeatable.
     /// Example: --allow-root /srv/media
-    #[arg(long = "allow-root", global = true, value_name = "DIR", help_heading = "Settings")]
+    #[arg(
+        long = "allow-root",
+        global = true,
+        value_name = "DIR",
+        help_heading = "Settings"
+    )]
     pub allow_roots: Vec<PathBuf>,
 
     /// Provider base URL. Default: https://reapi.ai
-    #[arg(long, global = true, env = "REAPI_BASE_URL", value_name = "URL", help_heading = "Provider")]
+    #[arg(
+        long,
+        global = true,
+        env = "REAPI_BASE_URL",
+        value_name = "URL",
+        help_heading = "Provider"
+    )]
     pub api_base: Option<String>,
     /// Read the API key from this file. The key itself only ever comes from the REAPI_API_KEY
     /// environment variable or a file, never a flag (flags show in process lists).
@@ -90,7 +113,13 @@ pub struct GlobalArgs {
     pub api_key_file: Option<PathBuf>,
     /// Public URL of the manifest's folder, so the provider can fetch its local media.
     /// Example: --media-base-url https://cdn.example.com/campaign/
-    #[arg(long, global = true, env = "RECAST_MEDIA_BASE_URL", value_name = "URL", help_heading = "Provider")]
+    #[arg(
+        long,
+        global = true,
+        env = "RECAST_MEDIA_BASE_URL",
+        value_name = "URL",
+        help_heading = "Provider"
+    )]
     pub media_base_url: Option<String>,
     /// The provider honours Idempotency-Key: a submit whose answer was lost is sent again
     /// under the same key. Without it such a submit is held as `unknown` for you to decide.
@@ -114,7 +143,13 @@ pub struct GlobalArgs {
     pub download_concurrency: Option<usize>,
 
     /// Log lines as text or JSON (on stderr).
-    #[arg(long, global = true, value_enum, default_value_t, help_heading = "Output")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        help_heading = "Output"
+    )]
     pub log_format: LogFormat,
     /// More log lines (-v: every step, -vv: debug). RECAST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Output")]
@@ -129,7 +164,9 @@ impl GlobalArgs {
         Overrides {
             state_dir: self.state_dir.clone(),
             api_base: self.api_base.clone(),
-            api_key: std::env::var("REAPI_API_KEY").ok().filter(|k| !k.trim().is_empty()),
+            api_key: std::env::var("REAPI_API_KEY")
+                .ok()
+                .filter(|k| !k.trim().is_empty()),
             api_key_file: self.api_key_file.clone(),
             trust_idempotency: self.trust_idempotency.then_some(true),
             media_base_url: self.media_base_url.clone(),

@@ -69,7 +69,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            match crate::sim::run_from_args(a, shutdown).await {
+            match crate::sim::run_from_args(*a, shutdown).await {
                 Ok(()) => ExitCode::Ok,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -103,7 +103,8 @@ fn init_logging(g: &GlobalArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match g.log_format {
         args::LogFormat::Json => builder.json().try_init(),
         args::LogFormat::Text => builder.try_init(),

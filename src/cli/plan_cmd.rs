@@ -59,7 +59,15 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
         Err(code) => return code,
     };
     let provider = provider_identity(settings, args.simulate);
-    let plan = match make_plan(batch, &provider, &settings.prices, store.as_ref(), &Prober::default()).await {
+    let plan = match make_plan(
+        batch,
+        &provider,
+        &settings.prices,
+        store.as_ref(),
+        &Prober::default(),
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -68,7 +76,10 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan.to_json()).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan.to_json()).unwrap_or_default()
+        );
     } else {
         print_plan(&plan);
     }
@@ -100,7 +111,7 @@ pub fn print_plan(plan: &Plan) {
         plan.provider
     );
     let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY).set_header(vec![
+    table.load_style(UTF8_BORDERS_ONLY).set_header(vec![
         "subject", "image", "mode", "status", "credits", "USD", "notes",
     ]);
     for job in &plan.jobs {

@@ -68,7 +68,15 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         (None, None) => {}
     }
 
-    let plan = match make_plan(batch, &provider_id, &settings.prices, Some(&store), &Prober::default()).await {
+    let plan = match make_plan(
+        batch,
+        &provider_id,
+        &settings.prices,
+        Some(&store),
+        &Prober::default(),
+    )
+    .await
+    {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -94,15 +102,26 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             .map(|c| format!(" (at most {c} credits ≈ {:.3} USD)", c as f64 / 1000.0))
             .unwrap_or_default(),
         output_dir.display(),
-        if args.simulate { " (simulated: nothing is billed)" } else { "" },
+        if args.simulate {
+            " (simulated: nothing is billed)"
+        } else {
+            ""
+        },
     );
     for job in plan.jobs.iter().filter(|j| j.status == JobStatus::Invalid) {
-        eprintln!("left out: {}: {}", job.spec.subject_id, job.problems.join("; "));
+        eprintln!(
+            "left out: {}: {}",
+            job.spec.subject_id,
+            job.problems.join("; ")
+        );
     }
 
     let provider = match HttpProvider::new(HttpProviderConfig {
         base_url: settings.api_base.clone(),
-        api_key: settings.api_key().cloned().expect("checked above or set by the simulator"),
+        api_key: settings
+            .api_key()
+            .cloned()
+            .expect("checked above or set by the simulator"),
         connect_timeout: Duration::from_secs(10),
         request_timeout: settings.request_timeout,
     }) {
@@ -112,7 +131,13 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             return ExitCode::Internal;
         }
     };
-    let engine = match Engine::new(store.clone(), provider, publisher, settings.engine.clone(), vec![batch_id]) {
+    let engine = match Engine::new(
+        store.clone(),
+        provider,
+        publisher,
+        settings.engine.clone(),
+        vec![batch_id],
+    ) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
@@ -121,9 +146,18 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let mode = if args.no_wait { RunMode::NoWait } else { RunMode::UntilDone };
-    let progress = (!args.json && std::io::stderr().is_terminal())
-        .then(|| tokio::spawn(show_progress(store.clone(), batch_id, shutdown.child_token())));
+    let mode = if args.no_wait {
+        RunMode::NoWait
+    } else {
+        RunMode::UntilDone
+    };
+    let progress = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        tokio::spawn(show_progress(
+            store.clone(),
+            batch_id,
+            shutdown.child_token(),
+        ))
+    });
     let outcome = engine.run(mode, shutdown.clone()).await;
     shutdown.cancel();
     if let Some(p) = progress {
@@ -133,11 +167,20 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
-            eprintln!("the state folder is intact up to the failure: run the same command again to resume");
+            eprintln!(
+                "the state folder is intact up to the failure: run the same command again to resume"
+            );
             return ExitCode::Internal;
         }
     };
-    let code = finish(&store, batch_id, &report, mode, args.json, simulator.as_ref());
+    let code = finish(
+        &store,
+        batch_id,
+        &report,
+        mode,
+        args.json,
+        simulator.as_ref(),
+    );
     if let Some(sim) = simulator {
         sim.shutdown().await;
     }
@@ -171,10 +214,17 @@ async fn start_simulator(batch: &BatchSpec) -> Result<crate::sim::Sim, String> {
         generation: crate::sim::Generation::Fixed(Duration::from_millis(1500)),
         ..crate::sim::SimConfig::default()
     };
-    crate::sim::Sim::start(config).await.map_err(|e| e.to_string())
+    crate::sim::Sim::start(config)
+        .await
+        .map_err(|e| e.to_string())
 }
 
-fn register(store: &Store, plan: &Plan, provider: &str, output_dir: &std::path::Path) -> Result<i64, StoreError> {
+fn register(
+    store: &Store,
+    plan: &Plan,
+    provider: &str,
+    output_dir: &std::path::Path,
+) -> Result<i64, StoreError> {
     let batch = &plan.batch;
     let jobs: Vec<NewJob> = plan
         .jobs
@@ -183,7 +233,8 @@ fn register(store: &Store, plan: &Plan, provider: &str, output_dir: &std::path::
             key: j.spec.key.0.clone(),
             subject_id: j.spec.subject_id.clone(),
             output_name: j.spec.output_name.clone(),
-            spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video).to_json(),
+            spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video)
+                .to_json(),
             duration_ms: plan.reference.duration_ms,
             estimate_credits: j.estimate.map(|e| e.credits),
             invalid_reason: (!j.problems.is_empty()).then(|| j.problems.join("; ")),
@@ -342,7 +393,10 @@ fn print_summary(s: &BatchSummary, report: &RunReport, in_progress: u64, mode: R
         s.name,
         c.get(JobState::Done),
         in_progress,
-        c.get(JobState::Rejected) + c.get(JobState::Failed) + c.get(JobState::Expired) + c.get(JobState::Unknown),
+        c.get(JobState::Rejected)
+            + c.get(JobState::Failed)
+            + c.get(JobState::Expired)
+            + c.get(JobState::Unknown),
         s.credits_spent as f64 / 1000.0,
         s.credits_refunded as f64 / 1000.0,
         if s.credits_uncertain > 0 {
@@ -358,7 +412,9 @@ fn print_summary(s: &BatchSummary, report: &RunReport, in_progress: u64, mode: R
     if report.interrupted {
         eprintln!("interrupted: run the same command again to resume");
     } else if mode == RunMode::NoWait && in_progress > 0 {
-        eprintln!("{in_progress} jobs still in progress: run the same command again later to continue");
+        eprintln!(
+            "{in_progress} jobs still in progress: run the same command again later to continue"
+        );
     }
 }
 
@@ -366,7 +422,9 @@ fn store_failure(e: StoreError) -> ExitCode {
     eprintln!("error: {e}");
     match e {
         StoreError::Busy { .. } => {
-            eprintln!("hint: one recast works on a state folder at a time; use --state-dir for another");
+            eprintln!(
+                "hint: one recast works on a state folder at a time; use --state-dir for another"
+            );
             ExitCode::Busy
         }
         _ => ExitCode::Internal,

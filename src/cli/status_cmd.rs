@@ -58,17 +58,28 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
             if summary.paused { " · PAUSED" } else { "" }
         );
         let mut table = Table::new();
-        table.load_preset(UTF8_BORDERS_ONLY);
-        let present: Vec<JobState> = JobState::ALL.into_iter().filter(|s| c.get(*s) > 0).collect();
+        table.load_style(UTF8_BORDERS_ONLY);
+        let present: Vec<JobState> = JobState::ALL
+            .into_iter()
+            .filter(|s| c.get(*s) > 0)
+            .collect();
         table.set_header(present.iter().map(|s| s.as_str()).collect::<Vec<_>>());
-        table.add_row(present.iter().map(|s| c.get(*s).to_string()).collect::<Vec<_>>());
+        table.add_row(
+            present
+                .iter()
+                .map(|s| c.get(*s).to_string())
+                .collect::<Vec<_>>(),
+        );
         println!("{table}");
         for job in &attention {
             println!(
                 "  needs you: {} [{}]{}: {}",
                 job.subject_id,
                 job.state,
-                job.task_id.as_deref().map(|t| format!(" task {t}")).unwrap_or_default(),
+                job.task_id
+                    .as_deref()
+                    .map(|t| format!(" task {t}"))
+                    .unwrap_or_default(),
                 job.reason.as_deref().unwrap_or("no reason recorded")
             );
         }
@@ -84,10 +95,15 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "batches": docs })).unwrap_or_default()
+            serde_json::to_string_pretty(&serde_json::json!({ "batches": docs }))
+                .unwrap_or_default()
         );
     }
-    if needs_person { ExitCode::NeedsPerson } else { ExitCode::Ok }
+    if needs_person {
+        ExitCode::NeedsPerson
+    } else {
+        ExitCode::Ok
+    }
 }
 
 /// Steering commands change jobs a running recast may be driving: they take the lock too.
@@ -97,7 +113,12 @@ fn locked_store(settings: &Settings) -> Result<(StateLock, Store), ExitCode> {
     Ok((lock, store))
 }
 
-fn batch_of(store: &Store, settings: &Settings, name: &str, simulate: bool) -> Result<i64, ExitCode> {
+fn batch_of(
+    store: &Store,
+    settings: &Settings,
+    name: &str,
+    simulate: bool,
+) -> Result<i64, ExitCode> {
     let provider = provider_identity(settings, simulate);
     match store.batch_id(name, &provider) {
         Ok(Some(id)) => Ok(id),
@@ -105,7 +126,11 @@ fn batch_of(store: &Store, settings: &Settings, name: &str, simulate: bool) -> R
             eprintln!(
                 "error: no batch named `{name}` for {provider} in {}{}",
                 settings.state_dir.display(),
-                if simulate { "" } else { " (add --simulate for the simulator's)" }
+                if simulate {
+                    ""
+                } else {
+                    " (add --simulate for the simulator's)"
+                }
             );
             Err(ExitCode::Invalid)
         }
@@ -115,7 +140,9 @@ fn batch_of(store: &Store, settings: &Settings, name: &str, simulate: bool) -> R
 
 pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
     if !(args.failed || args.expired || args.unknown || args.rejected) {
-        eprintln!("error: say which jobs to retry: --failed, --expired, --unknown and/or --rejected");
+        eprintln!(
+            "error: say which jobs to retry: --failed, --expired, --unknown and/or --rejected"
+        );
         return ExitCode::Usage;
     }
     let (_lock, store) = match locked_store(settings) {
@@ -134,7 +161,10 @@ pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
     };
     match store.retry(id, which) {
         Ok(n) => {
-            eprintln!("{n} jobs of {} sent back to work; `recast run` drives them", args.batch);
+            eprintln!(
+                "{n} jobs of {} sent back to work; `recast run` drives them",
+                args.batch
+            );
             ExitCode::Ok
         }
         Err(e) => failure(e),

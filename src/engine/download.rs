@@ -219,6 +219,12 @@ impl<P: Provider> Engine<P> {
             )));
         }
         let promised = response.content_length();
+        let announced = response
+            .headers()
+            .get("repr-digest")
+            .or_else(|| response.headers().get("content-digest"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::digest::parse_sha256);
         let temp = TempFile::new(dir.join(format!(
             ".{}.{}{TEMP_SUFFIX}",
             item.output_name, item.job_id
@@ -260,7 +266,16 @@ impl<P: Provider> Engine<P> {
                 "the clip is not a whole MP4: {e}"
             )));
         }
-        let sha256 = hex::encode(hasher.finalize());
+        let digest = hasher.finalize();
+        if let Some(announced) = announced
+            && announced[..] != digest[..]
+        {
+            return Err(DownloadError::Retryable(
+                "the body does not match the digest the server announced (changed in flight)"
+                    .to_owned(),
+            ));
+        }
+        let sha256 = hex::encode(digest);
         let path = tokio::task::spawn_blocking({
             let (temp_path, dir, name, key, sha) = (
                 temp.path().to_path_buf(),

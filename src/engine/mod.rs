@@ -194,6 +194,8 @@ pub struct Engine<P: Provider> {
     /// Rung whenever a job changes stage, so idle stages look at the store again.
     wake: Notify,
     halted: Mutex<Option<Halt>>,
+    /// The provider accepted a submit in this run (the key and account work).
+    provider_confirmed: std::sync::atomic::AtomicBool,
     unknown_resends: Mutex<std::collections::HashMap<i64, u32>>,
     seen_status_words: Mutex<HashSet<String>>,
 }
@@ -223,6 +225,7 @@ impl<P: Provider> Engine<P> {
             downloads,
             wake: Notify::new(),
             halted: Mutex::new(None),
+            provider_confirmed: Default::default(),
             unknown_resends: Mutex::new(Default::default()),
             seen_status_words: Mutex::new(HashSet::new()),
         }))

@@ -6,6 +6,7 @@
 //! re-sent only under its same idempotency key and only when the provider is trusted to honour it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -19,6 +20,16 @@ use crate::store::{ClaimOutcome, SubmitIntent, now_ms};
 const SERVER_TROUBLE_PAUSE: Duration = Duration::from_secs(2);
 
 impl<P: Provider> Engine<P> {
+    /// Until the provider has accepted one submit of this run, submits go one at a time: a bad
+    /// key or an empty account then costs one refused request, not a burst of them.
+    fn submit_concurrency(&self) -> usize {
+        if self.provider_confirmed.load(Ordering::Relaxed) {
+            self.config.submit_concurrency.max(1)
+        } else {
+            1
+        }
+    }
+
     /// Submit for as long as the run lasts.
     pub(super) async fn submit_stage(
         self: Arc<Self>,
@@ -33,7 +44,7 @@ impl<P: Provider> Engine<P> {
             while let Some(done) = sends.try_join_next() {
                 done.unwrap_or(Ok(()))?;
             }
-            let full = sends.len() >= self.config.submit_concurrency
+            let full = sends.len() >= self.submit_concurrency()
                 || self.store.provider_in_flight()? >= u64::from(self.config.max_in_flight);
             if full || self.halted().is_some() {
                 tokio::select! {
@@ -77,7 +88,7 @@ impl<P: Provider> Engine<P> {
     ) -> Result<(), EngineError> {
         let mut sends = JoinSet::new();
         while !stop.is_cancelled() && self.halted().is_none() {
-            while sends.len() >= self.config.submit_concurrency {
+            while sends.len() >= self.submit_concurrency() {
                 if let Some(done) = sends.join_next().await {
                     done.unwrap_or(Ok(()))?;
                 }
@@ -121,6 +132,7 @@ impl<P: Provider> Engine<P> {
                 let first = self.config.poll_schedule.first_delay(intent.duration_ms);
                 store.record_submitted(&intent, &task_id, now_ms() + first.as_millis() as i64)?;
                 self.submit_pacing.accepted();
+                self.provider_confirmed.store(true, Ordering::Relaxed);
                 tracing::info!(
                     batch = %intent.batch_name, subject = %intent.subject_id, task = %task_id,
                     attempt = intent.attempt_number, "submitted"

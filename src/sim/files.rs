@@ -102,6 +102,8 @@ pub async fn clip(
     let Some((mut bytes, attempt)) = found else {
         return not_found("no clip for this task");
     };
+    // Announced for the clip as generated, so a body changed in flight can be caught.
+    let digest = crate::digest::repr_digest(&bytes);
     if app.faults.roll(FaultKind::ChangedDownload) {
         bytes = changed(&bytes, attempt);
     }
@@ -133,7 +135,11 @@ pub async fn clip(
     } else {
         Body::from(part)
     };
-    ranged_response(status, body, promised, range, len, "video/mp4")
+    let mut resp = ranged_response(status, body, promised, range, len, "video/mp4");
+    if let Ok(v) = HeaderValue::from_str(&digest) {
+        resp.headers_mut().insert("repr-digest", v);
+    }
+    resp
 }
 
 /// The same length, with one byte changed at a place that moves with each attempt.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
@@ -12,6 +13,26 @@ pub fn repo_root() -> PathBuf {
 /// A file under `tests/fixtures/`.
 pub fn fixture(rel: &str) -> PathBuf {
     repo_root().join("tests/fixtures").join(rel)
+}
+
+/// Poll `check` until it gives `Some`, for at most `timeout`; panic naming `label` if it never
+/// does. Tests wait with this instead of sleeping a fixed time.
+pub async fn wait_for<T, F, Fut>(label: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {label}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 pub mod workspace;

@@ -42,7 +42,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -63,7 +67,9 @@ impl Workspace {
         );
         for i in 0..subjects {
             std::fs::write(root.join(format!("subjects/s{i:03}.png")), unique_png(i)).unwrap();
-            manifest.push_str(&format!("  - id: s{i:03}\n    image: ./subjects/s{i:03}.png\n"));
+            manifest.push_str(&format!(
+                "  - id: s{i:03}\n    image: ./subjects/s{i:03}.png\n"
+            ));
         }
         manifest.push_str("output:\n  dir: ./out\n");
         manifest.push_str(extra);
@@ -141,7 +147,11 @@ impl Workspace {
     /// Names of the files in the output folder, sorted.
     pub fn outputs(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.out())
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         names.sort();
         names
@@ -151,11 +161,18 @@ impl Workspace {
     /// served (the reference clip), and nothing else is there (no temp files).
     pub fn assert_all_clips_whole(&self) {
         let expected: Vec<String> = (0..self.subjects).map(|i| format!("s{i:03}.mp4")).collect();
-        assert_eq!(self.outputs(), expected, "output folder holds exactly one clip per subject");
+        assert_eq!(
+            self.outputs(),
+            expected,
+            "output folder holds exactly one clip per subject"
+        );
         let reference = reference_clip();
         for name in expected {
             let clip = std::fs::read(self.out().join(&name)).unwrap();
-            assert!(clip == reference, "{name} is not the clip the simulator served");
+            assert!(
+                clip == reference,
+                "{name} is not the clip the simulator served"
+            );
         }
     }
 }

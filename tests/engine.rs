@@ -1,0 +1,376 @@
+//! End-to-end tests of `recast run`: the real binary against a real simulator, asserting what a
+//! user would see: clips on disk, the simulator's billing ledger, exit codes and messages.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use recast::sim::{Fault, Faults, Ledger, Sim, SimConfig};
+
+use crate::helper::workspace::{Workspace, describe};
+
+/// Billed entries of the ledger that were not refunded, per subject image.
+fn net_bills_per_subject(ledger: &Ledger) -> HashMap<String, usize> {
+    let mut bills = HashMap::new();
+    for e in ledger
+        .entries
+        .iter()
+        .filter(|e| e.credits > 0 && !e.refunded)
+    {
+        *bills
+            .entry(e.image_url.rsplit('/').next().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    bills
+}
+
+fn assert_each_subject_billed_once(ws: &Workspace, ledger: &Ledger) {
+    let bills = net_bills_per_subject(ledger);
+    assert_eq!(bills.len(), ws.subjects, "every subject billed: {bills:?}");
+    assert!(
+        bills.values().all(|n| *n == 1),
+        "a subject billed twice: {bills:?}"
+    );
+}
+
+async fn start(config: SimConfig) -> Sim {
+    Sim::start(config).await.expect("simulator starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_subjects_make_fifty_whole_clips_billed_once_and_a_rerun_spends_nothing() {
+    let ws = Workspace::new(50, "");
+    let sim = start(ws.sim_config()).await;
+
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    ws.assert_all_clips_whole();
+    let ledger = sim.ledger();
+    assert_eq!(ledger.totals.billed_tasks, 50);
+    assert_eq!(ledger.totals.billed_credits, 50 * 566);
+    assert_each_subject_billed_once(&ws, &ledger);
+
+    let again = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert_eq!(
+        sim.ledger().totals.billed_tasks,
+        50,
+        "a rerun submitted something"
+    );
+    assert_eq!(
+        sim.stats().submits_accepted + sim.stats().submits_replayed,
+        50
+    );
+    ws.assert_all_clips_whole();
+
+    let plan = ws.recast(&sim, &["plan", "jobs.yaml", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan --json parses");
+    assert_eq!(doc["totals"]["to_submit"], 0);
+    assert!(
+        doc["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["status"] == "done")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_providers_own_rate_nothing_is_refused() {
+    let ws = Workspace::new(24, "");
+    ws.write_settings(
+        "  submit_per_minute: 600\n  submit_burst: 2\n  max_in_flight: 50\n  poll_per_minute: 60000\n",
+    );
+    let sim = start(SimConfig {
+        submit_rate_per_min: Some(600),
+        submit_burst: 4,
+        ..ws.sim_config()
+    })
+    .await;
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(sim.stats().rate_limited_429, 0, "{:?}", sim.stats());
+    ws.assert_all_clips_whole();
+    assert_each_subject_billed_once(&ws, &sim.ledger());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_slower_than_our_setting_slows_us_down_and_every_job_still_finishes_once() {
+    let ws = Workspace::new(20, "");
+    ws.write_settings(
+        "  submit_per_minute: 1200\n  submit_burst: 4\n  max_in_flight: 50\n  poll_per_minute: 60000\n",
+    );
+    let sim = start(SimConfig {
+        submit_rate_per_min: Some(600),
+        submit_burst: 1,
+        ..ws.sim_config()
+    })
+    .await;
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stats = sim.stats();
+    assert!(
+        stats.rate_limited_429 > 0,
+        "the provider never pushed back: {stats:?}"
+    );
+    // Slowing the whole stage means far fewer refusals than submits.
+    assert!(
+        stats.rate_limited_429 < 20,
+        "recast kept hammering: {stats:?}"
+    );
+    ws.assert_all_clips_whole();
+    assert_each_subject_billed_once(&ws, &sim.ledger());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_resets_on_submit_and_poll_are_ridden_out() {
+    let ws = Workspace::new(12, "");
+    let sim = start(SimConfig {
+        faults: Faults {
+            seed: 7,
+            submit_5xx: Fault::first(3),
+            submit_reset: Fault::rate(0.2).at_most(3),
+            poll_5xx: Fault::rate(0.2),
+            poll_reset: Fault::rate(0.1),
+            malformed_json: Fault::rate(0.1),
+            unknown_status: Fault::rate(0.1),
+            ..Faults::default()
+        },
+        ..ws.sim_config()
+    })
+    .await;
+    let out = ws
+        .recast(&sim, &["run", "jobs.yaml", "--trust-idempotency"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    ws.assert_all_clips_whole();
+    assert_each_subject_billed_once(&ws, &sim.ledger());
+    assert!(sim.stats().faults.submit_5xx >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_submits_with_idempotency_honoured_are_resent_and_never_billed_twice() {
+    let ws = Workspace::new(10, "");
+    let sim = start(SimConfig {
+        honour_idempotency: true,
+        faults: Faults {
+            ambiguous_submit: Fault::first(4),
+            ..Faults::default()
+        },
+        ..ws.sim_config()
+    })
+    .await;
+    let out = ws
+        .recast(&sim, &["run", "jobs.yaml", "--trust-idempotency"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(sim.stats().faults.ambiguous_submit, 4);
+    assert!(sim.stats().submits_replayed >= 4, "{:?}", sim.stats());
+    assert_eq!(sim.ledger().totals.billed_tasks, 10);
+    assert_each_subject_billed_once(&ws, &sim.ledger());
+    ws.assert_all_clips_whole();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_submits_without_idempotency_are_held_as_unknown_not_resent() {
+    let ws = Workspace::new(10, "");
+    let sim = start(SimConfig {
+        honour_idempotency: false,
+        faults: Faults {
+            ambiguous_submit: Fault::first(3),
+            ..Faults::default()
+        },
+        ..ws.sim_config()
+    })
+    .await;
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("is unknown").count(), 3, "{stderr}");
+    // The three ambiguous submits were billed by the provider; nothing was billed twice.
+    let ledger = sim.ledger();
+    assert_eq!(ledger.totals.billed_tasks, 10);
+    assert_each_subject_billed_once(&ws, &ledger);
+    assert_eq!(ws.outputs().len(), 7);
+
+    let status = ws.recast(&sim, &["status", "e2e", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let held = doc["batches"][0]["needs_a_person"].as_array().unwrap();
+    assert_eq!(held.len(), 3);
+    assert!(held.iter().all(|j| j["state"] == "unknown"));
+    // A second run still sends nothing for them.
+    let again = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(again.status.code(), Some(3), "{}", describe(&again));
+    assert_eq!(sim.ledger().totals.billed_tasks, 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_tasks_are_retried_as_new_attempts_refunded_and_capped() {
+    let ws = Workspace::new(6, "retries: 1\n");
+    let sim = start(SimConfig {
+        faults: Faults {
+            seed: 3,
+            task_failure: Fault::rate(0.4),
+            ..Faults::default()
+        },
+        ..ws.sim_config()
+    })
+    .await;
+    let out = ws.recast(&sim, &["run", "jobs.yaml", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("run --json parses");
+    let ledger = sim.ledger();
+    let refunds = ledger.entries.iter().filter(|e| e.refunded).count() as u64;
+    assert_eq!(
+        refunds,
+        sim.stats().faults.task_failure,
+        "every failed task refunded"
+    );
+    assert!(refunds > 0, "no task failed: seed changed?");
+    let done = doc["counts"]["done"].as_u64().unwrap_or(0);
+    let failed = doc["counts"]["failed"].as_u64().unwrap_or(0);
+    assert_eq!(done + failed, 6, "{}", describe(&out));
+    assert_eq!(
+        ledger.totals.net_tasks, done,
+        "each done job paid once, failed ones refunded"
+    );
+    assert_eq!(ws.outputs().len() as u64, done);
+    // retries: 1 means at most two attempts per subject.
+    let mut attempts: HashMap<&str, usize> = HashMap::new();
+    for e in &ledger.entries {
+        *attempts.entry(e.image_url.as_str()).or_default() += 1;
+    }
+    assert!(attempts.values().all(|n| *n <= 2), "{attempts:?}");
+    let expected = if failed > 0 { Some(3) } else { Some(0) };
+    assert_eq!(out.status.code(), expected, "{}", describe(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_changed_and_expired_downloads_never_leave_a_bad_file_under_a_final_name() {
+    let ws = Workspace::new(8, "");
+    let sim = start(SimConfig {
+        faults: Faults {
+            seed: 11,
+            truncated_download: Fault::first(3),
+            changed_download: Fault::rate(0.3).at_most(4),
+            expired_link: Fault::first(2),
+            ..Faults::default()
+        },
+        ..ws.sim_config()
+    })
+    .await;
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let faults = sim.stats().faults;
+    assert_eq!(faults.truncated_download, 3);
+    assert_eq!(faults.expired_link, 2);
+    assert!(faults.changed_download > 0);
+    ws.assert_all_clips_whole();
+    assert_each_subject_billed_once(&ws, &sim.ledger());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_that_covers_seven_of_ten_jobs_submits_seven_and_says_why() {
+    // 7 x 566 = 3962 credits fit in 4.00 USD; an eighth would need 4528.
+    let ws = Workspace::new(10, "budget:\n  max_usd: 4.00\n");
+    let sim = start(ws.sim_config()).await;
+    let plan = ws.recast(&sim, &["plan", "jobs.yaml"]).await;
+    assert_eq!(plan.status.code(), Some(1), "{}", describe(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("OVER"),
+        "{}",
+        describe(&plan)
+    );
+
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stopped by the budget: 3 jobs not submitted"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("over budget"), "{stderr}");
+    assert_eq!(sim.ledger().totals.billed_tasks, 7);
+    assert_eq!(ws.outputs().len(), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_stops_the_run_with_a_clear_message_and_no_spend() {
+    let ws = Workspace::new(3, "");
+    let sim = start(ws.sim_config()).await;
+    let out = ws
+        .recast_command(&sim, &["run", "jobs.yaml"])
+        .env("REAPI_API_KEY", "wrong-key-123")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    let text = describe(&out);
+    assert!(text.contains("refused the API key"), "{text}");
+    assert!(!text.contains("wrong-key-123"), "the key leaked: {text}");
+    assert_eq!(sim.ledger().totals.billed_tasks, 0);
+    assert_eq!(
+        sim.stats().rejected_401,
+        1,
+        "nothing more was sent after the 401"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_media_without_a_public_url_fail_before_anything_is_spent() {
+    let ws = Workspace::new(2, "");
+    let sim = start(ws.sim_config()).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_recast"))
+        .args([
+            "run",
+            "jobs.yaml",
+            "--state-dir",
+            "state",
+            "--api-base",
+            &sim.base_url(),
+        ])
+        .env("REAPI_API_KEY", sim.api_key())
+        .env_remove("RECAST_MEDIA_BASE_URL")
+        .current_dir(ws.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        describe(&out).contains("--media-base-url"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(sim.stats().submits_accepted, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_recast_on_the_same_state_folder_is_refused_naming_the_first() {
+    let ws = Workspace::new(30, "");
+    let sim = start(SimConfig {
+        generation: recast::sim::Generation::Fixed(Duration::from_secs(3)),
+        ..ws.sim_config()
+    })
+    .await;
+    let mut first = ws
+        .recast_command(&sim, &["run", "jobs.yaml"])
+        .spawn()
+        .unwrap();
+    let pid = first.id().unwrap();
+    crate::helper::wait_for(
+        "the first run to take the lock",
+        Duration::from_secs(20),
+        || async {
+            let lock = std::fs::read_to_string(ws.state().join("recast.lock")).ok()?;
+            (lock.trim() == pid.to_string()).then_some(())
+        },
+    )
+    .await;
+    let second = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(second.status.code(), Some(5), "{}", describe(&second));
+    assert!(
+        describe(&second).contains(&format!("pid {pid}")),
+        "{}",
+        describe(&second)
+    );
+    first.start_kill().unwrap();
+    let _ = first.wait().await;
+}
