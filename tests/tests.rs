@@ -3,6 +3,7 @@
 
 mod helper;
 
+mod crash;
 mod engine;
 mod manifest;
 mod media;
