@@ -13,7 +13,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next_in(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         lo + (self.0 >> 33) % (hi - lo)
     }
 }
@@ -78,16 +81,26 @@ async fn sigkill_at_random_moments_never_bills_twice_nor_leaves_a_partial_clip()
                 finished = Some(out.status);
                 break;
             }
-            panic!("a run after the kills did not finish cleanly: {}", describe(&out));
+            panic!(
+                "a run after the kills did not finish cleanly: {}",
+                describe(&out)
+            );
         }
     }
     assert!(finished.is_some(), "the batch never finished");
-    assert!(kills >= 20, "only {kills} kills happened before the batch finished (seed {seed})");
+    assert!(
+        kills >= 20,
+        "only {kills} kills happened before the batch finished (seed {seed})"
+    );
 
     ws.assert_all_clips_whole();
     let ledger = sim.ledger();
     let mut net = std::collections::HashMap::<&str, usize>::new();
-    for e in ledger.entries.iter().filter(|e| e.credits > 0 && !e.refunded) {
+    for e in ledger
+        .entries
+        .iter()
+        .filter(|e| e.credits > 0 && !e.refunded)
+    {
         *net.entry(e.image_url.as_str()).or_default() += 1;
     }
     assert_eq!(net.len(), 100, "every subject billed (seed {seed})");
@@ -99,5 +112,8 @@ async fn sigkill_at_random_moments_never_bills_twice_nor_leaves_a_partial_clip()
     // No held unknowns: with idempotency honoured every unknown submit was resolved.
     let status = ws.recast(&sim, &["status", "e2e", "--json"]).await;
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(doc["batches"][0]["batch"]["counts"]["by_state"]["done"], 100, "{doc}");
+    assert_eq!(
+        doc["batches"][0]["batch"]["counts"]["by_state"]["done"], 100,
+        "{doc}"
+    );
 }

@@ -10,13 +10,12 @@ use tokio_util::sync::CancellationToken;
 use super::ExitCode;
 use super::args::{GlobalArgs, RunArgs};
 use super::plan_cmd::{load_manifest, provider_identity};
-use crate::engine::{Engine, Halt, MediaPublisher, RunMode, RunReport, StoredSpec};
+use crate::engine::{Engine, Halt, MediaPublisher, RunMode, RunReport, register};
 use crate::manifest::{BatchSpec, MediaSource};
-use crate::plan::{JobStatus, Plan, Prober, make_plan};
-use crate::pricing::usd_to_credits_floor;
+use crate::plan::{JobStatus, Prober, make_plan};
 use crate::provider::{HttpProvider, HttpProviderConfig};
 use crate::settings::Settings;
-use crate::store::{BatchSummary, JobState, NewBatch, NewJob, StateLock, Store, StoreError};
+use crate::store::{BatchSummary, JobState, StateLock, Store, StoreError};
 
 pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> ExitCode {
     let batch = match load_manifest(&args.manifest, settings) {
@@ -88,8 +87,8 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     } else {
         plan.batch.output_dir.clone()
     };
-    let batch_id = match register(&store, &plan, &provider_id, &output_dir) {
-        Ok(id) => id,
+    let batch_id = match register(&store, &plan, &provider_id, &output_dir, 0) {
+        Ok(report) => report.batch_id,
         Err(e) => return store_failure(e),
     };
     let (to_submit, credits) = plan.to_submit();
@@ -136,7 +135,7 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         provider,
         publisher,
         settings.engine.clone(),
-        vec![batch_id],
+        Some(vec![batch_id]),
     ) {
         Ok(e) => e,
         Err(e) => {
@@ -217,49 +216,6 @@ async fn start_simulator(batch: &BatchSpec) -> Result<crate::sim::Sim, String> {
     crate::sim::Sim::start(config)
         .await
         .map_err(|e| e.to_string())
-}
-
-fn register(
-    store: &Store,
-    plan: &Plan,
-    provider: &str,
-    output_dir: &std::path::Path,
-) -> Result<i64, StoreError> {
-    let batch = &plan.batch;
-    let jobs: Vec<NewJob> = plan
-        .jobs
-        .iter()
-        .map(|j| NewJob {
-            key: j.spec.key.0.clone(),
-            subject_id: j.spec.subject_id.clone(),
-            output_name: j.spec.output_name.clone(),
-            spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video)
-                .to_json(),
-            duration_ms: plan.reference.duration_ms,
-            estimate_credits: j.estimate.map(|e| e.credits),
-            invalid_reason: (!j.problems.is_empty()).then(|| j.problems.join("; ")),
-        })
-        .collect();
-    let report = store.register_batch(
-        &NewBatch {
-            name: batch.name.clone(),
-            provider: provider.to_owned(),
-            manifest_path: batch.manifest_path.display().to_string(),
-            base_dir: batch.base_dir.display().to_string(),
-            output_dir: output_dir.display().to_string(),
-            budget_credits: batch.budget_usd.map(usd_to_credits_floor),
-            retries: batch.retries,
-            priority: 0,
-        },
-        &jobs,
-    )?;
-    tracing::info!(
-        added = report.added,
-        kept = report.kept,
-        dropped = report.dropped,
-        "batch registered"
-    );
-    Ok(report.batch_id)
 }
 
 async fn cancel_on_signal(token: CancellationToken) {

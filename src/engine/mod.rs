@@ -14,6 +14,7 @@
 mod download;
 mod pacing;
 mod poll;
+mod register;
 mod spec;
 mod submit;
 
@@ -29,6 +30,7 @@ use crate::store::{Store, StoreError};
 
 pub use download::{DownloadError, clean_temp_files};
 pub use pacing::Pacing;
+pub use register::register;
 pub use spec::{MediaPublisher, PublishError, StoredMedia, StoredSpec};
 
 /// When to poll a running task.
@@ -137,6 +139,8 @@ pub enum RunMode {
     UntilDone,
     /// Advance every job as far as it can go right now, then return (cron, CI, timers).
     NoWait,
+    /// Until shut down, picking up work as it is registered (the daemon).
+    Forever,
 }
 
 /// Why the engine stopped submitting before the work was done.
@@ -187,7 +191,9 @@ pub struct Engine<P: Provider> {
     provider: P,
     publisher: MediaPublisher,
     config: EngineConfig,
-    batch_ids: Vec<i64>,
+    /// The batches this run drives; `None`: every batch in the store, including ones
+    /// registered while it runs (the daemon).
+    batch_ids: Option<Vec<i64>>,
     downloads: reqwest::Client,
     submit_pacing: Pacing,
     poll_pacing: Pacing,
@@ -206,7 +212,7 @@ impl<P: Provider> Engine<P> {
         provider: P,
         publisher: MediaPublisher,
         config: EngineConfig,
-        batch_ids: Vec<i64>,
+        batch_ids: Option<Vec<i64>>,
     ) -> Result<Arc<Self>, EngineError> {
         let downloads = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(20))
@@ -248,7 +254,7 @@ impl<P: Provider> Engine<P> {
     }
 
     fn scope(&self) -> Option<&[i64]> {
-        Some(&self.batch_ids)
+        self.batch_ids.as_deref()
     }
 
     /// Drive the run's batches. Returns when the work is done (or, with [`RunMode::NoWait`], as
@@ -269,7 +275,7 @@ impl<P: Provider> Engine<P> {
                 "submits interrupted by a previous crash are now `unknown`"
             );
         }
-        for dir in self.store.output_dirs(&self.batch_ids)? {
+        for dir in self.store.output_dirs(self.scope())? {
             report.temp_files_removed += clean_temp_files(std::path::Path::new(&dir));
         }
         if self.config.trust_idempotency {
@@ -282,7 +288,7 @@ impl<P: Provider> Engine<P> {
             }
         }
         match mode {
-            RunMode::UntilDone => self.run_until_done(&shutdown).await?,
+            RunMode::UntilDone | RunMode::Forever => self.run_stages(mode, &shutdown).await?,
             RunMode::NoWait => self.run_once(&shutdown).await?,
         }
         report.halted = self.halted();
@@ -290,8 +296,9 @@ impl<P: Provider> Engine<P> {
         Ok(report)
     }
 
-    async fn run_until_done(
+    async fn run_stages(
         self: &Arc<Self>,
+        mode: RunMode,
         shutdown: &CancellationToken,
     ) -> Result<(), EngineError> {
         let stop = shutdown.child_token();
@@ -319,9 +326,15 @@ impl<P: Provider> Engine<P> {
                 _ = tokio::time::sleep(Duration::from_millis(250)) => {}
             }
             let submitting = self.halted().is_none();
-            let active = self.store.active_jobs(&self.batch_ids, submitting)?;
             let unauthorized = matches!(self.halted(), Some(Halt::Unauthorized(_)));
-            if active == 0 || unauthorized {
+            if unauthorized {
+                stop.cancel();
+                break;
+            }
+            if mode == RunMode::Forever {
+                continue;
+            }
+            if self.store.active_jobs(self.scope(), submitting)? == 0 {
                 stop.cancel();
                 break;
             }

@@ -324,9 +324,13 @@ impl Store {
 
     /// Jobs of these batches that will still move by themselves: submitting, running,
     /// downloading, and (when `with_planned`) planned jobs not held back.
-    pub fn active_jobs(&self, batch_ids: &[i64], with_planned: bool) -> Result<u64, StoreError> {
+    pub fn active_jobs(
+        &self,
+        batch_ids: Option<&[i64]>,
+        with_planned: bool,
+    ) -> Result<u64, StoreError> {
         let conn = self.conn();
-        let ids = id_list(batch_ids);
+        let scope = batch_scope(batch_ids).replace("b.id", "batch_id");
         let planned = if with_planned {
             "OR (state = 'planned' AND held IS NULL)"
         } else {
@@ -334,8 +338,8 @@ impl Store {
         };
         conn.query_row(
             &format!(
-                "SELECT count(*) FROM jobs WHERE batch_id IN ({ids}) AND
-                 (state IN ('submitting', 'running', 'downloading') {planned})"
+                "SELECT count(*) FROM jobs WHERE
+                 (state IN ('submitting', 'running', 'downloading') {planned}) {scope}"
             ),
             [],
             |r| r.get::<_, i64>(0),
@@ -345,12 +349,12 @@ impl Store {
     }
 
     /// Output folders of these batches.
-    pub fn output_dirs(&self, batch_ids: &[i64]) -> Result<Vec<String>, StoreError> {
+    pub fn output_dirs(&self, batch_ids: Option<&[i64]>) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut s = conn
             .prepare(&format!(
-                "SELECT DISTINCT output_dir FROM batches WHERE id IN ({})",
-                id_list(batch_ids)
+                "SELECT DISTINCT output_dir FROM batches b WHERE 1 = 1 {}",
+                batch_scope(batch_ids)
             ))
             .map_err(self.sql_error("list output folders"))?;
         s.query_map([], |r| r.get(0))
@@ -387,17 +391,36 @@ impl Store {
     pub fn claim_next(&self, batch_ids: Option<&[i64]>) -> Result<ClaimOutcome, StoreError> {
         let scope = batch_scope(batch_ids);
         self.write("commit a submit intent", |tx| loop {
-            let next = tx
+            // The batch first: highest priority, then the one with the fewest tasks in flight,
+            // so a small batch is never starved behind a large one of the same priority.
+            let batch: Option<i64> = tx
                 .query_row(
                     &format!(
-                        "SELECT j.id, j.batch_id, b.name, j.subject_id, b.base_dir, j.spec_json,
-                             j.duration_ms, j.estimate_credits, b.budget_credits, j.attempt_id,
-                             j.job_key
-                         FROM jobs j JOIN batches b ON b.id = j.batch_id
-                         WHERE j.state = 'planned' AND j.held IS NULL AND b.paused = 0 {scope}
-                         ORDER BY b.priority DESC, j.id LIMIT 1"
+                        "SELECT b.id FROM batches b
+                         WHERE b.paused = 0 {scope} AND EXISTS (SELECT 1 FROM jobs j
+                             WHERE j.batch_id = b.id AND j.state = 'planned' AND j.held IS NULL)
+                         ORDER BY b.priority DESC,
+                             (SELECT count(*) FROM jobs x WHERE x.batch_id = b.id
+                                 AND x.state IN ('submitting', 'running')) ASC,
+                             b.id
+                         LIMIT 1"
                     ),
                     [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(batch) = batch else {
+                return Ok(ClaimOutcome::Idle);
+            };
+            let next = tx
+                .query_row(
+                    "SELECT j.id, j.batch_id, b.name, j.subject_id, b.base_dir, j.spec_json,
+                         j.duration_ms, j.estimate_credits, b.budget_credits, j.attempt_id,
+                         j.job_key
+                     FROM jobs j JOIN batches b ON b.id = j.batch_id
+                     WHERE j.batch_id = ?1 AND j.state = 'planned' AND j.held IS NULL
+                     ORDER BY j.id LIMIT 1",
+                    [batch],
                     |r| {
                         Ok((
                             r.get::<_, i64>(0)?,
@@ -1030,6 +1053,10 @@ impl Store {
 }
 
 fn id_list(ids: &[i64]) -> String {
+    if ids.is_empty() {
+        // `IN ()` is a syntax error in SQLite; no id matches -1.
+        return "-1".to_owned();
+    }
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
