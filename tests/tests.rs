@@ -3,6 +3,7 @@
 
 mod helper;
 
+mod cli;
 mod crash;
 mod engine;
 mod manifest;

@@ -4,7 +4,8 @@ use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 
 use super::ExitCode;
 use super::args::PlanArgs;
-use crate::manifest::{self, BatchSpec, LoadOptions};
+use crate::manifest::{self, BatchSpec, LoadOptions, ManifestError};
+use crate::media::{self, Orientation};
 use crate::plan::{BudgetVerdict, JobStatus, Plan, Prober, make_plan, round_usd};
 use crate::pricing::credits_to_usd;
 use crate::settings::Settings;
@@ -19,23 +20,59 @@ pub fn provider_identity(settings: &Settings, simulate: bool) -> String {
     }
 }
 
-/// Read a manifest, printing every mistake in it on failure.
-pub fn load_manifest(path: &std::path::Path, settings: &Settings) -> Result<BatchSpec, ExitCode> {
+/// Read a manifest, printing every mistake in it on failure: those of the file itself and,
+/// when the reference video still resolved, those of the video, so one run shows them all.
+pub async fn load_manifest(
+    path: &std::path::Path,
+    settings: &Settings,
+) -> Result<BatchSpec, ExitCode> {
     let options = LoadOptions {
         allowed_roots: settings.allowed_roots.clone(),
     };
-    manifest::load(path, &options).map_err(|errors| {
-        for e in &errors.0 {
-            eprintln!("error: {e}");
+    let (mut errors, hint) = match manifest::load_with_hint(path, &options) {
+        Ok(batch) => return Ok(batch),
+        Err(failure) => failure,
+    };
+    if let Some(hint) = hint {
+        errors.0.extend(reference_video_mistakes(path, &hint).await);
+        errors.0.sort_by_key(|e| e.location);
+    }
+    for e in &errors.0 {
+        eprintln!("error: {e}");
+    }
+    eprintln!(
+        "{}: {} mistake{}; nothing was planned",
+        path.display(),
+        errors.0.len(),
+        if errors.0.len() == 1 { "" } else { "s" }
+    );
+    Err(ExitCode::Invalid)
+}
+
+async fn reference_video_mistakes(
+    path: &std::path::Path,
+    hint: &manifest::ReferenceHint,
+) -> Vec<ManifestError> {
+    let mistake = |message: String| ManifestError {
+        file: path.to_path_buf(),
+        location: Some(hint.location),
+        field: "reference.video".to_owned(),
+        message,
+    };
+    match Prober::default().video(&hint.video).await {
+        Err(e) => vec![mistake(e.to_string())],
+        Ok(info) => {
+            let orientation = if hint.image_orientation_used {
+                Orientation::Image
+            } else {
+                Orientation::Video
+            };
+            media::check_video(&info, orientation)
+                .into_iter()
+                .map(|v| mistake(v.message))
+                .collect()
         }
-        eprintln!(
-            "{}: {} mistake{}; nothing was planned",
-            path.display(),
-            errors.0.len(),
-            if errors.0.len() == 1 { "" } else { "s" }
-        );
-        ExitCode::Invalid
-    })
+    }
 }
 
 /// Open the state folder's store if it has one (a plan never creates state).
@@ -50,7 +87,7 @@ pub fn existing_store(settings: &Settings) -> Result<Option<Store>, ExitCode> {
 }
 
 pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
-    let batch = match load_manifest(&args.manifest, settings) {
+    let batch = match load_manifest(&args.manifest, settings).await {
         Ok(b) => b,
         Err(code) => return code,
     };

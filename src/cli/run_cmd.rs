@@ -18,7 +18,7 @@ use crate::settings::Settings;
 use crate::store::{BatchSummary, JobState, StateLock, Store, StoreError};
 
 pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> ExitCode {
-    let batch = match load_manifest(&args.manifest, settings) {
+    let batch = match load_manifest(&args.manifest, settings).await {
         Ok(b) => b,
         Err(code) => return code,
     };

@@ -233,12 +233,30 @@ impl Problems {
 
 /// Read, validate and expand a manifest file. Relative paths in it are relative to its folder.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<BatchSpec, ManifestErrors> {
-    let text = read_manifest_text(path)?;
+    load_with_hint(path, options).map_err(|(errors, _)| errors)
+}
+
+/// What can still be checked about the reference video of a manifest that has mistakes, so
+/// `recast plan` reports a too-long clip together with every other mistake, not one run later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceHint {
+    pub video: MediaSource,
+    pub location: Location,
+    /// Some subject would use `character_orientation: image` (which caps the video at 10 s).
+    pub image_orientation_used: bool,
+}
+
+/// Like [`load`], but on failure also hands back the reference video if it resolved.
+pub fn load_with_hint(
+    path: &Path,
+    options: &LoadOptions,
+) -> Result<BatchSpec, (ManifestErrors, Option<ReferenceHint>)> {
+    let text = read_manifest_text(path).map_err(|e| (e, None))?;
     let folder = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    parse_str(&text, path, folder, options)
+    parse_with_hint(&text, path, folder, options)
 }
 
 /// Read at most [`MAX_MANIFEST_BYTES`]: the size is checked before reading, and the read is
@@ -285,23 +303,51 @@ pub fn parse_str(
     base_dir: &Path,
     options: &LoadOptions,
 ) -> Result<BatchSpec, ManifestErrors> {
+    parse_with_hint(text, file, base_dir, options).map_err(|(errors, _)| errors)
+}
+
+fn parse_with_hint(
+    text: &str,
+    file: &Path,
+    base_dir: &Path,
+    options: &LoadOptions,
+) -> Result<BatchSpec, (ManifestErrors, Option<ReferenceHint>)> {
+    let no_hint = |e: ManifestErrors| (e, None);
     if text.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(ManifestErrors::one(
+        return Err(no_hint(ManifestErrors::one(
             file,
             format!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes (1 MiB)"),
-        ));
+        )));
     }
-    let base_dir = std::fs::canonicalize(base_dir).map_err(|err| {
-        ManifestErrors::one(file, format!("cannot open the manifest's folder: {err}"))
-    })?;
-    let root = yaml::parse(text, file).map_err(|err| ManifestErrors(vec![err]))?;
+    let base_dir = std::fs::canonicalize(base_dir)
+        .map_err(|err| {
+            ManifestErrors::one(file, format!("cannot open the manifest's folder: {err}"))
+        })
+        .map_err(no_hint)?;
+    let root = yaml::parse(text, file)
+        .map_err(|err| ManifestErrors(vec![err]))
+        .map_err(no_hint)?;
 
     let mut problems = Problems::new(file);
     let manifest = schema::read_manifest(&root, &mut problems);
     let mut roots = paths::Roots::new(base_dir, &options.allowed_roots);
     let expanded = expand::expand(&manifest, &mut roots, &mut problems);
     if !problems.is_empty() {
-        return Err(problems.into_errors());
+        let image_orientation_used = manifest.defaults.orientation.unwrap_or(Orientation::Image)
+            == Orientation::Image
+            || manifest
+                .subjects
+                .iter()
+                .any(|s| s.overrides.orientation == Some(Orientation::Image));
+        let hint = match (&expanded.reference_video, &manifest.reference_video) {
+            (Some(video), Some(at)) => Some(ReferenceHint {
+                video: video.clone(),
+                location: at.at,
+                image_orientation_used,
+            }),
+            _ => None,
+        };
+        return Err((problems.into_errors(), hint));
     }
     let (Some(name), Some(reference), Some(reference_video), Some(output_dir)) = (
         manifest.name,
@@ -310,10 +356,10 @@ pub fn parse_str(
         expanded.output_dir,
     ) else {
         // Each of these is reported when missing; this guards the invariant without a panic.
-        return Err(ManifestErrors::one(
+        return Err(no_hint(ManifestErrors::one(
             file,
             "the manifest is incomplete (internal error: a missing field was not reported)",
-        ));
+        )));
     };
     Ok(BatchSpec {
         manifest_path: file.to_path_buf(),
