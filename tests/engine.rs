@@ -374,3 +374,53 @@ async fn a_second_recast_on_the_same_state_folder_is_refused_naming_the_first() 
     first.start_kill().unwrap();
     let _ = first.wait().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_subject_is_made_again_beside_its_old_clip_never_over_it() {
+    let ws = Workspace::new(2, "");
+    let sim = start(ws.sim_config()).await;
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let before = std::fs::metadata(ws.out().join("s000.mp4"))
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    let manifest = std::fs::read_to_string(ws.manifest()).unwrap().replace(
+        "    image: ./subjects/s000.png\n",
+        "    image: ./subjects/s000.png\n    prompt: \"golden hour\"\n",
+    );
+    std::fs::write(ws.manifest(), manifest).unwrap();
+    let plan = ws.recast(&sim, &["plan", "jobs.yaml", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("plan --json");
+    let status = |id: &str| {
+        doc["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["subject"] == id)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status("s000"), "changed");
+    assert_eq!(status("s001"), "done");
+    assert_eq!(doc["totals"]["to_submit"], 1);
+    assert_eq!(doc["totals"]["credits"], 566);
+
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(sim.ledger().totals.billed_tasks, 3);
+    let outputs = ws.outputs();
+    assert_eq!(outputs.len(), 3, "{outputs:?}");
+    assert!(
+        outputs
+            .iter()
+            .any(|n| n.starts_with("s000.") && n != "s000.mp4"),
+        "{outputs:?}"
+    );
+    let after = std::fs::metadata(ws.out().join("s000.mp4"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after, "the first clip was rewritten");
+}

@@ -284,7 +284,17 @@ impl<P: Provider> Engine<P> {
                 item.job_key.clone(),
                 sha256.clone(),
             );
-            move || land(&temp_path, &dir, &name, &key, &sha)
+            let (store, job_id) = (self.store.clone(), item.job_id);
+            move || {
+                let owned_by_another = |path: &Path| {
+                    store
+                        .output_owner(&path.to_string_lossy())
+                        .map(|owner| owner.is_some_and(|o| o != job_id))
+                        // When in doubt, the file is someone else's: write beside it.
+                        .unwrap_or(true)
+                };
+                land(&temp_path, &dir, &name, &key, &sha, &owned_by_another)
+            }
         })
         .await
         .map_err(|e| DownloadError::Retryable(format!("landing failed: {e}")))??;
@@ -299,14 +309,16 @@ impl<P: Provider> Engine<P> {
 /// Give the temp file its final name without ever replacing a file. Returns the final path.
 ///
 /// If the wanted name is taken by this very clip (a crash after linking, before the store heard
-/// of it), that file is the result. If it is taken by another clip (an earlier version of the
-/// job), the clip goes beside it as `STEM.KEY12.mp4`.
+/// of it: same bytes, and no other job owns the file), that file is the result. If it is taken by
+/// another clip (an earlier version of the job, a file of the user's), the clip goes beside it as
+/// `STEM.KEY12.mp4`.
 fn land(
     temp: &Path,
     dir: &Path,
     name: &str,
     key: &str,
     sha256: &str,
+    owned_by_another: &dyn Fn(&Path) -> bool,
 ) -> Result<PathBuf, DownloadError> {
     let (stem, ext) = match name.rsplit_once('.') {
         Some((s, e)) => (s.to_owned(), format!(".{e}")),
@@ -328,7 +340,7 @@ fn land(
                 return Ok(target);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                if file_sha256(&target).as_deref() == Some(sha256) {
+                if !owned_by_another(&target) && file_sha256(&target).as_deref() == Some(sha256) {
                     let _ = std::fs::remove_file(temp);
                     return Ok(target);
                 }
@@ -403,7 +415,15 @@ mod tests {
         let temp = dir.path().join(".fox.mp4.1.recast-part");
         std::fs::write(&temp, b"new clip").unwrap();
         let sha = file_sha256(&temp).unwrap();
-        let landed = land(&temp, dir.path(), "fox.mp4", "abcdef0123456789", &sha).unwrap();
+        let landed = land(
+            &temp,
+            dir.path(),
+            "fox.mp4",
+            "abcdef0123456789",
+            &sha,
+            &|_| false,
+        )
+        .unwrap();
         assert_eq!(landed, dir.path().join("fox.abcdef012345.mp4"));
         assert_eq!(
             std::fs::read(dir.path().join("fox.mp4")).unwrap(),
@@ -420,9 +440,36 @@ mod tests {
         let temp = dir.path().join(".fox.mp4.1.recast-part");
         std::fs::write(&temp, b"clip").unwrap();
         let sha = file_sha256(&temp).unwrap();
-        let landed = land(&temp, dir.path(), "fox.mp4", "abcdef0123456789", &sha).unwrap();
+        let landed = land(
+            &temp,
+            dir.path(),
+            "fox.mp4",
+            "abcdef0123456789",
+            &sha,
+            &|_| false,
+        )
+        .unwrap();
         assert_eq!(landed, dir.path().join("fox.mp4"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn the_same_bytes_under_another_jobs_name_are_not_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fox.mp4"), b"clip").unwrap();
+        let temp = dir.path().join(".fox.mp4.2.recast-part");
+        std::fs::write(&temp, b"clip").unwrap();
+        let sha = file_sha256(&temp).unwrap();
+        let landed = land(
+            &temp,
+            dir.path(),
+            "fox.mp4",
+            "abcdef0123456789",
+            &sha,
+            &|_| true,
+        )
+        .unwrap();
+        assert_eq!(landed, dir.path().join("fox.abcdef012345.mp4"));
     }
 
     #[test]

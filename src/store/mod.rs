@@ -241,3 +241,6 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -186,6 +186,18 @@ impl Store {
         .map_err(self.sql_error("read events"))
     }
 
+    /// The job whose finished clip is at `path`, if any.
+    pub fn output_owner(&self, path: &str) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT id FROM jobs WHERE output_path = ?1 AND state = 'done' LIMIT 1",
+            [path],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(self.sql_error("find a clip's owner"))
+    }
+
     /// Pause or resume one batch (or all with `None`); paused batches submit nothing new.
     pub fn set_paused(&self, batch_id: Option<i64>, paused: bool) -> Result<usize, StoreError> {
         let conn = self.conn();

@@ -1,0 +1,218 @@
+//! Transitions tested on a real SQLite database: what each one commits, and the rules the
+//! engine relies on (budget holds, fair claims, idempotency keys reused for unknown submits).
+
+use super::*;
+
+fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> NewBatch {
+    NewBatch {
+        name: name.to_owned(),
+        provider: "test".to_owned(),
+        manifest_path: format!("{name}.yaml"),
+        base_dir: "/tmp".to_owned(),
+        output_dir: format!("/tmp/out-{name}"),
+        budget_credits,
+        retries: 1,
+        priority,
+    }
+}
+
+fn job(key: &str) -> NewJob {
+    NewJob {
+        key: key.to_owned(),
+        subject_id: format!("s-{key}"),
+        output_name: format!("{key}.mp4"),
+        spec_json: "{}".to_owned(),
+        duration_ms: 5000,
+        estimate_credits: Some(566),
+        invalid_reason: None,
+    }
+}
+
+fn jobs(prefix: &str, n: usize) -> Vec<NewJob> {
+    (0..n).map(|i| job(&format!("{prefix}{i:04}"))).collect()
+}
+
+fn claim(store: &Store) -> Option<SubmitIntent> {
+    match store.claim_next(None).unwrap() {
+        ClaimOutcome::Intent(i) => Some(i),
+        ClaimOutcome::Idle => None,
+    }
+}
+
+#[test]
+fn the_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let _store = Store::open(dir.path()).unwrap();
+    for name in ["recast.db", "recast.db-wal", "recast.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+}
+
+#[test]
+fn registering_the_same_jobs_again_adds_nothing_and_dropped_planned_jobs_are_cancelled() {
+    let store = Store::open_in_memory().unwrap();
+    let first = store
+        .register_batch(&batch("b", None, 0), &jobs("k", 3))
+        .unwrap();
+    assert_eq!((first.added, first.kept), (3, 0));
+    let again = store
+        .register_batch(&batch("b", None, 0), &jobs("k", 3))
+        .unwrap();
+    assert_eq!((again.added, again.kept, again.dropped), (0, 3, 0));
+    let fewer = store
+        .register_batch(&batch("b", None, 0), &jobs("k", 2))
+        .unwrap();
+    assert_eq!(fewer.dropped, 1);
+    let counts = store.batch_counts(first.batch_id).unwrap();
+    assert_eq!(counts.get(JobState::Planned), 2);
+    assert_eq!(counts.get(JobState::Cancelled), 1);
+    // Back in the manifest: back to work.
+    let back = store
+        .register_batch(&batch("b", None, 0), &jobs("k", 3))
+        .unwrap();
+    assert_eq!(back.revived, 1);
+}
+
+#[test]
+fn an_intent_is_committed_with_its_idempotency_key_before_the_answer() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .register_batch(&batch("b", None, 0), &jobs("k", 1))
+        .unwrap();
+    let intent = claim(&store).unwrap();
+    assert_eq!(intent.attempt_number, 1);
+    assert!(intent.idempotency_key.contains("-a1"));
+    assert_eq!(store.provider_in_flight().unwrap(), 1);
+    // A crash now: the intent becomes unknown, never planned.
+    assert_eq!(store.recover_interrupted_submits().unwrap(), 1);
+    assert_eq!(
+        store
+            .batch_counts(intent.batch_id)
+            .unwrap()
+            .get(JobState::Unknown),
+        1
+    );
+    assert!(
+        claim(&store).is_none(),
+        "an unknown submit is never re-sent by itself"
+    );
+}
+
+#[test]
+fn a_released_unknown_submit_is_resent_under_its_same_key() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .register_batch(&batch("b", Some(566), 0), &jobs("k", 1))
+        .unwrap();
+    let first = claim(&store).unwrap();
+    store.record_unknown(&first, "reset").unwrap();
+    assert_eq!(store.release_unknown(None).unwrap(), 1);
+    // The budget only covers one job: re-sending the same attempt costs nothing more.
+    let again = claim(&store).unwrap();
+    assert_eq!(again.attempt_id, first.attempt_id);
+    assert_eq!(again.idempotency_key, first.idempotency_key);
+}
+
+#[test]
+fn a_budget_holds_the_jobs_that_would_cross_it() {
+    let store = Store::open_in_memory().unwrap();
+    let r = store
+        .register_batch(&batch("b", Some(3 * 566 + 100), 0), &jobs("k", 5))
+        .unwrap();
+    let mut sent = 0;
+    while let Some(i) = claim(&store) {
+        store.record_submitted(&i, &format!("t{sent}"), 0).unwrap();
+        sent += 1;
+    }
+    assert_eq!(sent, 3);
+    let held = store.held_jobs(r.batch_id).unwrap();
+    assert_eq!(held.len(), 2);
+    assert!(held[0].1.contains("over budget"), "{held:?}");
+    assert_eq!(
+        store.active_jobs(Some(&[r.batch_id]), true).unwrap(),
+        3,
+        "held jobs are not active"
+    );
+}
+
+#[test]
+fn a_failed_task_is_refunded_and_retried_until_retries_run_out() {
+    let store = Store::open_in_memory().unwrap();
+    let r = store
+        .register_batch(&batch("b", Some(2 * 566), 0), &jobs("k", 1))
+        .unwrap();
+    for attempt in 1..=2 {
+        let i = claim(&store).expect("budget freed by the refund");
+        assert_eq!(i.attempt_number, attempt);
+        store
+            .record_submitted(&i, &format!("t{attempt}"), 0)
+            .unwrap();
+        let item = store.due_polls(i64::MAX, 10).unwrap().remove(0);
+        let state = store.record_task_failed(&item, "boom").unwrap();
+        let expected = if attempt == 1 {
+            JobState::Planned
+        } else {
+            JobState::Failed
+        };
+        assert_eq!(state, expected);
+    }
+    let s = store.batch_summary(r.batch_id).unwrap();
+    assert_eq!(s.credits_refunded, 2 * 566);
+    assert_eq!(s.credits_spent, 0);
+}
+
+#[test]
+fn a_small_batch_is_not_starved_behind_a_large_one() {
+    let store = Store::open_in_memory().unwrap();
+    let big = store
+        .register_batch(&batch("big", None, 0), &jobs("big", 1000))
+        .unwrap();
+    let small = store
+        .register_batch(&batch("small", None, 0), &jobs("small", 10))
+        .unwrap();
+    let mut per_batch = std::collections::HashMap::new();
+    for n in 0..20 {
+        let i = claim(&store).unwrap();
+        store.record_submitted(&i, &format!("t{n}"), 0).unwrap();
+        *per_batch.entry(i.batch_id).or_insert(0) += 1;
+    }
+    assert_eq!(per_batch[&small.batch_id], 10);
+    assert_eq!(per_batch[&big.batch_id], 10);
+}
+
+#[test]
+fn priority_goes_first_and_paused_batches_wait() {
+    let store = Store::open_in_memory().unwrap();
+    let low = store
+        .register_batch(&batch("low", None, 0), &jobs("low", 3))
+        .unwrap();
+    let high = store
+        .register_batch(&batch("high", None, 5), &jobs("high", 3))
+        .unwrap();
+    assert_eq!(claim(&store).unwrap().batch_id, high.batch_id);
+    store.set_paused(Some(high.batch_id), true).unwrap();
+    assert_eq!(claim(&store).unwrap().batch_id, low.batch_id);
+}
+
+#[test]
+fn a_dead_link_is_refreshed_by_polling_again() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .register_batch(&batch("b", None, 0), &jobs("k", 1))
+        .unwrap();
+    let i = claim(&store).unwrap();
+    store.record_submitted(&i, "t1", 0).unwrap();
+    let item = store.due_polls(i64::MAX, 10).unwrap().remove(0);
+    store
+        .record_clip_ready(&item, "http://x/c.mp4", now_ms() + 1000)
+        .unwrap();
+    let dl = store.due_downloads(now_ms(), 10, &[]).unwrap().remove(0);
+    assert_eq!(store.record_link_dead(&dl, "403").unwrap(), 1);
+    assert_eq!(store.due_polls(i64::MAX, 10).unwrap().len(), 1);
+    assert!(store.due_downloads(now_ms(), 10, &[]).unwrap().is_empty());
+}
