@@ -424,3 +424,109 @@ async fn a_changed_subject_is_made_again_beside_its_old_clip_never_over_it() {
         .unwrap();
     assert_eq!(before, after, "the first clip was rewritten");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_wait_runs_advance_the_batch_tick_by_tick_until_it_is_done() {
+    let ws = Workspace::new(6, "");
+    let sim = start(SimConfig {
+        generation: recast::sim::Generation::Fixed(Duration::from_millis(600)),
+        ..ws.sim_config()
+    })
+    .await;
+    let first = ws
+        .recast(&sim, &["run", "jobs.yaml", "--no-wait", "--json"])
+        .await;
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+    let doc: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert!(
+        doc["in_progress"].as_u64().unwrap() > 0,
+        "the first tick cannot finish: {doc}"
+    );
+    assert_eq!(
+        sim.ledger().totals.billed_tasks,
+        6,
+        "the first tick submits everything it may"
+    );
+
+    let ticks = std::sync::atomic::AtomicU32::new(1);
+    crate::helper::wait_for(
+        "ticks to finish the batch",
+        Duration::from_secs(30),
+        || async {
+            ticks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let out = ws
+                .recast(&sim, &["run", "jobs.yaml", "--no-wait", "--json"])
+                .await;
+            assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            (doc["counts"]["done"] == 6).then_some(())
+        },
+    )
+    .await;
+    assert!(ticks.into_inner() >= 2);
+    ws.assert_all_clips_whole();
+    assert_eq!(sim.ledger().totals.billed_tasks, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_unknown_resends_held_submits_and_cancel_stops_what_was_not_sent() {
+    let ws = Workspace::new(4, "");
+    let sim = start(SimConfig {
+        honour_idempotency: true,
+        faults: Faults {
+            ambiguous_submit: Fault::first(1),
+            ..Faults::default()
+        },
+        ..ws.sim_config()
+    })
+    .await;
+    // Not trusted: the ambiguous submit is held.
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let retry = ws.recast(&sim, &["retry", "e2e", "--unknown"]).await;
+    assert_eq!(retry.status.code(), Some(0), "{}", describe(&retry));
+    assert!(
+        describe(&retry).contains("1 jobs of e2e sent back"),
+        "{}",
+        describe(&retry)
+    );
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // Re-sent under the same key: the provider answered with the first task.
+    assert_eq!(sim.ledger().totals.billed_tasks, 4);
+    assert_eq!(sim.stats().submits_replayed, 1);
+    ws.assert_all_clips_whole();
+
+    // A batch cancelled before it ran submits nothing.
+    let ws2 = Workspace::new(3, "");
+    let sim2 = start(ws2.sim_config()).await;
+    let plan_only = ws2
+        .recast(
+            &sim2,
+            &[
+                "run",
+                "jobs.yaml",
+                "--no-wait",
+                "--submit-per-minute",
+                "1",
+                "--submit-burst",
+                "1",
+            ],
+        )
+        .await;
+    assert_eq!(plan_only.status.code(), Some(0), "{}", describe(&plan_only));
+    let cancel = ws2.recast(&sim2, &["cancel", "e2e"]).await;
+    assert_eq!(cancel.status.code(), Some(0), "{}", describe(&cancel));
+    assert!(
+        describe(&cancel).contains("2 jobs of e2e cancelled"),
+        "{}",
+        describe(&cancel)
+    );
+    let status = ws2.recast(&sim2, &["status", "e2e", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(
+        doc["batches"][0]["batch"]["counts"]["by_state"]["cancelled"], 2,
+        "{doc}"
+    );
+    assert_eq!(sim2.ledger().totals.billed_tasks, 1);
+}
