@@ -308,7 +308,9 @@ async fn a_refused_key_stops_the_run_with_a_clear_message_and_no_spend() {
     assert!(!text.contains("wrong-key-123"), "the key leaked: {text}");
     for file in std::fs::read_dir(ws.state()).unwrap().flatten() {
         let bytes = std::fs::read(file.path()).unwrap();
-        let leaked = bytes.windows(b"wrong-key-123".len()).any(|w| w == b"wrong-key-123");
+        let leaked = bytes
+            .windows(b"wrong-key-123".len())
+            .any(|w| w == b"wrong-key-123");
         assert!(!leaked, "the key reached {}", file.path().display());
     }
     assert_eq!(sim.ledger().totals.billed_tasks, 0);

@@ -354,7 +354,11 @@ fn print_summary(s: &BatchSummary, report: &RunReport, in_progress: u64, mode: R
             + c.get(JobState::Expired)
             + c.get(JobState::Unknown),
         s.credits_spent as f64 / 1000.0,
-        if s.provider == "simulator" { "simulated " } else { "" },
+        if s.provider == "simulator" {
+            "simulated "
+        } else {
+            ""
+        },
         s.credits_refunded as f64 / 1000.0,
         if s.credits_uncertain > 0 {
             format!(", {:.3} uncertain", s.credits_uncertain as f64 / 1000.0)

@@ -118,9 +118,6 @@ impl JobStateCounts {
     }
 }
 
-/// Attempt states that may have been (or will be) billed: what the budget counts.
-const SPENDING_ATTEMPTS: &str = "('submitting', 'accepted', 'completed', 'unknown')";
-
 pub(super) fn event(
     tx: &Transaction<'_>,
     batch_id: Option<i64>,
@@ -373,6 +370,18 @@ impl Store {
         })
     }
 
+    /// Credits committed to a batch: attempts possibly billed (the budget counts these).
+    pub fn committed_credits(&self, batch_id: i64) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT committed_credits FROM batches WHERE id = ?1",
+            [batch_id],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n.max(0) as u64)
+        .map_err(self.sql_error("read committed credits"))
+    }
+
     /// Tasks the provider is working on for us (or might be): what the in-flight cap counts.
     pub fn provider_in_flight(&self) -> Result<u64, StoreError> {
         let conn = self.conn();
@@ -460,11 +469,7 @@ impl Store {
                     None => Some("price unknown: a job without a price cannot pass a budget".to_owned()),
                     Some(est) => {
                         let committed: i64 = tx.query_row(
-                            &format!(
-                                "SELECT coalesce(sum(a.credits_estimate), 0) FROM attempts a
-                                 JOIN jobs j ON j.id = a.job_id
-                                 WHERE j.batch_id = ?1 AND a.state IN {SPENDING_ATTEMPTS}"
-                            ),
+                            "SELECT committed_credits FROM batches WHERE id = ?1",
                             [batch_id],
                             |r| r.get(0),
                         )?;

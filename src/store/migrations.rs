@@ -10,7 +10,10 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Every migration, in order; index + 1 is the schema version it brings the database to.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_committed_credits.sql"),
+];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let sql = |what, source| StoreError::Sql {
@@ -65,6 +68,26 @@ mod tests {
                 .unwrap();
             assert_eq!(n, 1, "{table}");
         }
+    }
+
+    #[test]
+    fn a_version_1_database_still_opens_and_keeps_its_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/state/v1/recast.db"
+            ),
+            dir.path().join("recast.db"),
+        )
+        .unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let ids = store.batch_ids_named(Some("example-batch")).unwrap();
+        let summary = store.batch_summary(ids[0]).unwrap();
+        assert_eq!(summary.counts.get(crate::store::JobState::Done), 3);
+        assert_eq!(summary.credits_spent, 3 * 566);
+        // The running total was computed from the old attempts.
+        assert_eq!(store.committed_credits(ids[0]).unwrap(), 3 * 566);
     }
 
     #[test]

@@ -32,6 +32,15 @@ fn jobs(prefix: &str, n: usize) -> Vec<NewJob> {
     (0..n).map(|i| job(&format!("{prefix}{i:04}"))).collect()
 }
 
+/// The running total the triggers keep equals the sum over attempts.
+fn assert_committed_matches(store: &Store, batch_id: i64) {
+    let s = store.batch_summary(batch_id).unwrap();
+    assert_eq!(
+        store.committed_credits(batch_id).unwrap(),
+        s.credits_spent + s.credits_uncertain
+    );
+}
+
 fn claim(store: &Store) -> Option<SubmitIntent> {
     match store.claim_next(None).unwrap() {
         ClaimOutcome::Intent(i) => Some(i),
@@ -116,6 +125,10 @@ fn a_released_unknown_submit_is_resent_under_its_same_key() {
     let again = claim(&store).unwrap();
     assert_eq!(again.attempt_id, first.attempt_id);
     assert_eq!(again.idempotency_key, first.idempotency_key);
+    assert_committed_matches(&store, first.batch_id);
+    store.record_not_sent(&again, "connection refused").unwrap();
+    assert_committed_matches(&store, first.batch_id);
+    assert_eq!(store.committed_credits(first.batch_id).unwrap(), 0);
 }
 
 #[test]
@@ -164,6 +177,7 @@ fn a_failed_task_is_refunded_and_retried_until_retries_run_out() {
     let s = store.batch_summary(r.batch_id).unwrap();
     assert_eq!(s.credits_refunded, 2 * 566);
     assert_eq!(s.credits_spent, 0);
+    assert_committed_matches(&store, r.batch_id);
 }
 
 #[test]
