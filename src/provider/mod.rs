@@ -190,34 +190,41 @@ fn error_for_status(
     }
 }
 
+/// Send a request and read its whole answer; anything but a 2xx becomes its [`ProviderError`].
+async fn exchange(
+    request: reqwest::RequestBuilder,
+    task_id: Option<&str>,
+) -> Result<(reqwest::StatusCode, String), ProviderError> {
+    let response = match request.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => return Err(ProviderError::NotSent(transport_error(&e))),
+        Err(e) => return Err(ProviderError::Ambiguous(transport_error(&e))),
+    };
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| ProviderError::Ambiguous(transport_error(&e)))?;
+    if !status.is_success() {
+        return Err(error_for_status(status, &headers, &body, task_id));
+    }
+    Ok((status, body))
+}
+
 impl Provider for HttpProvider {
     async fn submit(
         &self,
         request: &SubmitRequest,
         idempotency_key: &str,
     ) -> Result<String, ProviderError> {
-        let sent = self
+        let request = self
             .client
             .post(self.url("/api/v1/videos/generations"))
             .bearer_auth(self.config.api_key.expose())
             .header("Idempotency-Key", idempotency_key)
-            .json(request)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(ProviderError::NotSent(transport_error(&e))),
-            Err(e) => return Err(ProviderError::Ambiguous(transport_error(&e))),
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| ProviderError::Ambiguous(transport_error(&e)))?;
-        if !status.is_success() {
-            return Err(error_for_status(status, &headers, &body, None));
-        }
+            .json(request);
+        let (status, body) = exchange(request, None).await?;
         // A 2xx whose id we cannot read may still have created a task: unknown, not rejected.
         wire::task_id(&body).ok_or_else(|| {
             ProviderError::Ambiguous(format!(
@@ -228,26 +235,11 @@ impl Provider for HttpProvider {
     }
 
     async fn poll(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
-        let sent = self
+        let request = self
             .client
             .get(self.url(&format!("/api/v1/tasks/{task_id}")))
-            .bearer_auth(self.config.api_key.expose())
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(ProviderError::NotSent(transport_error(&e))),
-            Err(e) => return Err(ProviderError::Ambiguous(transport_error(&e))),
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .text()
-            .await
-            .map_err(|e| ProviderError::Ambiguous(transport_error(&e)))?;
-        if !status.is_success() {
-            return Err(error_for_status(status, &headers, &body, Some(task_id)));
-        }
+            .bearer_auth(self.config.api_key.expose());
+        let (_, body) = exchange(request, Some(task_id)).await?;
         wire::task_status(&body).ok_or_else(|| {
             ProviderError::Ambiguous("the task answer is not the JSON expected".to_owned())
         })
