@@ -9,10 +9,15 @@
 
 use std::collections::HashMap;
 
+use futures_util::StreamExt;
+
 use crate::manifest::{BatchSpec, JobSpec, Location, MediaSource};
 use crate::media::{self, ImageInfo, MediaError, Orientation, VideoInfo};
 use crate::pricing::{Estimate, PriceTable, credits_to_usd, usd_to_credits_floor};
 use crate::store::{JobState, Store, StoreError};
+
+/// Subject images probed at once.
+const PROBES_AT_ONCE: usize = 16;
 
 /// A job's standing against the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -230,9 +235,13 @@ pub async fn make_plan(
         .collect();
 
     let mut jobs = Vec::with_capacity(batch.jobs.len());
-    for spec in &batch.jobs {
+    // Probes overlap (most time is waiting on disk or network); results keep manifest order.
+    let mut probed = futures_util::stream::iter(&batch.jobs)
+        .map(|spec| async move { (spec, prober.image(&spec.image).await) })
+        .buffered(PROBES_AT_ONCE);
+    while let Some((spec, probe)) = probed.next().await {
         let mut problems = Vec::new();
-        let image = match prober.image(&spec.image).await {
+        let image = match probe {
             Ok(info) => {
                 problems.extend(media::check_image(&info).into_iter().map(|v| v.message));
                 if let Some(v) = media::check_extension(file_name_of(&spec.image), info.format) {
@@ -272,6 +281,7 @@ pub async fn make_plan(
             status,
         });
     }
+    drop(probed);
     let budget = verdict(&batch, &jobs, committed_credits);
     Ok(Plan {
         batch,
