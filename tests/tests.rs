@@ -4,6 +4,7 @@
 mod helper;
 
 mod crash;
+mod daemon;
 mod engine;
 mod manifest;
 mod media;
