@@ -531,3 +531,99 @@ async fn a_second_daemon_on_the_same_state_folder_is_refused_and_a_paused_batch_
     let (_, code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_reconciles_its_folder_adding_new_subjects_and_never_remaking_old_ones() {
+    let mut site = Site::new();
+    let sim = site.sim(Duration::from_millis(100)).await;
+    // The scheduled folder is the inbox's media root too, so its media have a URL; a separate
+    // `repo/` folder would need its own `media_base_url`.
+    let repo = site.inbox().join("repo");
+    std::fs::create_dir_all(repo.join("media")).unwrap();
+    std::fs::write(repo.join("media/ref.mp4"), reference_clip()).unwrap();
+    let write_manifest = |n: usize| {
+        let mut subjects = String::new();
+        for i in 0..n {
+            std::fs::write(repo.join(format!("r{i:03}.png")), unique_png(200 + i)).unwrap();
+            subjects.push_str(&format!("  - id: r{i:03}\n    image: ./r{i:03}.png\n"));
+        }
+        // Written beside and renamed, as a `git pull` does.
+        std::fs::write(repo.join(".git-tmp"), manifest("repo", &subjects)).unwrap();
+        std::fs::rename(repo.join(".git-tmp"), repo.join("campaign.yaml")).unwrap();
+    };
+    write_manifest(2);
+    let settings = site.write_settings(
+        &sim,
+        "  submit_per_minute: 6000\n  submit_burst: 50\n  max_in_flight: 50\n  \
+         poll_per_minute: 60000\n  download_concurrency: 8\n",
+    );
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str(&format!(
+        "  schedules:\n    - cron: '* * * * * *'\n      folder: {}\n      media_base_url: {}/media/repo/\n",
+        repo.display(),
+        sim.base_url()
+    ));
+    std::fs::write(&settings, text).unwrap();
+
+    let daemon = site.start(&sim).await;
+    site.wait_done(&sim, "repo", 2).await;
+    write_manifest(3);
+    site.wait_done(&sim, "repo", 3).await;
+    let (_, code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+    // The folder is its owner's: nothing moved.
+    assert!(repo.join("campaign.yaml").exists());
+    let bills = net_bills(&sim.ledger());
+    assert_eq!(bills.len(), 3, "{bills:?}");
+    assert!(bills.values().all(|n| *n == 1), "billed twice: {bills:?}");
+    assert_clips_whole(
+        &repo.join("out/repo"),
+        &["r000.mp4".to_owned(), "r001.mp4".into(), "r002.mp4".into()],
+    );
+}
+
+#[test]
+fn a_watch_subject_lists_the_folders_whole_images_and_may_start_empty() {
+    let site = Site::new();
+    let incoming = site.inbox().join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    let path = site.inbox().join("stand.yaml");
+    std::fs::write(&path, manifest("stand", "  - watch: ./incoming\n")).unwrap();
+    let options = recast::manifest::LoadOptions::default();
+    let empty = recast::manifest::load(&path, &options).unwrap();
+    assert!(empty.jobs.is_empty());
+    assert_eq!(empty.watch_dirs, [incoming.clone()]);
+
+    for (i, name) in [
+        "b.png",
+        "a.JPG",
+        "c.png.part",
+        ".d.png",
+        "e.crdownload",
+        "f.txt",
+        "g.png~",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(incoming.join(name), unique_png(300 + i)).unwrap();
+    }
+    let batch = recast::manifest::load(&path, &options).unwrap();
+    let ids: Vec<&str> = batch.jobs.iter().map(|j| j.subject_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+
+    std::fs::write(
+        &path,
+        manifest("stand", "  - watch: ./incoming\n    image: ./x.png\n"),
+    )
+    .unwrap();
+    let errors = recast::manifest::load(&path, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(errors.contains("has both `image` and `watch`"), "{errors}");
+    std::fs::write(&path, manifest("stand", "  - watch: ../../etc\n")).unwrap();
+    let errors = recast::manifest::load(&path, &options)
+        .unwrap_err()
+        .to_string();
+    assert!(errors.contains("outside the manifest's folder"), "{errors}");
+}

@@ -233,6 +233,22 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let file: SettingsFile =
+            serde_saphyr::from_str(include_str!("../../recast.example.yaml")).unwrap();
+        assert_eq!(file.daemon.inboxes.len(), 1);
+        for s in &file.daemon.schedules {
+            croner::Cron::from_str(&s.cron).unwrap();
+        }
+        assert!(
+            SocketAddr::from_str(file.daemon.listen.as_deref().unwrap())
+                .unwrap()
+                .ip()
+                .is_loopback()
+        );
+    }
+
+    #[test]
     fn unknown_daemon_fields_are_refused() {
         assert!(serde_saphyr::from_str::<SettingsFile>("daemon:\n  inboxs: []\n").is_err());
     }
