@@ -592,7 +592,7 @@ fn a_watch_subject_lists_the_folders_whole_images_and_may_start_empty() {
     let options = recast::manifest::LoadOptions::default();
     let empty = recast::manifest::load(&path, &options).unwrap();
     assert!(empty.jobs.is_empty());
-    assert_eq!(empty.watch_dirs, [incoming.clone()]);
+    assert_eq!(empty.watch_dirs, std::slice::from_ref(&incoming));
 
     for (i, name) in [
         "b.png",

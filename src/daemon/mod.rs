@@ -83,8 +83,8 @@ pub enum DaemonError {
     },
     #[error("submissions stopped: {0}")]
     Halted(String),
-    #[error("the {0} worker panicked")]
-    Panicked(&'static str),
+    #[error("a daemon worker panicked: {0}")]
+    Panicked(String),
 }
 
 impl DaemonError {
@@ -227,7 +227,7 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
         let (name, result) = match done {
             Ok(named) => named,
             Err(e) if e.is_cancelled() => continue,
-            Err(_) => ("a", Err(DaemonError::Panicked("a"))),
+            Err(e) => ("unknown", Err(DaemonError::Panicked(e.to_string()))),
         };
         match result {
             Ok(()) => tracing::debug!(worker = name, "worker finished"),
