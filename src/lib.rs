@@ -19,10 +19,12 @@
 //! - [`provider`]: the HTTP client for the provider's wire format and its error classes.
 //! - [`store`]: the SQLite state; the only module with SQL.
 //! - [`engine`]: the submit, poll and download stages, rate limits, retries, crash recovery.
+//! - [`daemon`]: watched folders, schedules, signals, health and metrics around one engine.
 //! - [`sim`]: a real HTTP simulator of the provider, with a billing ledger and fault injection.
 //! - [`cli`]: commands, flags and terminal output.
 
 pub mod cli;
+pub mod daemon;
 pub mod digest;
 pub mod engine;
 pub mod manifest;

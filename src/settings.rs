@@ -33,6 +33,9 @@ pub struct SettingsFile {
     pub prices: Vec<PriceOverride>,
     #[serde(default)]
     pub polling: PollingSection,
+    /// `recast daemon`: inboxes, schedules, the HTTP endpoint (see `recast.example.yaml`).
+    #[serde(default)]
+    pub daemon: crate::daemon::DaemonSection,
 }
 
 /// When tasks are polled (milliseconds). Defaults suit the real provider, whose generation takes
@@ -141,6 +144,8 @@ pub struct Settings {
     pub engine: EngineConfig,
     pub prices: PriceTable,
     pub allowed_roots: Vec<PathBuf>,
+    /// The settings file's `daemon:` section, as written; `daemon::DaemonConfig` resolves it.
+    pub daemon: crate::daemon::DaemonSection,
 }
 
 impl Settings {
@@ -239,6 +244,7 @@ impl Settings {
             engine,
             prices,
             allowed_roots,
+            daemon: file.daemon,
         })
     }
 

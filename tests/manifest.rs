@@ -122,9 +122,9 @@ fn every_mistake_is_reported_at_once_with_line_and_column() {
     many-mistakes.yaml:7:7: mode: `mode` must be `std` or `pro`, not `ultra`
     many-mistakes.yaml:9:22: keep_original_sound: `keep_original_sound` must be `true` or `false`, not `yes`
     many-mistakes.yaml:13:9: subjects[1].id: subject id `fox` is already used at line 11; ids must be unique
-    many-mistakes.yaml:15:5: subjects[1].promt: unknown field `promt`; did you mean `prompt`? allowed here: `id`, `image`, `glob`, `prompt`, `mode`, `character_orientation`, `keep_original_sound`
-    many-mistakes.yaml:16:5: subjects[2]: needs `image` (one file or URL, with an `id`) or `glob` (a pattern such as `./subjects/*.png`)
-    many-mistakes.yaml:17:5: subjects[2].imgae: unknown field `imgae`; did you mean `image`? allowed here: `id`, `image`, `glob`, `prompt`, `mode`, `character_orientation`, `keep_original_sound`
+    many-mistakes.yaml:15:5: subjects[1].promt: unknown field `promt`; did you mean `prompt`? allowed here: `id`, `image`, `glob`, `watch`, `prompt`, `mode`, `character_orientation`, `keep_original_sound`
+    many-mistakes.yaml:16:5: subjects[2]: needs `image` (one file or URL, with an `id`), `glob` (a pattern such as `./subjects/*.png`) or `watch` (a folder whose images become subjects as they arrive, such as `./incoming`)
+    many-mistakes.yaml:17:5: subjects[2].imgae: unknown field `imgae`; did you mean `image`? allowed here: `id`, `image`, `glob`, `watch`, `prompt`, `mode`, `character_orientation`, `keep_original_sound`
     many-mistakes.yaml:19:12: subjects[3].image: `../../etc/passwd` is outside the manifest's folder; local media must stay inside it (or inside an allowed root)
     many-mistakes.yaml:21:12: subjects[4].image: `file:///etc/passwd`: `file://` URLs are not accepted; remote media must be `https://` (or `http://`) URLs; for a local file write its path relative to the manifest
     many-mistakes.yaml:22:9: subjects[5].id: subject id `bad id!` has characters that are not allowed; allowed: letters, digits, `-` and `_`, 1 to 64 characters

@@ -5,6 +5,7 @@ mod helper;
 
 mod cli;
 mod crash;
+mod daemon;
 mod engine;
 mod manifest;
 mod media;

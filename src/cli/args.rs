@@ -52,6 +52,23 @@ pub enum Command {
     ///
     /// Example: `recast cancel spring-campaign`
     Cancel(CancelArgs),
+    /// Keep running: watch inbox folders for manifests, standing performances for new subject
+    /// images, reconcile scheduled folders, and drive every batch through one engine. Serves
+    /// `/healthz` and `/metrics` on loopback. Stops cleanly on SIGINT/SIGTERM; a restart resumes.
+    ///
+    /// Its settings are the `daemon:` section of the settings file (see recast.example.yaml).
+    /// Example: `recast daemon --config recast.yaml`
+    #[command(after_help = EXIT_CODES_HELP)]
+    Daemon,
+    /// Stop submitting a batch's new jobs (every batch without a name); tasks already running
+    /// still finish and are downloaded. Works against a running daemon.
+    ///
+    /// Example: `recast pause spring-campaign`
+    Pause(PauseArgs),
+    /// Let paused batches submit again (every batch without a name).
+    ///
+    /// Example: `recast resume spring-campaign`
+    Resume(PauseArgs),
     /// Run the provider simulator: a local HTTP server with reAPI's wire format, a billing
     /// ledger and fault injection.
     ///
@@ -239,6 +256,12 @@ pub struct RetryArgs {
     /// The simulator's batch of that name rather than the real provider's.
     #[arg(long)]
     pub simulate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// A batch name; every batch when left out.
+    pub batch: Option<String>,
 }
 
 #[derive(Debug, Args)]

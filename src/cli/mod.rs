@@ -6,6 +6,7 @@
 //! here is a thin layer over `manifest`, `plan`, `store` and `engine`.
 
 mod args;
+mod daemon_cmd;
 mod exit;
 mod plan_cmd;
 mod run_cmd;
@@ -65,6 +66,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Status(a) => status_cmd::status(&settings, a),
         Command::Retry(a) => status_cmd::retry(&settings, a),
         Command::Cancel(a) => status_cmd::cancel(&settings, a),
+        Command::Daemon => daemon_cmd::daemon(settings).await,
+        Command::Pause(a) => daemon_cmd::pause(&settings, a, true),
+        Command::Resume(a) => daemon_cmd::pause(&settings, a, false),
         Command::Sim(a) => {
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;

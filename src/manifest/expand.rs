@@ -23,6 +23,7 @@ pub(crate) struct Expanded {
     pub reference_video: Option<MediaSource>,
     pub output_dir: Option<PathBuf>,
     pub jobs: Vec<JobSpec>,
+    pub watch_dirs: Vec<PathBuf>,
 }
 
 /// Longest output file name most file systems take, in bytes.
@@ -66,7 +67,11 @@ pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Prob
     });
 
     let template_ok = check_name_template(&manifest.output_name, problems);
-    let candidates = drop_duplicate_ids(candidates(manifest, roots, problems), problems);
+    let mut watch_dirs = Vec::new();
+    let candidates = drop_duplicate_ids(
+        candidates(manifest, roots, &mut watch_dirs, problems),
+        problems,
+    );
 
     // Keys need every clip-shaping input; a mistake there is already reported.
     let (Some(video), Some(model)) = (&reference_video, &manifest.model) else {
@@ -74,6 +79,7 @@ pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Prob
             reference_video,
             output_dir,
             jobs: Vec::new(),
+            watch_dirs,
         };
     };
     let batch = manifest.name.as_ref().map_or("", |n| n.value.as_str());
@@ -108,10 +114,16 @@ pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Prob
         reference_video,
         output_dir,
         jobs,
+        watch_dirs,
     }
 }
 
-fn candidates(manifest: &Manifest, roots: &mut Roots, problems: &mut Problems) -> Vec<Candidate> {
+fn candidates(
+    manifest: &Manifest,
+    roots: &mut Roots,
+    watch_dirs: &mut Vec<PathBuf>,
+    problems: &mut Problems,
+) -> Vec<Candidate> {
     let mut out = Vec::new();
     for subject in &manifest.subjects {
         match &subject.source {
@@ -127,6 +139,31 @@ fn candidates(manifest: &Manifest, roots: &mut Roots, problems: &mut Problems) -
                         at: id.at,
                         field: format!("{}.id", subject.path),
                         from_file: None,
+                        image,
+                        overrides: subject.overrides.clone(),
+                    });
+                }
+            }
+            Some(SubjectSource::Watch(watch)) => {
+                let field = format!("{}.watch", subject.path);
+                let (folder, matches) = match roots.watch(&watch.value) {
+                    Ok(found) => found,
+                    Err(message) => {
+                        problems.push(watch.at, &field, message);
+                        continue;
+                    }
+                };
+                watch_dirs.push(folder);
+                // An empty folder is fine: the performance stands and waits for subjects.
+                for m in matches {
+                    let (Ok(image), Some(id)) = (m.media, id_from_file_name(&m.file_name)) else {
+                        continue;
+                    };
+                    out.push(Candidate {
+                        id,
+                        at: watch.at,
+                        field: field.clone(),
+                        from_file: Some(m.shown),
                         image,
                         overrides: subject.overrides.clone(),
                     });

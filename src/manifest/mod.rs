@@ -25,6 +25,7 @@ mod schema;
 mod yaml;
 
 pub use key::{JOB_KEY_SCHEME, job_key};
+pub use paths::is_temporary_name;
 pub use yaml::MAX_MANIFEST_BYTES;
 
 use std::io::Read;
@@ -114,6 +115,9 @@ pub struct BatchSpec {
     pub budget_usd: Option<f64>,
     pub retries: u32,
     pub jobs: Vec<JobSpec>,
+    /// Canonical folders declared with `subjects: [{watch: ...}]`: their images are subjects, and
+    /// the daemon turns each image that arrives there into a job of this batch.
+    pub watch_dirs: Vec<PathBuf>,
 }
 
 /// How a manifest may reach local files.
@@ -371,5 +375,6 @@ fn parse_with_hint(
         budget_usd: manifest.budget_usd,
         retries: manifest.retries,
         jobs: expanded.jobs,
+        watch_dirs: expanded.watch_dirs,
     })
 }

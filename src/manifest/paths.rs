@@ -221,6 +221,53 @@ impl Roots {
         Ok(matches)
     }
 
+    /// A watched subjects folder: confined like any local path; returns its canonical path and
+    /// the images in it now, sorted by file name. Only whole, visible image files count: names
+    /// a copy is still writing ([`is_temporary_name`]), dot-files, other extensions and folders
+    /// are left alone, so a half-copied image never becomes a subject. A file that cannot be
+    /// confined or read (a symlink out, one removed while listing) is skipped, not an error:
+    /// one stray file dropped by someone must not stop the whole standing performance.
+    pub fn watch(&mut self, raw: &str) -> Result<(PathBuf, Vec<GlobMatch>), String> {
+        if remote_url(raw)?.is_some() {
+            return Err("`watch` takes a local folder, not a URL".to_owned());
+        }
+        let folder = self.confine_lexically(raw)?;
+        let (folder, _) = self.confine_canonically(raw, &folder)?;
+        if !folder.is_dir() {
+            return Err(format!("`{}` is not a folder", quote_for_message(raw)));
+        }
+        let entries = fs::read_dir(&folder)
+            .map_err(|err| format!("cannot list the folder `{}`: {err}", quote_for_message(raw)))?;
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| !is_temporary_name(name) && is_image_name(name))
+            .collect();
+        if names.len() > MAX_GLOB_MATCHES {
+            return Err(format!(
+                "`{}` holds more than {MAX_GLOB_MATCHES} images",
+                quote_for_message(raw)
+            ));
+        }
+        names.sort();
+        let mut matches = Vec::new();
+        for name in names {
+            let path = folder.join(&name);
+            if !fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+                continue;
+            }
+            let shown = format!("{}/{name}", raw.trim_end_matches('/'));
+            if let Ok(media) = self.local_file(&shown, &path) {
+                matches.push(GlobMatch {
+                    file_name: name,
+                    shown,
+                    media: Ok(media),
+                });
+            }
+        }
+        Ok((folder, matches))
+    }
+
     /// The output folder after templating: absolute, with the nearest existing ancestor resolved
     /// through symlinks, inside a root. It need not exist yet.
     pub fn output_dir(&self, raw: &str) -> Result<PathBuf, String> {
@@ -281,6 +328,25 @@ pub(crate) struct GlobMatch {
     /// The match as the user would write it (`./subjects/team/fox.jpg`), for messages.
     pub shown: String,
     pub media: Result<MediaSource, String>,
+}
+
+/// A name that a copy, download or editor is still writing, or a hidden file: never taken as
+/// input from a watched folder (`.part`, `.tmp`, `.crdownload`, `~`, dot-files).
+pub fn is_temporary_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    name.starts_with('.')
+        || name.ends_with('~')
+        || [".part", ".tmp", ".crdownload", ".partial", ".swp"]
+            .iter()
+            .any(|suffix| lower.ends_with(suffix))
+}
+
+/// Whether a file name has an image extension the provider takes.
+fn is_image_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".png", ".jpg", ".jpeg", ".webp"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
 }
 
 /// `Some(url)` for an accepted URL, `None` for a local path, an error for any other URL scheme

@@ -42,6 +42,7 @@ const SUBJECT_FIELDS: &[&str] = &[
     "id",
     "image",
     "glob",
+    "watch",
     "prompt",
     "mode",
     "character_orientation",
@@ -73,6 +74,8 @@ pub(crate) struct Overrides {
 pub(crate) enum SubjectSource {
     Image(At<String>),
     Glob(At<String>),
+    /// A folder whose images are the subjects, now and as they arrive (the daemon watches it).
+    Watch(At<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -674,9 +677,27 @@ fn subject(node: &Node, index: usize, problems: &mut Problems) -> Subject {
     subject.overrides = overrides(&fields, &path, problems);
     let image = fields.get("image");
     let glob = fields.get("glob");
+    let watch = fields.get("watch");
     let id = fields.get("id");
-    match (image, glob) {
-        (Some(image), None) => {
+    let given: Vec<&str> = [("image", image), ("glob", glob), ("watch", watch)]
+        .iter()
+        .filter(|(_, node)| node.is_some())
+        .map(|(name, _)| *name)
+        .collect();
+    if given.len() > 1 {
+        let second = [image, glob, watch].into_iter().flatten().nth(1);
+        problems.push(
+            second.map_or(node.at, |n| n.at),
+            &path,
+            format!(
+                "has both `{}` and `{}`; a subject has one of `image`, `glob` or `watch`",
+                given[0], given[1]
+            ),
+        );
+        return subject;
+    }
+    match (image, glob, watch) {
+        (Some(image), _, _) => {
             subject.source =
                 media_path(image, &join(&path, "image"), problems).map(SubjectSource::Image);
             match id {
@@ -691,28 +712,30 @@ fn subject(node: &Node, index: usize, problems: &mut Problems) -> Subject {
                 ),
             }
         }
-        (None, Some(glob)) => {
-            subject.source =
-                media_path(glob, &join(&path, "glob"), problems).map(SubjectSource::Glob);
+        (None, Some(many), _) | (None, None, Some(many)) => {
+            let (field, source): (&str, fn(At<String>) -> SubjectSource) = if glob.is_some() {
+                ("glob", SubjectSource::Glob)
+            } else {
+                ("watch", SubjectSource::Watch)
+            };
+            subject.source = media_path(many, &join(&path, field), problems).map(source);
             if let Some(id) = id {
                 problems.push(
                     id.at,
                     &join(&path, "id"),
-                    "a `glob` subject takes its ids from the matched file names; remove `id` \
-                     or use `image` instead of `glob`",
+                    format!(
+                        "a `{field}` subject takes its ids from the file names; remove `id` \
+                         or use `image` instead of `{field}`"
+                    ),
                 );
             }
         }
-        (Some(_), Some(glob)) => problems.push(
-            glob.at,
-            &path,
-            "has both `image` and `glob`; a subject has one or the other",
-        ),
-        (None, None) => problems.push(
+        (None, None, None) => problems.push(
             node.at,
             &path,
-            "needs `image` (one file or URL, with an `id`) or `glob` (a pattern such as \
-             `./subjects/*.png`)",
+            "needs `image` (one file or URL, with an `id`), `glob` (a pattern such as \
+             `./subjects/*.png`) or `watch` (a folder whose images become subjects as they \
+             arrive, such as `./incoming`)",
         ),
     }
     subject

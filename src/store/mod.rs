@@ -28,7 +28,7 @@ pub use jobs::{
     RetrySelection, SubmitIntent,
 };
 pub use lock::StateLock;
-pub use reports::{AttentionJob, BatchSummary, EventLine, KnownJob};
+pub use reports::{AttentionJob, BatchSource, BatchSummary, EventLine, KnownJob, SubmitCounts};
 
 /// A job's state. Stored as its lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

@@ -52,7 +52,114 @@ pub struct KnownJob {
     pub state: JobState,
 }
 
+/// Where a batch's manifest is, for the daemon to read it again (standing performances).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchSource {
+    pub id: i64,
+    pub name: String,
+    pub manifest_path: String,
+    pub base_dir: String,
+    pub priority: i64,
+}
+
+/// What the submit stage did for one batch, counted from its attempts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SubmitCounts {
+    /// Submit requests sent (every attempt but those refused before the provider took them).
+    pub sent: u64,
+    /// Submits the provider refused with 429.
+    pub rate_limited: u64,
+    /// Submits that were not the job's first try (after a failed task or a refused submit).
+    pub retries: u64,
+}
+
 impl Store {
+    /// Every batch made for `provider`, with where its manifest is.
+    pub fn batch_sources(&self, provider: &str) -> Result<Vec<BatchSource>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare(
+                "SELECT id, name, manifest_path, base_dir, priority FROM batches
+                 WHERE provider = ?1 ORDER BY id",
+            )
+            .map_err(self.sql_error("list batch manifests"))?;
+        s.query_map([provider], |r| {
+            Ok(BatchSource {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                manifest_path: r.get(2)?,
+                base_dir: r.get(3)?,
+                priority: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.sql_error("list batch manifests"))
+    }
+
+    pub fn batch_source(&self, batch_id: i64) -> Result<Option<BatchSource>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT id, name, manifest_path, base_dir, priority FROM batches WHERE id = ?1",
+            [batch_id],
+            |r| {
+                Ok(BatchSource {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    manifest_path: r.get(2)?,
+                    base_dir: r.get(3)?,
+                    priority: r.get(4)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(self.sql_error("read a batch's manifest"))
+    }
+
+    pub fn submit_counts(&self, batch_id: i64) -> Result<SubmitCounts, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT coalesce(sum(a.state != 'not_sent'), 0),
+                 coalesce(sum(a.state = 'not_sent' AND a.error LIKE '%(429)%'), 0),
+                 coalesce(sum(a.state != 'not_sent' AND a.number > 1), 0)
+             FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.batch_id = ?1",
+            [batch_id],
+            |r| {
+                Ok(SubmitCounts {
+                    sent: r.get::<_, i64>(0)? as u64,
+                    rate_limited: r.get::<_, i64>(1)? as u64,
+                    retries: r.get::<_, i64>(2)? as u64,
+                })
+            },
+        )
+        .map_err(self.sql_error("count submits"))
+    }
+
+    /// When the oldest job still waiting to be submitted (planned, not held) was registered,
+    /// in Unix milliseconds; `None` when nothing waits.
+    pub fn oldest_pending_since(&self) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT min(j.created_at) FROM jobs j JOIN batches b ON b.id = j.batch_id
+             WHERE j.state = 'planned' AND j.held IS NULL AND b.paused = 0",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(self.sql_error("find the oldest waiting job"))
+    }
+
+    /// Finished clips not yet downloaded whose links expire before `deadline_ms`.
+    pub fn links_expiring_before(&self, deadline_ms: i64) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT count(*) FROM jobs WHERE state = 'downloading'
+             AND clip_expires_at IS NOT NULL AND clip_expires_at < ?1",
+            [deadline_ms],
+            |r| r.get::<_, i64>(0),
+        )
+        .map(|n| n as u64)
+        .map_err(self.sql_error("count links about to expire"))
+    }
+
     pub fn batch_id(&self, name: &str, provider: &str) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
         conn.query_row(

@@ -1,0 +1,157 @@
+//! Intake: one manifest -> a registered batch, the same way for inbox drops, schedules and
+//! standing performances (and the same way `recast run` registers: [`crate::engine::register`]).
+//!
+//! Owns: reading and validating a manifest, probing and pricing it (the plan), refusing local
+//! media that have no public URL, and registering it. A manifest already registered is
+//! reconciled by job key, so the same content twice creates no new work.
+//!
+//! May not: move or write files (the inbox and subject stages do), or print.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::engine::{MediaPublisher, StoredMedia, register};
+use crate::manifest::{self, BatchSpec, LoadOptions, MediaSource};
+use crate::plan::{JobStatus, Prober, make_plan};
+use crate::settings::Settings;
+use crate::store::{ReconcileReport, Store, StoreError};
+
+/// A manifest that was registered.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub batch_id: i64,
+    pub name: String,
+    pub report: ReconcileReport,
+    pub watch_dirs: Vec<PathBuf>,
+    /// Subjects left out, by image file (local ones only), with what is wrong with them.
+    pub invalid_images: Vec<(PathBuf, String)>,
+}
+
+/// What became of a manifest.
+#[derive(Debug)]
+pub enum Outcome {
+    Registered(Registered),
+    /// The manifest cannot be planned: every message, one a line, as `recast plan` prints them.
+    Invalid(String),
+}
+
+pub struct Intake {
+    store: Arc<Store>,
+    settings: Settings,
+    provider_id: String,
+    publisher: MediaPublisher,
+    prober: Prober,
+}
+
+impl Intake {
+    pub fn new(
+        store: Arc<Store>,
+        settings: Settings,
+        provider_id: String,
+        publisher: MediaPublisher,
+    ) -> Intake {
+        Intake {
+            store,
+            settings,
+            provider_id,
+            publisher,
+            prober: Prober::default(),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn provider_id(&self) -> &str {
+        &self.provider_id
+    }
+
+    fn options(&self) -> LoadOptions {
+        LoadOptions {
+            allowed_roots: self.settings.allowed_roots.clone(),
+        }
+    }
+
+    /// Validate the manifest at `path` (relative paths against its folder); nothing registered.
+    pub fn check(&self, path: &Path) -> Result<BatchSpec, String> {
+        manifest::load(path, &self.options()).map_err(|errors| errors.to_string())
+    }
+
+    /// Read `stored_at` again as if it sat in `base_dir` (a manifest moved to `accepted/` keeps
+    /// resolving its paths against the inbox it was dropped in).
+    pub fn reread(&self, stored_at: &Path, base_dir: &Path) -> Result<BatchSpec, String> {
+        let text = std::fs::read_to_string(stored_at)
+            .map_err(|e| format!("{}: cannot read the manifest: {e}", stored_at.display()))?;
+        manifest::parse_str(&text, stored_at, base_dir, &self.options())
+            .map_err(|errors| errors.to_string())
+    }
+
+    /// Plan and register `batch`, recorded as read from `manifest_path`.
+    pub async fn register(
+        &self,
+        mut batch: BatchSpec,
+        manifest_path: &Path,
+        priority: i64,
+    ) -> Result<Outcome, StoreError> {
+        if let Some(message) = self.unpublishable(&batch) {
+            return Ok(Outcome::Invalid(message));
+        }
+        batch.manifest_path = manifest_path.to_path_buf();
+        let plan = match make_plan(
+            batch,
+            &self.provider_id,
+            &self.settings.prices,
+            Some(&self.store),
+            &self.prober,
+        )
+        .await
+        {
+            Ok(plan) => plan,
+            Err(crate::plan::PlanError::Store(e)) => return Err(e),
+            Err(e) => return Ok(Outcome::Invalid(e.to_string())),
+        };
+        let report = register(
+            &self.store,
+            &plan,
+            &self.provider_id,
+            &plan.batch.output_dir,
+            priority,
+        )?;
+        let invalid_images = plan
+            .jobs
+            .iter()
+            .filter(|j| j.status == JobStatus::Invalid)
+            .filter_map(|j| match &j.spec.image {
+                MediaSource::Local { path, .. } => Some((path.clone(), j.problems.join("\n"))),
+                MediaSource::Remote { .. } => None,
+            })
+            .collect();
+        Ok(Outcome::Registered(Registered {
+            batch_id: report.batch_id,
+            name: plan.batch.name.clone(),
+            report,
+            watch_dirs: plan.batch.watch_dirs.clone(),
+            invalid_images,
+        }))
+    }
+
+    /// Local media the provider could not fetch: said before anything is registered or spent.
+    fn unpublishable(&self, batch: &BatchSpec) -> Option<String> {
+        let missing: Vec<String> = std::iter::once(&batch.reference_video)
+            .chain(batch.jobs.iter().map(|j| &j.image))
+            .filter(|m| self.publisher.url_for(&StoredMedia::from(*m)).is_err())
+            .map(|m| crate::plan::media_label(m).to_owned())
+            .collect();
+        let first = missing.first()?;
+        Some(format!(
+            "{}: {} local media file{} ({first}{}) have no public URL: the provider fetches media \
+             by URL. Drop the manifest into an inbox with a `media_base_url`, or use https:// \
+             URLs in the manifest. Nothing was registered.",
+            batch.manifest_path.display(),
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" },
+            if missing.len() > 1 { ", ..." } else { "" },
+        ))
+    }
+}
