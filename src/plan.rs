@@ -236,10 +236,14 @@ pub async fn make_plan(
 
     let mut jobs = Vec::with_capacity(batch.jobs.len());
     // Probes overlap (most time is waiting on disk or network); results keep manifest order.
-    let mut probed = futures_util::stream::iter(&batch.jobs)
-        .map(|spec| async move { (spec, prober.image(&spec.image).await) })
+    // (Indices, not `&JobSpec`s, go through the stream: a closure over references makes this
+    // future lose `Send` to a compiler limitation, and the daemon runs plans on spawned tasks.)
+    let specs = &batch.jobs;
+    let mut probed = futures_util::stream::iter(0..specs.len())
+        .map(|i| async move { (i, prober.image(&specs[i].image).await) })
         .buffered(PROBES_AT_ONCE);
-    while let Some((spec, probe)) = probed.next().await {
+    while let Some((i, probe)) = probed.next().await {
+        let spec = &specs[i];
         let mut problems = Vec::new();
         let image = match probe {
             Ok(info) => {
