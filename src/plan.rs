@@ -94,6 +94,7 @@ impl BudgetVerdict {
 
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The manifest's batch; its `jobs` have moved into [`Plan::jobs`] and are empty here.
     pub batch: BatchSpec,
     pub provider: String,
     pub reference: VideoInfo,
@@ -175,7 +176,7 @@ fn file_name_of(source: &MediaSource) -> &str {
 
 /// Probe, check and price a batch, and compare it with the store (if one is given).
 pub async fn make_plan(
-    batch: BatchSpec,
+    mut batch: BatchSpec,
     provider: &str,
     prices: &PriceTable,
     store: Option<&Store>,
@@ -234,16 +235,18 @@ pub async fn make_plan(
         .map(|j| (j.subject_id.as_str(), ()))
         .collect();
 
-    let mut jobs = Vec::with_capacity(batch.jobs.len());
     // Probes overlap (most time is waiting on disk or network); results keep manifest order.
-    // (Indices, not `&JobSpec`s, go through the stream: a closure over references makes this
-    // future lose `Send` to a compiler limitation, and the daemon runs plans on spawned tasks.)
-    let specs = &batch.jobs;
-    let mut probed = futures_util::stream::iter(0..specs.len())
-        .map(|i| async move { (i, prober.image(&specs[i].image).await) })
+    // The specs move into the plan's jobs (no second copy of a large batch); each goes through
+    // the stream by value, which also keeps this future `Send` for the daemon's spawned tasks.
+    let specs = std::mem::take(&mut batch.jobs);
+    let mut jobs = Vec::with_capacity(specs.len());
+    let mut probed = futures_util::stream::iter(specs)
+        .map(|spec| async move {
+            let probe = prober.image(&spec.image).await;
+            (spec, probe)
+        })
         .buffered(PROBES_AT_ONCE);
-    while let Some((i, probe)) = probed.next().await {
-        let spec = &specs[i];
+    while let Some((spec, probe)) = probed.next().await {
         let mut problems = Vec::new();
         let image = match probe {
             Ok(info) => {
@@ -278,7 +281,7 @@ pub async fn make_plan(
             }
         };
         jobs.push(PlannedJob {
-            spec: spec.clone(),
+            spec,
             image,
             problems,
             estimate,

@@ -114,6 +114,8 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             job.problems.join("; ")
         );
     }
+    // From here on the store drives the run: memory follows the jobs in flight, not the batch.
+    drop(plan);
 
     let provider = match HttpProvider::new(HttpProviderConfig {
         base_url: settings.api_base.clone(),

@@ -59,8 +59,14 @@ pub struct Pacing {
 
 /// The most a run of 429s can slow a stage down, relative to its configured rate.
 const MAX_SLOWDOWN: f64 = 32.0;
-/// Each accepted call takes this much of the slowdown away: recovery over a few dozen calls.
-const RECOVERY: f64 = 0.9;
+/// Each 429 slows the stage by this factor: gentle, because the pause for its `Retry-After`
+/// already costs a second or more of slots.
+const BACKOFF: f64 = 1.5;
+/// Each accepted call takes this much of the slowdown away: recovery over a dozen calls.
+const RECOVERY: f64 = 0.95;
+/// Calls are spaced this much wider than the configured rate, so that a limit set exactly to
+/// the provider's is not crossed by network jitter (a request sent on time may arrive early).
+const HEADROOM: f64 = 1.03;
 /// Pause after a 429 without a usable `Retry-After`.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
 
@@ -69,11 +75,14 @@ impl Pacing {
         let per_minute = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let clock = TokioClock::default();
-        let quota = Quota::per_minute(per_minute).allow_burst(burst);
+        let spacing = (Duration::from_secs(60) / per_minute.get()).mul_f64(HEADROOM);
+        let quota = Quota::with_period(spacing)
+            .unwrap_or_else(|| Quota::per_minute(per_minute))
+            .allow_burst(burst);
         Pacing {
             limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
             clock,
-            spacing: Duration::from_secs(60) / per_minute.get(),
+            spacing,
             slowdown: Mutex::new(Slowdown {
                 paused_until: None,
                 factor: 1.0,
@@ -126,7 +135,7 @@ impl Pacing {
         let pause = retry_after.unwrap_or(DEFAULT_PAUSE);
         let until = Instant::now() + pause;
         s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
-        s.factor = (s.factor * 2.0).min(MAX_SLOWDOWN);
+        s.factor = (s.factor * BACKOFF).min(MAX_SLOWDOWN);
     }
 
     /// Pause everyone for `pause` without slowing down afterwards (server errors, backoff).
@@ -172,11 +181,11 @@ mod tests {
         let start = Instant::now();
         pacing.acquire().await;
         assert!(Instant::now() - start >= Duration::from_secs(7));
-        assert_eq!(pacing.slowdown_factor(), 2.0);
-        // Spacing is now 2 x 100 ms.
+        assert_eq!(pacing.slowdown_factor(), 1.5);
+        // Spacing is now 1.5 x 103 ms.
         let start = Instant::now();
         pacing.acquire().await;
-        assert!(Instant::now() - start >= Duration::from_millis(200));
+        assert!(Instant::now() - start >= Duration::from_millis(150));
     }
 
     #[tokio::test(start_paused = true)]
@@ -184,9 +193,9 @@ mod tests {
         let pacing = Pacing::new(600, 1);
         pacing.rate_limited(Some(Duration::ZERO));
         pacing.rate_limited(Some(Duration::ZERO));
-        assert_eq!(pacing.slowdown_factor(), 4.0);
+        assert_eq!(pacing.slowdown_factor(), 2.25);
         pacing.accepted();
-        assert!(pacing.slowdown_factor() < 4.0 && pacing.slowdown_factor() > 3.0);
+        assert!(pacing.slowdown_factor() < 2.25 && pacing.slowdown_factor() > 2.0);
         for _ in 0..100 {
             pacing.accepted();
         }

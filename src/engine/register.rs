@@ -20,20 +20,17 @@ pub fn register(
     priority: i64,
 ) -> Result<ReconcileReport, StoreError> {
     let batch = &plan.batch;
-    let jobs: Vec<NewJob> = plan
-        .jobs
-        .iter()
-        .map(|j| NewJob {
-            key: j.spec.key.0.clone(),
-            subject_id: j.spec.subject_id.clone(),
-            output_name: j.spec.output_name.clone(),
-            spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video)
-                .to_json(),
-            duration_ms: plan.reference.duration_ms,
-            estimate_credits: j.estimate.map(|e| e.credits),
-            invalid_reason: (!j.problems.is_empty()).then(|| j.problems.join("; ")),
-        })
-        .collect();
+    // Built one at a time as the store takes them: a large batch is not held twice.
+    let jobs = plan.jobs.iter().map(|j| NewJob {
+        key: j.spec.key.0.clone(),
+        subject_id: j.spec.subject_id.clone(),
+        output_name: j.spec.output_name.clone(),
+        spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video)
+            .to_json(),
+        duration_ms: plan.reference.duration_ms,
+        estimate_credits: j.estimate.map(|e| e.credits),
+        invalid_reason: (!j.problems.is_empty()).then(|| j.problems.join("; ")),
+    });
     let report = store.register_batch(
         &NewBatch {
             name: batch.name.clone(),
@@ -45,7 +42,7 @@ pub fn register(
             retries: batch.retries,
             priority,
         },
-        &jobs,
+        jobs,
     )?;
     tracing::info!(
         batch = %batch.name,

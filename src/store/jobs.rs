@@ -182,7 +182,7 @@ impl Store {
     pub fn register_batch(
         &self,
         batch: &NewBatch,
-        jobs: &[NewJob],
+        jobs: impl IntoIterator<Item = NewJob>,
     ) -> Result<ReconcileReport, StoreError> {
         self.write("register the batch", |tx| {
             let now = now_ms();
@@ -231,9 +231,8 @@ impl Store {
                 "UPDATE jobs SET subject_id = ?2, output_name = ?3, spec_json = ?4,
                      duration_ms = ?5, estimate_credits = ?6, updated_at = ?7 WHERE id = ?1",
             )?;
-            let mut keys = HashSet::with_capacity(jobs.len());
+            let mut keys = HashSet::new();
             for job in jobs {
-                keys.insert(job.key.as_str());
                 let state = if job.invalid_reason.is_some() {
                     JobState::Rejected
                 } else {
@@ -285,6 +284,7 @@ impl Store {
                         }
                     }
                 }
+                keys.insert(job.key);
             }
             drop((find, insert, refresh));
             let mut stale = Vec::new();
@@ -296,7 +296,7 @@ impl Store {
                 })?;
                 for row in rows {
                     let (id, key) = row?;
-                    if !keys.contains(key.as_str()) {
+                    if !keys.contains(&key) {
                         stale.push(id);
                     }
                 }

@@ -66,15 +66,15 @@ fn the_database_files_are_private() {
 fn registering_the_same_jobs_again_adds_nothing_and_dropped_planned_jobs_are_cancelled() {
     let store = Store::open_in_memory().unwrap();
     let first = store
-        .register_batch(&batch("b", None, 0), &jobs("k", 3))
+        .register_batch(&batch("b", None, 0), jobs("k", 3))
         .unwrap();
     assert_eq!((first.added, first.kept), (3, 0));
     let again = store
-        .register_batch(&batch("b", None, 0), &jobs("k", 3))
+        .register_batch(&batch("b", None, 0), jobs("k", 3))
         .unwrap();
     assert_eq!((again.added, again.kept, again.dropped), (0, 3, 0));
     let fewer = store
-        .register_batch(&batch("b", None, 0), &jobs("k", 2))
+        .register_batch(&batch("b", None, 0), jobs("k", 2))
         .unwrap();
     assert_eq!(fewer.dropped, 1);
     let counts = store.batch_counts(first.batch_id).unwrap();
@@ -82,7 +82,7 @@ fn registering_the_same_jobs_again_adds_nothing_and_dropped_planned_jobs_are_can
     assert_eq!(counts.get(JobState::Cancelled), 1);
     // Back in the manifest: back to work.
     let back = store
-        .register_batch(&batch("b", None, 0), &jobs("k", 3))
+        .register_batch(&batch("b", None, 0), jobs("k", 3))
         .unwrap();
     assert_eq!(back.revived, 1);
 }
@@ -91,7 +91,7 @@ fn registering_the_same_jobs_again_adds_nothing_and_dropped_planned_jobs_are_can
 fn an_intent_is_committed_with_its_idempotency_key_before_the_answer() {
     let store = Store::open_in_memory().unwrap();
     store
-        .register_batch(&batch("b", None, 0), &jobs("k", 1))
+        .register_batch(&batch("b", None, 0), jobs("k", 1))
         .unwrap();
     let intent = claim(&store).unwrap();
     assert_eq!(intent.attempt_number, 1);
@@ -116,7 +116,7 @@ fn an_intent_is_committed_with_its_idempotency_key_before_the_answer() {
 fn a_released_unknown_submit_is_resent_under_its_same_key() {
     let store = Store::open_in_memory().unwrap();
     store
-        .register_batch(&batch("b", Some(566), 0), &jobs("k", 1))
+        .register_batch(&batch("b", Some(566), 0), jobs("k", 1))
         .unwrap();
     let first = claim(&store).unwrap();
     store.record_unknown(&first, "reset").unwrap();
@@ -135,7 +135,7 @@ fn a_released_unknown_submit_is_resent_under_its_same_key() {
 fn a_budget_holds_the_jobs_that_would_cross_it() {
     let store = Store::open_in_memory().unwrap();
     let r = store
-        .register_batch(&batch("b", Some(3 * 566 + 100), 0), &jobs("k", 5))
+        .register_batch(&batch("b", Some(3 * 566 + 100), 0), jobs("k", 5))
         .unwrap();
     let mut sent = 0;
     while let Some(i) = claim(&store) {
@@ -157,7 +157,7 @@ fn a_budget_holds_the_jobs_that_would_cross_it() {
 fn a_failed_task_is_refunded_and_retried_until_retries_run_out() {
     let store = Store::open_in_memory().unwrap();
     let r = store
-        .register_batch(&batch("b", Some(2 * 566), 0), &jobs("k", 1))
+        .register_batch(&batch("b", Some(2 * 566), 0), jobs("k", 1))
         .unwrap();
     for attempt in 1..=2 {
         let i = claim(&store).expect("budget freed by the refund");
@@ -184,10 +184,10 @@ fn a_failed_task_is_refunded_and_retried_until_retries_run_out() {
 fn a_small_batch_is_not_starved_behind_a_large_one() {
     let store = Store::open_in_memory().unwrap();
     let big = store
-        .register_batch(&batch("big", None, 0), &jobs("big", 1000))
+        .register_batch(&batch("big", None, 0), jobs("big", 1000))
         .unwrap();
     let small = store
-        .register_batch(&batch("small", None, 0), &jobs("small", 10))
+        .register_batch(&batch("small", None, 0), jobs("small", 10))
         .unwrap();
     let mut per_batch = std::collections::HashMap::new();
     for n in 0..20 {
@@ -203,10 +203,10 @@ fn a_small_batch_is_not_starved_behind_a_large_one() {
 fn priority_goes_first_and_paused_batches_wait() {
     let store = Store::open_in_memory().unwrap();
     let low = store
-        .register_batch(&batch("low", None, 0), &jobs("low", 3))
+        .register_batch(&batch("low", None, 0), jobs("low", 3))
         .unwrap();
     let high = store
-        .register_batch(&batch("high", None, 5), &jobs("high", 3))
+        .register_batch(&batch("high", None, 5), jobs("high", 3))
         .unwrap();
     assert_eq!(claim(&store).unwrap().batch_id, high.batch_id);
     store.set_paused(Some(high.batch_id), true).unwrap();
@@ -217,7 +217,7 @@ fn priority_goes_first_and_paused_batches_wait() {
 fn a_dead_link_is_refreshed_by_polling_again() {
     let store = Store::open_in_memory().unwrap();
     store
-        .register_batch(&batch("b", None, 0), &jobs("k", 1))
+        .register_batch(&batch("b", None, 0), jobs("k", 1))
         .unwrap();
     let i = claim(&store).unwrap();
     store.record_submitted(&i, "t1", 0).unwrap();
