@@ -334,7 +334,7 @@ impl<P: Provider> Engine<P> {
             if mode == RunMode::Forever {
                 continue;
             }
-            if self.store.active_jobs(self.scope(), submitting)? == 0 {
+            if !self.store.has_active_jobs(self.scope(), submitting)? {
                 stop.cancel();
                 break;
             }

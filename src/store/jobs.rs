@@ -319,30 +319,32 @@ impl Store {
         })
     }
 
-    /// Jobs of these batches that will still move by themselves: submitting, running,
-    /// downloading, and (when `with_planned`) planned jobs not held back.
-    pub fn active_jobs(
+    /// Whether any job of these batches will still move by itself: submitting, running,
+    /// downloading, or (when `with_planned`) planned and not held back. Asked often by a running
+    /// engine, so it stops at the first such job instead of counting them all.
+    pub fn has_active_jobs(
         &self,
         batch_ids: Option<&[i64]>,
         with_planned: bool,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<bool, StoreError> {
         let conn = self.conn();
         let scope = batch_scope(batch_ids).replace("b.id", "batch_id");
         let planned = if with_planned {
-            "OR (state = 'planned' AND held IS NULL)"
+            format!(
+                "OR EXISTS (SELECT 1 FROM jobs WHERE state = 'planned' AND held IS NULL {scope})"
+            )
         } else {
-            ""
+            String::new()
         };
         conn.query_row(
             &format!(
-                "SELECT count(*) FROM jobs WHERE
-                 (state IN ('submitting', 'running', 'downloading') {planned}) {scope}"
+                "SELECT EXISTS (SELECT 1 FROM jobs
+                     WHERE state IN ('submitting', 'running', 'downloading') {scope}) {planned}"
             ),
             [],
-            |r| r.get::<_, i64>(0),
+            |r| r.get(0),
         )
-        .map(|n| n as u64)
-        .map_err(self.sql_error("count active jobs"))
+        .map_err(self.sql_error("look for active jobs"))
     }
 
     /// Output folders of these batches.

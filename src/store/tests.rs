@@ -146,9 +146,20 @@ fn a_budget_holds_the_jobs_that_would_cross_it() {
     let held = store.held_jobs(r.batch_id).unwrap();
     assert_eq!(held.len(), 2);
     assert!(held[0].1.contains("over budget"), "{held:?}");
-    assert_eq!(
-        store.active_jobs(Some(&[r.batch_id]), true).unwrap(),
-        3,
+    assert_committed_matches(&store, r.batch_id);
+    assert!(store.has_active_jobs(Some(&[r.batch_id]), true).unwrap());
+    for n in 0..3 {
+        let item = store.due_polls(i64::MAX, 10).unwrap().remove(0);
+        store
+            .record_clip_ready(&item, &format!("http://x/{n}.mp4"), 0)
+            .unwrap();
+        let dl = store.due_downloads(now_ms(), 10, &[]).unwrap().remove(0);
+        store
+            .record_downloaded(&dl, &format!("/tmp/{n}.mp4"), "00", 1)
+            .unwrap();
+    }
+    assert!(
+        !store.has_active_jobs(Some(&[r.batch_id]), true).unwrap(),
         "held jobs are not active"
     );
 }
