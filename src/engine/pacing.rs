@@ -62,8 +62,9 @@ const MAX_SLOWDOWN: f64 = 32.0;
 /// Each 429 slows the stage by this factor: gentle, because the pause for its `Retry-After`
 /// already costs a second or more of slots.
 const BACKOFF: f64 = 1.5;
-/// Each accepted call takes this much of the slowdown away: recovery over a dozen calls.
-const RECOVERY: f64 = 0.95;
+/// Each accepted call takes this much of the slowdown away: recovery over some forty calls, so
+/// the rate that was just refused is not tried again at once (each refusal costs a pause).
+const RECOVERY: f64 = 0.99;
 /// Calls are spaced this much wider than the configured rate, so that a limit set exactly to
 /// the provider's is not crossed by network jitter (a request sent on time may arrive early).
 const HEADROOM: f64 = 1.03;
