@@ -97,9 +97,10 @@ pub struct EngineConfig {
     pub poll_schedule: PollSchedule,
     pub download_concurrency: usize,
     pub download_timeout: Duration,
-    /// A download that fails this many times (cut, corrupt) leaves the job `expired`... only
-    /// after its link was also refreshed `max_link_refreshes` times.
+    /// After this many failed downloads of a clip (cut, corrupt), each further failure asks the
+    /// provider for a fresh link, as a dead link (403/404/410) does at once.
     pub max_download_failures: u32,
+    /// Fresh links asked for one clip before it is given up as `expired`.
     pub max_link_refreshes: u32,
     /// How long a clip link is assumed to live when the provider does not say (about 24 h).
     pub assumed_link_ttl: Duration,
