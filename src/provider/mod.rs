@@ -68,13 +68,6 @@ fn retry_after_text(retry_after: &Option<Duration>) -> String {
     }
 }
 
-impl ProviderError {
-    /// Whether a submit that failed this way may have created a (billed) task.
-    pub fn submit_outcome_unknown(&self) -> bool {
-        matches!(self, ProviderError::Ambiguous(_))
-    }
-}
-
 /// The provider as the engine sees it; the HTTP client and test doubles implement it.
 pub trait Provider: Send + Sync + 'static {
     /// Submit one job; the answer is the provider's task id.

@@ -839,17 +839,6 @@ impl Store {
         .map_err(self.sql_error("find due downloads"))
     }
 
-    /// When the next waiting download may start, if any is waiting.
-    pub fn next_download_at(&self) -> Result<Option<i64>, StoreError> {
-        let conn = self.conn();
-        conn.query_row(
-            "SELECT min(coalesce(not_before, 0)) FROM jobs WHERE state = 'downloading'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(self.sql_error("find the next download"))
-    }
-
     /// The clip is on disk under its final name: the job is done.
     pub fn record_downloaded(
         &self,
