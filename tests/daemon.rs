@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use recast::sim::{Generation, Ledger, Sim, SimConfig};
+use recast::sim::{Generation, Sim, SimConfig};
 
 use crate::helper::wait_for;
 use crate::helper::workspace::{reference_clip, unique_png};
@@ -231,21 +231,6 @@ fn assert_clips_whole(dir: &Path, expected: &[String]) {
     }
 }
 
-/// Billed, not refunded, per image file name.
-fn net_bills(ledger: &Ledger) -> std::collections::HashMap<String, usize> {
-    let mut bills = std::collections::HashMap::new();
-    for e in ledger
-        .entries
-        .iter()
-        .filter(|e| e.credits > 0 && !e.refunded)
-    {
-        *bills
-            .entry(e.image_url.rsplit('/').next().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    bills
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_manifest_is_taken_once_whole_a_bad_one_is_rejected_and_metrics_match_status() {
     let mut site = Site::new();
@@ -427,7 +412,7 @@ async fn images_dropped_into_a_standing_performance_become_clips_even_while_the_
 
     let expected: Vec<String> = (0..4).map(|i| format!("w{i:03}.mp4")).collect();
     assert_clips_whole(&site.out("stand"), &expected);
-    let bills = net_bills(&sim.ledger());
+    let bills = crate::helper::net_bills_per_subject(&sim.ledger());
     assert_eq!(bills.len(), 4, "{bills:?}");
     assert!(bills.values().all(|n| *n == 1), "billed twice: {bills:?}");
     assert!(!bills.contains_key("broken.png"));
@@ -472,7 +457,7 @@ async fn sigterm_in_a_busy_run_exits_quickly_leaves_no_partial_file_and_a_restar
     assert_eq!(code, Some(0), "{log}");
     let expected: Vec<String> = (0..24).map(|i| format!("s{i:03}.mp4")).collect();
     assert_clips_whole(&out, &expected);
-    let bills = net_bills(&sim.ledger());
+    let bills = crate::helper::net_bills_per_subject(&sim.ledger());
     assert_eq!(bills.len(), 24, "{bills:?}");
     assert!(bills.values().all(|n| *n == 1), "billed twice: {bills:?}");
 }
@@ -573,7 +558,7 @@ async fn a_schedule_reconciles_its_folder_adding_new_subjects_and_never_remaking
     assert_eq!(code, Some(0), "{log}");
     // The folder is its owner's: nothing moved.
     assert!(repo.join("campaign.yaml").exists());
-    let bills = net_bills(&sim.ledger());
+    let bills = crate::helper::net_bills_per_subject(&sim.ledger());
     assert_eq!(bills.len(), 3, "{bills:?}");
     assert!(bills.values().all(|n| *n == 1), "billed twice: {bills:?}");
     assert_clips_whole(

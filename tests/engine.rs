@@ -8,23 +8,8 @@ use recast::sim::{Fault, Faults, Ledger, Sim, SimConfig};
 
 use crate::helper::workspace::{Workspace, describe};
 
-/// Billed entries of the ledger that were not refunded, per subject image.
-fn net_bills_per_subject(ledger: &Ledger) -> HashMap<String, usize> {
-    let mut bills = HashMap::new();
-    for e in ledger
-        .entries
-        .iter()
-        .filter(|e| e.credits > 0 && !e.refunded)
-    {
-        *bills
-            .entry(e.image_url.rsplit('/').next().unwrap().to_owned())
-            .or_default() += 1;
-    }
-    bills
-}
-
 fn assert_each_subject_billed_once(ws: &Workspace, ledger: &Ledger) {
-    let bills = net_bills_per_subject(ledger);
+    let bills = crate::helper::net_bills_per_subject(ledger);
     assert_eq!(bills.len(), ws.subjects, "every subject billed: {bills:?}");
     assert!(
         bills.values().all(|n| *n == 1),

@@ -146,7 +146,7 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         }
     };
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(crate::daemon::lifecycle::cancel_on_signal(shutdown.clone()));
     let mode = if args.no_wait {
         RunMode::NoWait
     } else {
@@ -218,24 +218,6 @@ async fn start_simulator(batch: &BatchSpec) -> Result<crate::sim::Sim, String> {
     crate::sim::Sim::start(config)
         .await
         .map_err(|e| e.to_string())
-}
-
-async fn cancel_on_signal(token: CancellationToken) {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-        _ = token.cancelled() => return,
-    }
-    eprintln!("stopping: finishing requests on the wire; run the same command again to resume");
-    token.cancel();
 }
 
 async fn show_progress(store: Arc<Store>, batch_id: i64, stop: CancellationToken) {

@@ -29,7 +29,11 @@ pub async fn cancel_on_signal(token: CancellationToken) {
         _ = term => {}
         _ = token.cancelled() => return,
     }
-    tracing::info!("signal received: stopping");
+    // A warning, so a person at a terminal (where info lines are hidden) sees it too.
+    tracing::warn!(
+        "signal received: stopping; requests on the wire finish, partial downloads are removed, \
+         and running the same command again resumes"
+    );
     token.cancel();
 }
 

@@ -35,4 +35,25 @@ where
     }
 }
 
+/// Ledger entries billed and not refunded, per subject image file name.
+pub fn net_bills_per_subject(
+    ledger: &recast::sim::Ledger,
+) -> std::collections::HashMap<String, usize> {
+    let mut bills = std::collections::HashMap::new();
+    for e in ledger
+        .entries
+        .iter()
+        .filter(|e| e.credits > 0 && !e.refunded)
+    {
+        let name = e
+            .image_url
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        *bills.entry(name).or_default() += 1;
+    }
+    bills
+}
+
 pub mod workspace;
