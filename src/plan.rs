@@ -160,6 +160,45 @@ impl Prober {
     }
 }
 
+/// Read a manifest and, when it has mistakes, also check what can still be checked of its
+/// reference video, so every mistake is reported at once, in file order: a too-long clip
+/// together with a typo, not one run later. Used by `recast plan` and the daemon alike.
+pub async fn load_manifest(
+    path: &std::path::Path,
+    options: &crate::manifest::LoadOptions,
+    prober: &Prober,
+) -> Result<BatchSpec, crate::manifest::ManifestErrors> {
+    let (mut errors, hint) = match crate::manifest::load_with_hint(path, options) {
+        Ok(batch) => return Ok(batch),
+        Err(failure) => failure,
+    };
+    if let Some(hint) = hint {
+        let mistake = |message: String| crate::manifest::ManifestError {
+            file: path.to_path_buf(),
+            location: Some(hint.location),
+            field: "reference.video".to_owned(),
+            message,
+        };
+        match prober.video(&hint.video).await {
+            Err(e) => errors.0.push(mistake(e.to_string())),
+            Ok(info) => {
+                let orientation = if hint.image_orientation_used {
+                    Orientation::Image
+                } else {
+                    Orientation::Video
+                };
+                errors.0.extend(
+                    media::check_video(&info, orientation)
+                        .into_iter()
+                        .map(|v| mistake(v.message)),
+                );
+            }
+        }
+        errors.0.sort_by_key(|e| e.location);
+    }
+    Err(errors)
+}
+
 /// How a piece of media is named to a person: its path relative to the manifest, or its URL.
 pub fn media_label(source: &MediaSource) -> &str {
     match source {

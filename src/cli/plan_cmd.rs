@@ -4,8 +4,7 @@ use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
 
 use super::ExitCode;
 use super::args::PlanArgs;
-use crate::manifest::{self, BatchSpec, LoadOptions, ManifestError};
-use crate::media::{self, Orientation};
+use crate::manifest::{BatchSpec, LoadOptions};
 use crate::plan::{BudgetVerdict, JobStatus, Plan, Prober, make_plan, round_usd};
 use crate::pricing::credits_to_usd;
 use crate::settings::Settings;
@@ -20,8 +19,7 @@ pub fn provider_identity(settings: &Settings, simulate: bool) -> String {
     }
 }
 
-/// Read a manifest, printing every mistake in it on failure: those of the file itself and,
-/// when the reference video still resolved, those of the video, so one run shows them all.
+/// Read a manifest, printing every mistake in it on failure.
 pub async fn load_manifest(
     path: &std::path::Path,
     settings: &Settings,
@@ -29,14 +27,10 @@ pub async fn load_manifest(
     let options = LoadOptions {
         allowed_roots: settings.allowed_roots.clone(),
     };
-    let (mut errors, hint) = match manifest::load_with_hint(path, &options) {
+    let errors = match crate::plan::load_manifest(path, &options, &Prober::default()).await {
         Ok(batch) => return Ok(batch),
-        Err(failure) => failure,
+        Err(errors) => errors,
     };
-    if let Some(hint) = hint {
-        errors.0.extend(reference_video_mistakes(path, &hint).await);
-        errors.0.sort_by_key(|e| e.location);
-    }
     for e in &errors.0 {
         eprintln!("error: {e}");
     }
@@ -47,32 +41,6 @@ pub async fn load_manifest(
         if errors.0.len() == 1 { "" } else { "s" }
     );
     Err(ExitCode::Invalid)
-}
-
-async fn reference_video_mistakes(
-    path: &std::path::Path,
-    hint: &manifest::ReferenceHint,
-) -> Vec<ManifestError> {
-    let mistake = |message: String| ManifestError {
-        file: path.to_path_buf(),
-        location: Some(hint.location),
-        field: "reference.video".to_owned(),
-        message,
-    };
-    match Prober::default().video(&hint.video).await {
-        Err(e) => vec![mistake(e.to_string())],
-        Ok(info) => {
-            let orientation = if hint.image_orientation_used {
-                Orientation::Image
-            } else {
-                Orientation::Video
-            };
-            media::check_video(&info, orientation)
-                .into_iter()
-                .map(|v| mistake(v.message))
-                .collect()
-        }
-    }
 }
 
 /// Open the state folder's store if it has one (a plan never creates state).

@@ -73,7 +73,7 @@ fn is_manifest_name(path: &Path) -> bool {
 /// Take one whole manifest file. A store failure is critical; everything else about the file
 /// is the file's problem, reported beside it.
 async fn take(intake: &Intake, inbox: &Inbox, file: &Path) -> Result<Option<i64>, DaemonError> {
-    let batch = match intake.check(file) {
+    let batch = match intake.check(file).await {
         Ok(batch) => batch,
         Err(messages) => {
             reject(inbox, file, &messages);

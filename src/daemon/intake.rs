@@ -74,8 +74,11 @@ impl Intake {
     }
 
     /// Validate the manifest at `path` (relative paths against its folder); nothing registered.
-    pub fn check(&self, path: &Path) -> Result<BatchSpec, String> {
-        manifest::load(path, &self.options()).map_err(|errors| errors.to_string())
+    /// On failure, every mistake as `recast plan` reports them, one a line.
+    pub async fn check(&self, path: &Path) -> Result<BatchSpec, String> {
+        crate::plan::load_manifest(path, &self.options(), &self.prober)
+            .await
+            .map_err(|errors| errors.to_string())
     }
 
     /// Read `stored_at` again as if it sat in `base_dir` (a manifest moved to `accepted/` keeps

@@ -97,7 +97,7 @@ pub async fn tick(
     };
     files.sort();
     for file in files {
-        let batch = match intake.check(&file) {
+        let batch = match intake.check(&file).await {
             Ok(b) => b,
             Err(messages) => {
                 tracing::error!(schedule = index, file = %file.display(), "invalid manifest, skipped:\n{messages}");
