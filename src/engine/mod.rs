@@ -109,6 +109,10 @@ pub struct EngineConfig {
     pub trust_idempotency: bool,
     /// How many times one unknown submit is re-sent automatically before it is held.
     pub max_unknown_resends: u32,
+    /// With [`RunMode::Forever`] (the daemon): how long submitting stays stopped after a 402
+    /// before one submit tries again (someone may have topped the account up). A one-shot run
+    /// stops submitting instead, and says so.
+    pub out_of_credits_pause: Duration,
 }
 
 impl Default for EngineConfig {
@@ -129,6 +133,7 @@ impl Default for EngineConfig {
             assumed_link_ttl: Duration::from_secs(23 * 3600),
             trust_idempotency: false,
             max_unknown_resends: 5,
+            out_of_credits_pause: Duration::from_secs(300),
         }
     }
 }
@@ -200,7 +205,8 @@ pub struct Engine<P: Provider> {
     poll_pacing: Pacing,
     /// Rung whenever a job changes stage, so idle stages look at the store again.
     wake: Notify,
-    halted: Mutex<Option<Halt>>,
+    /// Why submitting stopped, and when.
+    halted: Mutex<Option<(Halt, tokio::time::Instant)>>,
     /// The provider accepted a submit in this run (the key and account work).
     provider_confirmed: std::sync::atomic::AtomicBool,
     unknown_resends: Mutex<std::collections::HashMap<i64, u32>>,
@@ -242,7 +248,7 @@ impl<P: Provider> Engine<P> {
         let mut h = self.halted.lock().unwrap_or_else(|p| p.into_inner());
         if h.is_none() {
             tracing::error!("stopping submissions: {why}");
-            *h = Some(why);
+            *h = Some((why, tokio::time::Instant::now()));
         }
         self.wake.notify_waiters();
     }
@@ -251,7 +257,23 @@ impl<P: Provider> Engine<P> {
         self.halted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|(why, _)| why.clone())
+    }
+
+    /// Forever mode: after a 402 has stood for `out_of_credits_pause`, let one submit try again.
+    fn retry_after_out_of_credits(&self) {
+        let mut h = self.halted.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((Halt::OutOfCredits(_), since)) = h.as_ref()
+            && since.elapsed() >= self.config.out_of_credits_pause
+        {
+            tracing::warn!("trying to submit again after the account ran out of credits");
+            *h = None;
+            // One submit at a time until the provider accepts one again.
+            self.provider_confirmed
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            self.wake.notify_waiters();
+        }
     }
 
     fn scope(&self) -> Option<&[i64]> {
@@ -333,6 +355,7 @@ impl<P: Provider> Engine<P> {
                 break;
             }
             if mode == RunMode::Forever {
+                self.retry_after_out_of_credits();
                 continue;
             }
             if !self.store.has_active_jobs(self.scope(), submitting)? {
@@ -363,3 +386,6 @@ impl<P: Provider> Engine<P> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

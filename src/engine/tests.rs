@@ -1,0 +1,155 @@
+//! Engine behaviour that needs control of time: a scripted provider behind the [`Provider`]
+//! trait, an in-memory store, and tokio's paused clock.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::provider::{ProviderError, SubmitRequest, TaskState, TaskStatus};
+use crate::store::{JobState, NewBatch, NewJob};
+
+/// Answers submits from a script (then accepts everything); tasks never finish.
+#[derive(Default)]
+struct ScriptedProvider {
+    submit_answers: Mutex<VecDeque<Result<String, ProviderError>>>,
+    submits: AtomicU32,
+}
+
+impl Provider for Arc<ScriptedProvider> {
+    async fn submit(&self, _: &SubmitRequest, _: &str) -> Result<String, ProviderError> {
+        let n = self.submits.fetch_add(1, Ordering::SeqCst);
+        let scripted = self.submit_answers.lock().unwrap().pop_front();
+        scripted.unwrap_or_else(|| Ok(format!("task-{n}")))
+    }
+
+    async fn poll(&self, _: &str) -> Result<TaskStatus, ProviderError> {
+        Ok(TaskStatus {
+            state: TaskState::Running,
+            word: "processing".into(),
+            progress: None,
+            video_url: None,
+            error: None,
+            billed_credits: None,
+        })
+    }
+}
+
+fn registered_store(jobs: usize) -> (Arc<Store>, i64) {
+    let store = Store::open_in_memory().unwrap();
+    let spec = StoredSpec {
+        model: "kling-v3-motion-control".into(),
+        mode: crate::pricing::Mode::Std,
+        character_orientation: crate::media::Orientation::Image,
+        keep_original_sound: true,
+        prompt: None,
+        image: StoredMedia::Url("https://cdn.example.com/a.png".into()),
+        video: StoredMedia::Url("https://cdn.example.com/v.mp4".into()),
+    };
+    let report = store
+        .register_batch(
+            &NewBatch {
+                name: "b".into(),
+                provider: "scripted".into(),
+                manifest_path: "b.yaml".into(),
+                base_dir: "/nonexistent".into(),
+                output_dir: "/nonexistent/out".into(),
+                budget_credits: None,
+                retries: 0,
+                priority: 0,
+            },
+            (0..jobs).map(|i| NewJob {
+                key: format!("key{i}"),
+                subject_id: format!("s{i}"),
+                output_name: format!("s{i}.mp4"),
+                spec_json: spec.to_json(),
+                duration_ms: 5000,
+                estimate_credits: Some(566),
+                invalid_reason: None,
+            }),
+        )
+        .unwrap();
+    (Arc::new(store), report.batch_id)
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_the_daemon_a_402_pauses_submitting_then_one_submit_tries_again() {
+    let (store, batch) = registered_store(3);
+    let provider = Arc::new(ScriptedProvider::default());
+    provider
+        .submit_answers
+        .lock()
+        .unwrap()
+        .push_back(Err(ProviderError::OutOfCredits {
+            message: "balance is 0".into(),
+        }));
+    let config = EngineConfig {
+        out_of_credits_pause: Duration::from_secs(300),
+        submit_per_minute: 6000,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(
+        store.clone(),
+        provider.clone(),
+        MediaPublisher::default(),
+        config,
+        None,
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let run = tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        async move { engine.run(RunMode::Forever, shutdown).await }
+    });
+
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        provider.submits.load(Ordering::SeqCst),
+        1,
+        "nothing more after the 402"
+    );
+    assert_eq!(store.batch_counts(batch).unwrap().get(JobState::Planned), 3);
+
+    tokio::time::sleep(Duration::from_secs(250)).await;
+    assert_eq!(
+        provider.submits.load(Ordering::SeqCst),
+        4,
+        "submitting resumed after the pause"
+    );
+    assert_eq!(store.batch_counts(batch).unwrap().get(JobState::Running), 3);
+
+    shutdown.cancel();
+    let report = run.await.unwrap().unwrap();
+    assert!(report.halted.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_one_shot_run_stops_submitting_on_a_402_and_says_why() {
+    let (store, batch) = registered_store(3);
+    let provider = Arc::new(ScriptedProvider::default());
+    provider
+        .submit_answers
+        .lock()
+        .unwrap()
+        .push_back(Err(ProviderError::OutOfCredits {
+            message: "balance is 0".into(),
+        }));
+    let engine = Engine::new(
+        store.clone(),
+        provider.clone(),
+        MediaPublisher::default(),
+        EngineConfig::default(),
+        Some(vec![batch]),
+    )
+    .unwrap();
+    let report = engine
+        .run(RunMode::UntilDone, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(matches!(report.halted, Some(Halt::OutOfCredits(_))));
+    assert_eq!(provider.submits.load(Ordering::SeqCst), 1);
+    assert_eq!(store.batch_counts(batch).unwrap().get(JobState::Planned), 3);
+}
