@@ -344,6 +344,7 @@ async fn a_second_recast_on_the_same_state_folder_is_refused_naming_the_first() 
     .await;
     let mut first = ws
         .recast_command(&sim, &["run", "jobs.yaml"])
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let pid = first.id().unwrap();
