@@ -523,3 +523,52 @@ async fn retry_unknown_resends_held_submits_and_cancel_stops_what_was_not_sent()
     );
     assert_eq!(sim2.ledger().totals.billed_tasks, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_run_interrupted_mid_flight_resumes_with_a_fresh_simulator() {
+    let ws = Workspace::new(3, "");
+    let simulate = |ws: &Workspace| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_recast"));
+        cmd.args(["run", "jobs.yaml", "--simulate", "--state-dir", "state"])
+            .current_dir(ws.path())
+            .env_remove("REAPI_API_KEY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    };
+    let child = simulate(&ws).spawn().unwrap();
+    let pid = child.id().unwrap();
+    crate::helper::wait_for("tasks in flight", Duration::from_secs(30), || async {
+        let store = recast::store::Store::open(&ws.state()).ok()?;
+        let id = store.batch_id("e2e", "simulator").ok()??;
+        (store
+            .batch_counts(id)
+            .ok()?
+            .get(recast::store::JobState::Running)
+            > 0)
+        .then_some(())
+    })
+    .await;
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", describe(&out));
+
+    let again = simulate(&ws).output().await.unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert!(
+        describe(&again).contains("submitted again"),
+        "{}",
+        describe(&again)
+    );
+    let mut clips: Vec<String> = std::fs::read_dir(ws.out().join("simulated"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    clips.sort();
+    assert_eq!(clips, ["s000.mp4", "s001.mp4", "s002.mp4"]);
+}

@@ -91,6 +91,16 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         Ok(report) => report.batch_id,
         Err(e) => return store_failure(e),
     };
+    // The simulator lives and dies with this process: tasks a previous one held are gone.
+    if args.simulate {
+        match store.restart_lost_tasks(batch_id) {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "{n} jobs were in flight with a simulator that has stopped: submitted again"
+            ),
+            Err(e) => return store_failure(e),
+        }
+    }
     let (to_submit, credits) = plan.to_submit();
     eprintln!(
         "{}: {} subjects, {} to submit{}; clips go to {}{}",

@@ -668,6 +668,45 @@ impl Store {
         })
     }
 
+    /// A batch's tasks were held by a provider that is gone for good (the simulator of an
+    /// earlier `recast run --simulate`, which lived and died with that process): its jobs in
+    /// flight go back to `planned`, their attempts closed (nothing real was billed). Returns how
+    /// many jobs.
+    pub fn restart_lost_tasks(&self, batch_id: i64) -> Result<usize, StoreError> {
+        self.write("restart tasks of a stopped simulator", |tx| {
+            let in_flight = "('submitting', 'running', 'downloading', 'unknown')";
+            tx.execute(
+                &format!(
+                    "UPDATE attempts SET state = 'abandoned', updated_at = ?2
+                     WHERE state IN ('submitting', 'accepted', 'completed', 'unknown')
+                     AND job_id IN (SELECT id FROM jobs WHERE batch_id = ?1 AND state IN {in_flight})"
+                ),
+                params![batch_id, now_ms()],
+            )?;
+            let n = tx.execute(
+                &format!(
+                    "UPDATE jobs SET state = 'planned', attempt_id = NULL, task_id = NULL,
+                         clip_url = NULL, progress = NULL, polls = 0, link_refreshes = 0,
+                         download_failures = 0, not_before = NULL,
+                         reason = 'its simulator stopped before the clip landed; submitted again',
+                         updated_at = ?2
+                     WHERE batch_id = ?1 AND state IN {in_flight}"
+                ),
+                params![batch_id, now_ms()],
+            )?;
+            if n > 0 {
+                event(
+                    tx,
+                    Some(batch_id),
+                    None,
+                    "restarted",
+                    &format!("{n} jobs whose simulator stopped go back to planned"),
+                )?;
+            }
+            Ok(n)
+        })
+    }
+
     /// Running tasks whose next poll is due, soonest first.
     pub fn due_polls(&self, now: i64, limit: usize) -> Result<Vec<PollItem>, StoreError> {
         let conn = self.conn();
