@@ -30,7 +30,7 @@ impl From<ExitCode> for std::process::ExitCode {
 /// The exit-code table, for `--help`.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0    done (plan: plannable and within budget)
+  0    done (plan: plannable and within budget; run --no-wait: nothing needs you so far)
   1    invalid manifest, media or settings, or over budget
   2    usage error
   3    some jobs need a person (rejected, failed, expired, unknown): see `recast status`
