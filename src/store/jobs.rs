@@ -151,6 +151,16 @@ fn set_job_state(
     Ok(())
 }
 
+/// Credits came back to a batch (a refund, a submit that never went out): jobs held by its
+/// budget are looked at again.
+fn release_budget_holds(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "UPDATE jobs SET held = NULL WHERE batch_id = ?1 AND state = 'planned' AND held IS NOT NULL",
+        [batch_id],
+    )?;
+    Ok(())
+}
+
 fn set_attempt_state(
     tx: &Transaction<'_>,
     attempt_id: i64,
@@ -582,6 +592,7 @@ impl Store {
                  WHERE id = ?1",
                 params![intent.job_id, why, now_ms()],
             )?;
+            release_budget_holds(tx, intent.batch_id)?;
             event(
                 tx,
                 Some(intent.batch_id),
@@ -597,6 +608,7 @@ impl Store {
         self.write("record a rejected submit", |tx| {
             set_attempt_state(tx, intent.attempt_id, "rejected", Some(why))?;
             set_job_state(tx, intent.job_id, JobState::Rejected, Some(why))?;
+            release_budget_holds(tx, intent.batch_id)?;
             event(
                 tx,
                 Some(intent.batch_id),
@@ -812,6 +824,7 @@ impl Store {
                      updated_at = ?4 WHERE id = ?1",
                 params![item.job_id, state.as_str(), reason, now_ms()],
             )?;
+            release_budget_holds(tx, item.batch_id)?;
             event(
                 tx,
                 Some(item.batch_id),

@@ -241,3 +241,24 @@ fn a_dead_link_is_refreshed_by_polling_again() {
     assert_eq!(store.due_polls(i64::MAX, 10).unwrap().len(), 1);
     assert!(store.due_downloads(now_ms(), 10, &[]).unwrap().is_empty());
 }
+
+#[test]
+fn a_refund_lets_a_job_held_by_the_budget_go() {
+    let store = Store::open_in_memory().unwrap();
+    let r = store
+        .register_batch(&batch("b", Some(566), 0), jobs("k", 2))
+        .unwrap();
+    let first = claim(&store).unwrap();
+    store.record_submitted(&first, "t1", 0).unwrap();
+    assert!(
+        claim(&store).is_none(),
+        "the second job is held by the budget"
+    );
+    assert_eq!(store.held_jobs(r.batch_id).unwrap().len(), 1);
+    // The retry of the failed task and the held job now compete for the refunded credits.
+    let item = store.due_polls(i64::MAX, 10).unwrap().remove(0);
+    store.record_task_failed(&item, "boom").unwrap();
+    assert!(store.held_jobs(r.batch_id).unwrap().is_empty());
+    assert!(claim(&store).is_some());
+    assert_committed_matches(&store, r.batch_id);
+}
