@@ -41,11 +41,11 @@ pub struct StoredSpec {
 impl StoredSpec {
     pub fn new(settings: &ClipSettings, image: &MediaSource, video: &MediaSource) -> StoredSpec {
         StoredSpec {
-            model: settings.model.clone(),
+            model: settings.model.to_string(),
             mode: settings.mode,
             character_orientation: settings.orientation,
             keep_original_sound: settings.keep_original_sound,
-            prompt: settings.prompt.clone(),
+            prompt: settings.prompt.as_deref().map(str::to_owned),
             image: image.into(),
             video: video.into(),
         }

@@ -83,10 +83,11 @@ pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Prob
         };
     };
     let batch = manifest.name.as_ref().map_or("", |n| n.value.as_str());
+    let model: std::sync::Arc<str> = model.as_str().into();
     let mut jobs: Vec<JobSpec> = candidates
         .into_iter()
         .map(|c| {
-            let settings = effective_settings(model, &manifest.defaults, &c.overrides);
+            let settings = effective_settings(&model, &manifest.defaults, &c.overrides);
             let key = job_key(&settings, &c.image, video);
             let output_name = if template_ok {
                 render_output_name(&manifest.output_name, batch, &c.id, &settings, &key)
@@ -280,9 +281,15 @@ fn drop_duplicate_ids(candidates: Vec<Candidate>, problems: &mut Problems) -> Ve
     first_by_id.into_values().collect()
 }
 
-fn effective_settings(model: &str, defaults: &Overrides, own: &Overrides) -> ClipSettings {
+/// Model and prompt are shared (`Arc<str>`) by every job that inherits them: a 2500-character
+/// prompt is held once, not once per subject.
+fn effective_settings(
+    model: &std::sync::Arc<str>,
+    defaults: &Overrides,
+    own: &Overrides,
+) -> ClipSettings {
     ClipSettings {
-        model: model.to_owned(),
+        model: model.clone(),
         mode: own.mode.or(defaults.mode).unwrap_or(Mode::Std),
         orientation: own
             .orientation
@@ -431,7 +438,7 @@ fn render_output_name(
         "batch" => batch.to_owned(),
         "subject" => subject.to_owned(),
         "mode" => settings.mode.as_str().to_owned(),
-        "model" => settings.model.clone(),
+        "model" => settings.model.to_string(),
         "key" => key.short().to_owned(),
         _ => String::new(),
     })

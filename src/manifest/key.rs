@@ -128,7 +128,7 @@ mod tests {
         let video = remote("https://a/v.mp4");
         let image = remote("https://a/x.png");
         let mut empty = settings();
-        empty.prompt = Some(String::new());
+        empty.prompt = Some("".into());
         assert_ne!(
             job_key(&settings(), &image, &video),
             job_key(&empty, &image, &video)
@@ -161,7 +161,7 @@ mod tests {
             proptest::option::of(".{0,12}"),
         )
             .prop_map(|(model, pro, video, sound, prompt)| ClipSettings {
-                model,
+                model: model.into(),
                 mode: if pro { Mode::Pro } else { Mode::Std },
                 orientation: if video {
                     Orientation::Video
@@ -169,7 +169,7 @@ mod tests {
                     Orientation::Image
                 },
                 keep_original_sound: sound,
-                prompt,
+                prompt: prompt.map(Into::into),
             })
     }
 
@@ -195,11 +195,11 @@ mod tests {
         fn field_boundaries_are_unambiguous(a in ".{0,6}", b in ".{0,6}") {
             // Moving characters between model and prompt must not collide.
             let mut one = settings();
-            one.model = format!("{a}{b}");
-            one.prompt = Some(String::new());
+            one.model = format!("{a}{b}").into();
+            one.prompt = Some("".into());
             let mut two = settings();
-            two.model = a.clone();
-            two.prompt = Some(b.clone());
+            two.model = a.as_str().into();
+            two.prompt = Some(b.as_str().into());
             let video = remote("https://a/v.mp4");
             let image = remote("https://a/x.png");
             prop_assert_eq!(

@@ -81,11 +81,11 @@ pub struct Location {
 /// The settings that shape a clip, after per-subject overrides.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ClipSettings {
-    pub model: String,
+    pub model: std::sync::Arc<str>,
     pub mode: Mode,
     pub orientation: Orientation,
     pub keep_original_sound: bool,
-    pub prompt: Option<String>,
+    pub prompt: Option<std::sync::Arc<str>>,
 }
 
 /// One (performance, subject) pair: one clip to make.

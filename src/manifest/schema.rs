@@ -66,7 +66,7 @@ pub(crate) struct Overrides {
     pub orientation: Option<Orientation>,
     pub keep_original_sound: Option<bool>,
     /// `Some(None)`: written as `null`, which clears an inherited prompt.
-    pub prompt: Option<Option<String>>,
+    pub prompt: Option<Option<std::sync::Arc<str>>>,
 }
 
 /// Where a subject's image comes from, as written.
@@ -645,7 +645,7 @@ fn overrides(fields: &Fields<'_>, path: &str, problems: &mut Problems) -> Overri
                 );
                 None
             }
-            Value::Str(s) => Some(Some(s.clone())),
+            Value::Str(s) => Some(Some(s.as_str().into())),
             other => {
                 problems.push(
                     node.at,
