@@ -41,3 +41,7 @@ head -c 3000 $F/ref-6s.mp4 > $F/truncated.mp4
 cp $F/subject.png $F/png-pretending.mp4
 cp $F/subject.png $F/png-pretending.jpg
 : > $F/empty.mp4
+
+# The benchmarks' reference clip: 4 s, 340 x 340, about 2 KB, so 100,000 downloads stay small.
+ff -f lavfi -i color=c=gray:s=340x340:r=5:d=4 -c:v libx264 -preset veryslow -crf 51 \
+   -pix_fmt yuv420p -movflags +faststart $F/solid-4s.mp4
