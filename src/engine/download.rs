@@ -408,12 +408,16 @@ impl Drop for TempFile {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_finished_clip_is_never_overwritten() {
+    /// `fox.mp4` holding `existing` beside a downloaded temp file holding `new`, landed.
+    fn land_beside(
+        existing: &[u8],
+        new: &[u8],
+        owned_by_another: bool,
+    ) -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("fox.mp4"), b"old clip").unwrap();
+        std::fs::write(dir.path().join("fox.mp4"), existing).unwrap();
         let temp = dir.path().join(".fox.mp4.1.recast-part");
-        std::fs::write(&temp, b"new clip").unwrap();
+        std::fs::write(&temp, new).unwrap();
         let sha = file_sha256(&temp).unwrap();
         let landed = land(
             &temp,
@@ -421,9 +425,15 @@ mod tests {
             "fox.mp4",
             "abcdef0123456789",
             &sha,
-            &|_| false,
+            &|_| owned_by_another,
         )
         .unwrap();
+        (dir, temp, landed)
+    }
+
+    #[test]
+    fn a_finished_clip_is_never_overwritten() {
+        let (dir, temp, landed) = land_beside(b"old clip", b"new clip", false);
         assert_eq!(landed, dir.path().join("fox.abcdef012345.mp4"));
         assert_eq!(
             std::fs::read(dir.path().join("fox.mp4")).unwrap(),
@@ -435,40 +445,14 @@ mod tests {
 
     #[test]
     fn landing_the_same_clip_twice_keeps_one_file() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("fox.mp4"), b"clip").unwrap();
-        let temp = dir.path().join(".fox.mp4.1.recast-part");
-        std::fs::write(&temp, b"clip").unwrap();
-        let sha = file_sha256(&temp).unwrap();
-        let landed = land(
-            &temp,
-            dir.path(),
-            "fox.mp4",
-            "abcdef0123456789",
-            &sha,
-            &|_| false,
-        )
-        .unwrap();
+        let (dir, _temp, landed) = land_beside(b"clip", b"clip", false);
         assert_eq!(landed, dir.path().join("fox.mp4"));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
     fn the_same_bytes_under_another_jobs_name_are_not_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("fox.mp4"), b"clip").unwrap();
-        let temp = dir.path().join(".fox.mp4.2.recast-part");
-        std::fs::write(&temp, b"clip").unwrap();
-        let sha = file_sha256(&temp).unwrap();
-        let landed = land(
-            &temp,
-            dir.path(),
-            "fox.mp4",
-            "abcdef0123456789",
-            &sha,
-            &|_| true,
-        )
-        .unwrap();
+        let (dir, _temp, landed) = land_beside(b"clip", b"clip", true);
         assert_eq!(landed, dir.path().join("fox.abcdef012345.mp4"));
     }
 

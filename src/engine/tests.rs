@@ -38,6 +38,19 @@ impl Provider for Arc<ScriptedProvider> {
     }
 }
 
+/// A provider whose first submit answers 402, and every later one is accepted.
+fn out_of_credits_once() -> Arc<ScriptedProvider> {
+    let provider = Arc::new(ScriptedProvider::default());
+    provider
+        .submit_answers
+        .lock()
+        .unwrap()
+        .push_back(Err(ProviderError::OutOfCredits {
+            message: "balance is 0".into(),
+        }));
+    provider
+}
+
 fn registered_store(jobs: usize) -> (Arc<Store>, i64) {
     let store = Store::open_in_memory().unwrap();
     let spec = StoredSpec {
@@ -78,14 +91,7 @@ fn registered_store(jobs: usize) -> (Arc<Store>, i64) {
 #[tokio::test(start_paused = true)]
 async fn in_the_daemon_a_402_pauses_submitting_then_one_submit_tries_again() {
     let (store, batch) = registered_store(3);
-    let provider = Arc::new(ScriptedProvider::default());
-    provider
-        .submit_answers
-        .lock()
-        .unwrap()
-        .push_back(Err(ProviderError::OutOfCredits {
-            message: "balance is 0".into(),
-        }));
+    let provider = out_of_credits_once();
     let config = EngineConfig {
         out_of_credits_pause: Duration::from_secs(300),
         submit_per_minute: 6000,
@@ -129,14 +135,7 @@ async fn in_the_daemon_a_402_pauses_submitting_then_one_submit_tries_again() {
 #[tokio::test(start_paused = true)]
 async fn a_one_shot_run_stops_submitting_on_a_402_and_says_why() {
     let (store, batch) = registered_store(3);
-    let provider = Arc::new(ScriptedProvider::default());
-    provider
-        .submit_answers
-        .lock()
-        .unwrap()
-        .push_back(Err(ProviderError::OutOfCredits {
-            message: "balance is 0".into(),
-        }));
+    let provider = out_of_credits_once();
     let engine = Engine::new(
         store.clone(),
         provider.clone(),
