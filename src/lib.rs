@@ -19,6 +19,7 @@
 //! - [`provider`]: the HTTP client for the provider's wire format and its error classes.
 //! - [`store`]: the SQLite state; the only module with SQL.
 //! - [`engine`]: the submit, poll and download stages, rate limits, retries, crash recovery.
+//! - [`output`]: the output folder's own memory (its results file) and its lock.
 //! - [`daemon`]: watched folders, schedules, signals, health and metrics around one engine.
 //! - [`sim`]: a real HTTP simulator of the provider, with a billing ledger and fault injection.
 //! - [`cli`]: commands, flags and terminal output.
@@ -29,6 +30,7 @@ pub mod digest;
 pub mod engine;
 pub mod manifest;
 pub mod media;
+pub mod output;
 pub mod plan;
 pub mod pricing;
 pub mod provider;

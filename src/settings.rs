@@ -148,7 +148,39 @@ pub struct Settings {
     pub daemon: crate::daemon::DaemonSection,
 }
 
+/// The state folder when none is set: one per user (`$XDG_STATE_HOME/recast`, else
+/// `~/.local/state/recast`), never relative to the working folder. A folder relative to where a
+/// command happens to run would split one batch's memory in two (`cd campaigns && recast run
+/// spring.yaml` against `recast run campaigns/spring.yaml`), and the second would bill everything
+/// again.
+pub fn default_state_dir() -> PathBuf {
+    let absolute = |v: std::ffi::OsString| {
+        let p = PathBuf::from(v);
+        p.is_absolute().then_some(p)
+    };
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").and_then(absolute) {
+        return dir.join("recast");
+    }
+    match std::env::var_os("HOME").and_then(absolute) {
+        Some(home) => home.join(".local/state/recast"),
+        // No home at all (a bare service account): the system's place for a program's state.
+        None => PathBuf::from("/var/lib/recast"),
+    }
+}
+
 impl Settings {
+    /// The provider a batch's clips are made for, as the store keys batches: the base URL, or
+    /// `simulator` (a clip from the simulator never counts for reAPI). One definition for
+    /// `recast run`, `plan`, the steering commands and the daemon: if two ever differed, one
+    /// batch would split in two and its jobs be billed twice.
+    pub fn provider_identity(&self, simulate: bool) -> String {
+        if simulate {
+            "simulator".to_owned()
+        } else {
+            self.api_base.trim_end_matches('/').to_owned()
+        }
+    }
+
     pub fn resolve(file: SettingsFile, o: Overrides) -> Result<Settings, SettingsError> {
         let mut engine = EngineConfig::default();
         let l = &file.limits;
@@ -233,7 +265,7 @@ impl Settings {
             state_dir: o
                 .state_dir
                 .or(file.state_dir)
-                .unwrap_or_else(|| PathBuf::from("state")),
+                .unwrap_or_else(default_state_dir),
             api_base: o
                 .api_base
                 .or(file.provider.base_url)

@@ -207,11 +207,13 @@ fn listed_subjects(site: &Site, prefix: &str, n: std::ops::Range<usize>) -> Stri
     text
 }
 
+/// Clip files in an output folder, less its own bookkeeping (results file, lock).
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {
             d.flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != recast::output::RESULTS_FILE && n != ".recast.lock")
                 .collect()
         })
         .unwrap_or_default();

@@ -476,7 +476,18 @@ async fn retry_unknown_resends_held_submits_and_cancel_stops_what_was_not_sent()
     // Not trusted: the ambiguous submit is held.
     let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
-    let retry = ws.recast(&sim, &["retry", "e2e", "--unknown"]).await;
+    // Without trusted keys a re-send may bill twice: the price is shown and nothing changes.
+    let asked = ws.recast(&sim, &["retry", "e2e", "--unknown"]).await;
+    assert_eq!(asked.status.code(), Some(1), "{}", describe(&asked));
+    assert!(
+        describe(&asked).contains("may be billed a second time")
+            && describe(&asked).contains("566 credits"),
+        "{}",
+        describe(&asked)
+    );
+    let retry = ws
+        .recast(&sim, &["retry", "e2e", "--unknown", "--trust-idempotency"])
+        .await;
     assert_eq!(retry.status.code(), Some(0), "{}", describe(&retry));
     assert!(
         describe(&retry).contains("1 jobs of e2e sent back"),
@@ -521,7 +532,33 @@ async fn retry_unknown_resends_held_submits_and_cancel_stops_what_was_not_sent()
         doc["batches"][0]["batch"]["counts"]["by_state"]["cancelled"], 2,
         "{doc}"
     );
+    // The cancel sticks: the next tick (cron, CI) submits nothing of it.
+    let tick = ws2.recast(&sim2, &["run", "jobs.yaml", "--no-wait"]).await;
+    assert_eq!(tick.status.code(), Some(0), "{}", describe(&tick));
+    let plan = ws2.recast(&sim2, &["plan", "jobs.yaml", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let statuses: Vec<String> = doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["status"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| *s == "cancelled").count(),
+        2,
+        "{statuses:?}"
+    );
     assert_eq!(sim2.ledger().totals.billed_tasks, 1);
+    // Only a person's resume brings it back, saying what it will submit.
+    let resume = ws2.recast(&sim2, &["resume", "e2e"]).await;
+    assert!(
+        describe(&resume).contains("2 will be submitted"),
+        "{}",
+        describe(&resume)
+    );
+    let out = ws2.recast(&sim2, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(sim2.ledger().totals.billed_tasks, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,6 +605,7 @@ async fn a_simulated_run_interrupted_mid_flight_resumes_with_a_fresh_simulator()
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".mp4"))
         .collect();
     clips.sort();
     assert_eq!(clips, ["s000.mp4", "s001.mp4", "s002.mp4"]);

@@ -17,7 +17,7 @@ use recast::provider::{
     ApiKey, HttpProvider, HttpProviderConfig, Provider, ProviderError, SubmitRequest, TaskStatus,
 };
 use recast::sim::{Generation, Sim, SimConfig};
-use recast::store::Store;
+use recast::store::{Scope, Store};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -198,7 +198,7 @@ pub async fn run_in_process(bench: &Bench, sim: &Sim, config: EngineConfig) -> E
         provider,
         publisher,
         config,
-        Some(vec![batch_id]),
+        Scope::batches(provider_id, vec![batch_id]),
     )
     .expect("engine builds");
     let start = Instant::now();

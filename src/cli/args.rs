@@ -43,12 +43,13 @@ pub enum Command {
     ///
     /// Example: `recast status spring-campaign --json`
     Status(StatusArgs),
-    /// Send a batch's held jobs back to work.
+    /// Send a batch's held jobs back to work, saying first what it may cost.
     ///
     /// Example: `recast retry spring-campaign --failed --expired`
     Retry(RetryArgs),
-    /// Stop submitting a batch's jobs; tasks already running still finish and are downloaded
-    /// unless `--abandon`.
+    /// Stop submitting a batch's jobs, for good: later runs, schedule ticks and standing
+    /// performances submit nothing of it until `recast resume BATCH`. Tasks already running
+    /// still finish and are downloaded unless `--abandon`.
     ///
     /// Example: `recast cancel spring-campaign`
     Cancel(CancelArgs),
@@ -65,7 +66,8 @@ pub enum Command {
     ///
     /// Example: `recast pause spring-campaign`
     Pause(PauseArgs),
-    /// Let paused batches submit again (every batch without a name).
+    /// Let paused batches submit again (every batch without a name); with a name, also undo a
+    /// `recast cancel` of that batch, saying what it will submit.
     ///
     /// Example: `recast resume spring-campaign`
     Resume(PauseArgs),
@@ -96,7 +98,8 @@ pub struct GlobalArgs {
         help_heading = "Settings"
     )]
     pub config: Option<PathBuf>,
-    /// Where recast keeps its state (SQLite database, lock). Default: ./state
+    /// Where recast keeps its state (SQLite database, lock). Default: one per user,
+    /// $XDG_STATE_HOME/recast or ~/.local/state/recast, whatever the working folder.
     #[arg(
         long,
         global = true,
@@ -246,13 +249,22 @@ pub struct RetryArgs {
     /// Jobs whose clip links expired (asks the provider for a fresh link).
     #[arg(long)]
     pub expired: bool,
-    /// Jobs whose submit outcome is unknown: sent again under the same idempotency key. If the
-    /// provider ignores the key and the first submit did go through, this is billed twice.
+    /// Jobs whose submit outcome is unknown. With --trust-idempotency they are sent again
+    /// under their same key; otherwise as new submits, which bill twice if the first one did go
+    /// through (reAPI does not de-duplicate): the price is shown and --yes is required.
     #[arg(long)]
     pub unknown: bool,
     /// Jobs the provider rejected (after you fixed the cause).
     #[arg(long)]
     pub rejected: bool,
+    /// Jobs whose task was billed but can no longer be reached (the provider answers 404): made
+    /// again as new, paid tasks. The price is shown and --yes is required.
+    #[arg(long)]
+    pub lost: bool,
+    /// Confirm a retry that may bill a clip a second time (--unknown without
+    /// --trust-idempotency, --lost). Without it the price is shown and nothing changes.
+    #[arg(long)]
+    pub yes: bool,
     /// The simulator's batch of that name rather than the real provider's.
     #[arg(long)]
     pub simulate: bool,
@@ -260,7 +272,8 @@ pub struct RetryArgs {
 
 #[derive(Debug, Args)]
 pub struct PauseArgs {
-    /// A batch name; every batch when left out.
+    /// A batch name; every batch when left out. `recast resume BATCH` also undoes a
+    /// `recast cancel BATCH` (only with a name: a bare `resume` never revives cancelled work).
     pub batch: Option<String>,
 }
 

@@ -53,7 +53,10 @@ pub fn pause(settings: &Settings, args: PauseArgs, paused: bool) -> ExitCode {
                     ""
                 }
             );
-            ExitCode::Ok
+            match (&args.batch, paused) {
+                (Some(name), false) => uncancel(settings, name),
+                _ => ExitCode::Ok,
+            }
         }
         Err(StoreError::NoSuchBatch(name)) => {
             eprintln!(
@@ -61,6 +64,28 @@ pub fn pause(settings: &Settings, args: PauseArgs, paused: bool) -> ExitCode {
                 settings.state_dir.display()
             );
             ExitCode::Invalid
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::Internal
+        }
+    }
+}
+
+/// `recast resume BATCH` also undoes a person's `recast cancel BATCH`, saying what it submits.
+fn uncancel(settings: &Settings, name: &str) -> ExitCode {
+    match daemon::lifecycle::uncancel(&settings.state_dir, name) {
+        Ok(resumed) => {
+            for (provider, price, n) in resumed {
+                eprintln!(
+                    "{name} ({provider}) was cancelled: {n} jobs resumed; {} will be submitted, \
+                     at most {} credits ≈ {:.3} USD",
+                    price.submits,
+                    price.credits,
+                    price.credits as f64 / 1000.0
+                );
+            }
+            ExitCode::Ok
         }
         Err(e) => {
             eprintln!("error: {e}");

@@ -12,11 +12,7 @@ use crate::store::Store;
 
 /// The provider a batch's clips are made for: a clip from the simulator never counts for reAPI.
 pub fn provider_identity(settings: &Settings, simulate: bool) -> String {
-    if simulate {
-        "simulator".to_owned()
-    } else {
-        settings.api_base.trim_end_matches('/').to_owned()
-    }
+    settings.provider_identity(simulate)
 }
 
 /// Read a manifest, printing every mistake in it on failure.

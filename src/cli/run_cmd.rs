@@ -10,12 +10,12 @@ use tokio_util::sync::CancellationToken;
 use super::ExitCode;
 use super::args::{GlobalArgs, RunArgs};
 use super::plan_cmd::{load_manifest, provider_identity};
-use crate::engine::{Engine, Halt, MediaPublisher, RunMode, RunReport, register};
+use crate::engine::{Engine, Halt, MediaPublisher, RegisterError, RunMode, RunReport, register};
 use crate::manifest::{BatchSpec, MediaSource};
 use crate::plan::{JobStatus, Prober, make_plan};
 use crate::provider::{HttpProvider, HttpProviderConfig};
 use crate::settings::Settings;
-use crate::store::{BatchSummary, JobState, StateLock, Store, StoreError};
+use crate::store::{BatchSummary, JobState, Scope, StateLock, Store, StoreError};
 
 pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> ExitCode {
     let batch = match load_manifest(&args.manifest, settings).await {
@@ -88,9 +88,31 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         plan.batch.output_dir.clone()
     };
     let batch_id = match register(&store, &plan, &provider_id, &output_dir, 0) {
-        Ok(report) => report.batch_id,
-        Err(e) => return store_failure(e),
+        Ok(report) => {
+            if report.found_in_output > 0 {
+                eprintln!(
+                    "{} clips found whole in {} (its {}): done, not submitted again",
+                    report.found_in_output,
+                    output_dir.display(),
+                    crate::output::RESULTS_FILE
+                );
+            }
+            report.batch_id
+        }
+        Err(RegisterError::Store(e)) => return store_failure(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::Invalid;
+        }
     };
+    if let Ok(summary) = store.batch_summary(batch_id)
+        && summary.cancelled
+    {
+        eprintln!(
+            "{} was cancelled by a person: nothing of it is submitted until `recast resume {}`",
+            summary.name, summary.name
+        );
+    }
     // The simulator lives and dies with this process: tasks a previous one held are gone.
     if args.simulate {
         match store.restart_lost_tasks(batch_id) {
@@ -147,7 +169,7 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         provider,
         publisher,
         settings.engine.clone(),
-        Some(vec![batch_id]),
+        Scope::batches(&provider_id, vec![batch_id]),
     ) {
         Ok(e) => e,
         Err(e) => {
@@ -346,7 +368,8 @@ fn print_summary(s: &BatchSummary, report: &RunReport, in_progress: u64, mode: R
         c.get(JobState::Rejected)
             + c.get(JobState::Failed)
             + c.get(JobState::Expired)
-            + c.get(JobState::Unknown),
+            + c.get(JobState::Unknown)
+            + c.get(JobState::Lost),
         s.credits_spent as f64 / 1000.0,
         if s.provider == "simulator" {
             "simulated "

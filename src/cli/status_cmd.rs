@@ -57,6 +57,12 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
                 .unwrap_or_default(),
             if summary.paused { " · PAUSED" } else { "" }
         );
+        if summary.cancelled {
+            println!(
+                "  CANCELLED by a person: nothing of it is submitted until `recast resume {}`",
+                summary.name
+            );
+        }
         let mut table = Table::new();
         table.load_style(UTF8_BORDERS_ONLY);
         let present: Vec<JobState> = JobState::ALL
@@ -139,9 +145,9 @@ fn batch_of(
 }
 
 pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
-    if !(args.failed || args.expired || args.unknown || args.rejected) {
+    if !(args.failed || args.expired || args.unknown || args.rejected || args.lost) {
         eprintln!(
-            "error: say which jobs to retry: --failed, --expired, --unknown and/or --rejected"
+            "error: say which jobs to retry: --failed, --expired, --unknown, --rejected and/or --lost"
         );
         return ExitCode::Usage;
     }
@@ -158,8 +164,30 @@ pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
         expired: args.expired,
         unknown: args.unknown,
         rejected: args.rejected,
+        lost: args.lost,
     };
-    match store.retry(id, which) {
+    let trust = settings.engine.trust_idempotency;
+    let price = match store.retry_price(id, which, trust) {
+        Ok(p) => p,
+        Err(e) => return failure(e),
+    };
+    eprintln!(
+        "{}: {} jobs to send back; {} of them submit again, at most {} credits ≈ {:.3} USD",
+        args.batch,
+        price.jobs,
+        price.submits,
+        price.credits,
+        price.credits as f64 / 1000.0
+    );
+    if price.may_bill_twice > 0 && !args.yes {
+        eprintln!(
+            "{} of them may be billed a second time: their first task may exist (paid) even \
+             though recast cannot reach it. Nothing was changed; add --yes to go ahead.",
+            price.may_bill_twice
+        );
+        return ExitCode::Invalid;
+    }
+    match store.retry(id, which, trust) {
         Ok(n) => {
             eprintln!(
                 "{n} jobs of {} sent back to work; `recast run` drives them",
@@ -190,6 +218,10 @@ pub fn cancel(settings: &Settings, args: CancelArgs) -> ExitCode {
                 } else {
                     "; tasks already running still finish and are downloaded by the next `recast run`"
                 }
+            );
+            eprintln!(
+                "nothing of {} is submitted again, by any run, schedule or daemon, until `recast resume {}`",
+                args.batch, args.batch
             );
             ExitCode::Ok
         }

@@ -52,7 +52,7 @@ pub async fn serve(
 }
 
 async fn healthz(State(store): State<Arc<Store>>) -> impl IntoResponse {
-    match tokio::task::spawn_blocking(move || store.provider_in_flight()).await {
+    match tokio::task::spawn_blocking(move || store.all_in_flight()).await {
         Ok(Ok(_)) => (StatusCode::OK, "ok\n".to_owned()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
@@ -116,7 +116,7 @@ pub fn render(store: &Store) -> Result<String, StoreError> {
     }
     let now = crate::store::now_ms();
     let in_flight = Gauge::<i64>::default();
-    in_flight.set(store.provider_in_flight()? as i64);
+    in_flight.set(store.all_in_flight()? as i64);
     let oldest = Gauge::<f64, AtomicU64>::default();
     oldest.set(
         store

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::{MediaPublisher, StoredMedia, register};
+use crate::engine::{MediaPublisher, RegisterError, StoredMedia, register};
 use crate::manifest::{self, BatchSpec, LoadOptions, MediaSource};
 use crate::plan::{JobStatus, Prober, make_plan};
 use crate::settings::Settings;
@@ -114,13 +114,17 @@ impl Intake {
             Err(crate::plan::PlanError::Store(e)) => return Err(e),
             Err(e) => return Ok(Outcome::Invalid(e.to_string())),
         };
-        let report = register(
+        let report = match register(
             &self.store,
             &plan,
             &self.provider_id,
             &plan.batch.output_dir,
             priority,
-        )?;
+        ) {
+            Ok(report) => report,
+            Err(RegisterError::Store(e)) => return Err(e),
+            Err(e) => return Ok(Outcome::Invalid(e.to_string())),
+        };
         let invalid_images = plan
             .jobs
             .iter()

@@ -45,10 +45,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, EngineError, MediaPublisher, RunMode};
 use crate::provider::{HttpProvider, HttpProviderConfig};
-use crate::store::{StateLock, Store, StoreError};
+use crate::store::{Scope, StateLock, Store, StoreError};
 
 /// Where the daemon writes the address its HTTP endpoint listens on (useful with port 0).
 pub const ADDR_FILE: &str = "daemon.addr";
+/// The folder inside an inbox where accepted manifests are kept.
+pub const ACCEPTED_FOLDER: &str = inbox::ACCEPTED;
 /// After a shutdown request, workers get this long to drain before they are abandoned.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(8);
 
@@ -122,7 +124,7 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     })
     .map_err(|e| DaemonError::Provider(e.to_string()))?;
     // Same identity as `recast run` against this base URL: a batch is the same batch either way.
-    let provider_id = settings.api_base.trim_end_matches('/').to_owned();
+    let provider_id = settings.provider_identity(false);
 
     let mut publisher = MediaPublisher::default();
     for inbox in &config.inboxes {
@@ -154,7 +156,7 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
         provider,
         publisher.clone(),
         settings.engine.clone(),
-        None,
+        Scope::provider(&provider_id),
     )?;
     let intake = Arc::new(intake::Intake::new(
         store.clone(),

@@ -60,6 +60,21 @@ pub fn clean_temp_files(dir: &Path) -> usize {
         .count()
 }
 
+/// A download task ended: its job is free again; its error (or panic) stops the stage.
+fn finished(
+    done: Result<(i64, Result<(), EngineError>), tokio::task::JoinError>,
+    busy: &mut std::collections::HashSet<i64>,
+) -> Result<(), EngineError> {
+    match done {
+        Ok((id, r)) => {
+            busy.remove(&id);
+            r
+        }
+        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) => Err(EngineError::Panicked(super::panic_message(e))),
+    }
+}
+
 impl<P: Provider> Engine<P> {
     pub(super) async fn download_stage(
         self: Arc<Self>,
@@ -69,10 +84,7 @@ impl<P: Provider> Engine<P> {
         let mut busy = std::collections::HashSet::new();
         loop {
             while let Some(done) = running.try_join_next() {
-                if let Ok((id, r)) = done {
-                    busy.remove(&id);
-                    r?;
-                }
+                finished(done, &mut busy)?;
             }
             if stop.is_cancelled() {
                 break;
@@ -83,7 +95,10 @@ impl<P: Provider> Engine<P> {
                 .saturating_sub(running.len());
             if free > 0 {
                 let skip: Vec<i64> = busy.iter().copied().collect();
-                for item in self.store.due_downloads(now_ms(), free, &skip)? {
+                for item in self
+                    .store
+                    .due_downloads(self.scope(), now_ms(), free, &skip)?
+                {
                     busy.insert(item.job_id);
                     let (engine, stop) = (self.clone(), stop.clone());
                     running.spawn(async move {
@@ -101,18 +116,13 @@ impl<P: Provider> Engine<P> {
                 _ = stop.cancelled() => {}
                 _ = self.wake.notified() => {}
                 Some(done) = running.join_next(), if !running.is_empty() => {
-                    if let Ok((id, r)) = done {
-                        busy.remove(&id);
-                        r?;
-                    }
+                    finished(done, &mut busy)?;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
         while let Some(done) = running.join_next().await {
-            if let Ok((_, r)) = done {
-                r?;
-            }
+            finished(done, &mut busy)?;
         }
         Ok(())
     }
@@ -124,9 +134,12 @@ impl<P: Provider> Engine<P> {
     ) -> Result<(), EngineError> {
         let mut tried = Vec::new();
         loop {
-            let items =
-                self.store
-                    .due_downloads(now_ms(), self.config.download_concurrency, &tried)?;
+            let items = self.store.due_downloads(
+                self.scope(),
+                now_ms(),
+                self.config.download_concurrency,
+                &tried,
+            )?;
             if items.is_empty() || stop.is_cancelled() {
                 return Ok(());
             }
@@ -137,7 +150,7 @@ impl<P: Provider> Engine<P> {
                 batch.spawn(async move { engine.download_one(item).await });
             }
             while let Some(done) = batch.join_next().await {
-                done.unwrap_or(Ok(()))?;
+                super::joined(done)?;
             }
         }
     }
@@ -285,6 +298,7 @@ impl<P: Provider> Engine<P> {
                 sha256.clone(),
             );
             let (store, job_id) = (self.store.clone(), item.job_id);
+            let mut line = result_line(item, &sha256, bytes);
             move || {
                 let owned_by_another = |path: &Path| {
                     store
@@ -293,7 +307,18 @@ impl<P: Provider> Engine<P> {
                         // When in doubt, the file is someone else's: write beside it.
                         .unwrap_or(true)
                 };
-                land(&temp_path, &dir, &name, &key, &sha, &owned_by_another)
+                let path = land(&temp_path, &dir, &name, &key, &sha, &owned_by_another)?;
+                // The folder remembers the clip before the store does: a state folder lost
+                // from here on still finds it made.
+                line.file = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                crate::output::append(&dir, &line).map_err(|source| DownloadError::Local {
+                    path: dir.join(crate::output::RESULTS_FILE),
+                    source,
+                })?;
+                Ok::<_, DownloadError>(path)
             }
         })
         .await
@@ -303,6 +328,22 @@ impl<P: Provider> Engine<P> {
             sha256,
             bytes,
         })
+    }
+}
+
+/// The results file's line for a clip of `item` (its file name is known once it landed).
+fn result_line(item: &DownloadItem, sha256: &str, bytes: u64) -> crate::output::ResultLine {
+    crate::output::ResultLine {
+        job_key: item.job_key.clone(),
+        subject: item.subject_id.clone(),
+        batch: item.batch_name.clone(),
+        file: String::new(),
+        sha256: sha256.to_owned(),
+        bytes,
+        task_id: item.task_id.clone(),
+        credits: item.estimate_credits,
+        state: "done".to_owned(),
+        at: now_ms(),
     }
 }
 

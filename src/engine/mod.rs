@@ -26,11 +26,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::provider::Provider;
-use crate::store::{Store, StoreError};
+use crate::store::{Scope, Store, StoreError};
 
 pub use download::{DownloadError, clean_temp_files};
 pub use pacing::Pacing;
-pub use register::register;
+pub use register::{RegisterError, register};
 pub use spec::{MediaPublisher, PublishError, StoredMedia, StoredSpec};
 
 /// When to poll a running task.
@@ -177,6 +177,30 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("cannot build the download client: {0}")]
     Client(String),
+    #[error("an engine task panicked: {0}; the state folder is intact up to it")]
+    Panicked(String),
+}
+
+/// A finished task's outcome: a panic is an error that stops the run, never dropped silently.
+pub(crate) fn joined<T>(
+    done: Result<Result<T, EngineError>, tokio::task::JoinError>,
+) -> Result<Option<T>, EngineError> {
+    match done {
+        Ok(result) => result.map(Some),
+        Err(e) if e.is_cancelled() => Ok(None),
+        Err(e) => Err(EngineError::Panicked(panic_message(e))),
+    }
+}
+
+pub(crate) fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned()),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// What a run did, for the CLI to report.
@@ -197,9 +221,9 @@ pub struct Engine<P: Provider> {
     provider: P,
     publisher: MediaPublisher,
     config: EngineConfig,
-    /// The batches this run drives; `None`: every batch in the store, including ones
-    /// registered while it runs (the daemon).
-    batch_ids: Option<Vec<i64>>,
+    /// The batches this run drives: those of its provider, all of them (the daemon, including
+    /// ones registered while it runs) or some (a `recast run`).
+    scope: Scope,
     downloads: reqwest::Client,
     submit_pacing: Pacing,
     poll_pacing: Pacing,
@@ -219,7 +243,7 @@ impl<P: Provider> Engine<P> {
         provider: P,
         publisher: MediaPublisher,
         config: EngineConfig,
-        batch_ids: Option<Vec<i64>>,
+        scope: Scope,
     ) -> Result<Arc<Self>, EngineError> {
         let downloads = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(20))
@@ -234,7 +258,7 @@ impl<P: Provider> Engine<P> {
             provider,
             publisher,
             config,
-            batch_ids,
+            scope,
             downloads,
             wake: Notify::new(),
             halted: Mutex::new(None),
@@ -276,8 +300,8 @@ impl<P: Provider> Engine<P> {
         }
     }
 
-    fn scope(&self) -> Option<&[i64]> {
-        self.batch_ids.as_deref()
+    fn scope(&self) -> &Scope {
+        &self.scope
     }
 
     /// Drive the run's batches. Returns when the work is done (or, with [`RunMode::NoWait`], as
@@ -339,8 +363,8 @@ impl<P: Provider> Engine<P> {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 done = stages.join_next() => {
-                    // A stage only ends by itself on a critical error.
-                    if let Some(Ok(Err(e))) = done {
+                    // A stage only ends by itself on a critical error (or a panic).
+                    if let Some(Err(e)) = done.map(joined) {
                         outcome = Err(e);
                     }
                     stop.cancel();
@@ -364,7 +388,7 @@ impl<P: Provider> Engine<P> {
             }
         }
         while let Some(r) = stages.join_next().await {
-            if let Ok(Err(e)) = r
+            if let Err(e) = joined(r)
                 && outcome.is_ok()
             {
                 outcome = Err(e);

@@ -29,7 +29,8 @@ impl<P: Provider> Engine<P> {
                     busy.remove(&job_id);
                     result
                 }
-                Err(_) => Ok(()),
+                Err(e) if e.is_cancelled() => Ok(()),
+                Err(e) => Err(EngineError::Panicked(super::panic_message(e))),
             }
         };
         loop {
@@ -43,7 +44,7 @@ impl<P: Provider> Engine<P> {
             let now = now_ms();
             let mut started = 0;
             if free > 0 {
-                for item in self.store.due_polls(now, free + busy.len())? {
+                for item in self.store.due_polls(self.scope(), now, free + busy.len())? {
                     if started >= free || !busy.insert(item.job_id) {
                         continue;
                     }
@@ -55,7 +56,7 @@ impl<P: Provider> Engine<P> {
                     });
                 }
             }
-            let wait = match self.store.next_poll_at()? {
+            let wait = match self.store.next_poll_at(self.scope())? {
                 _ if started > 0 => Duration::from_millis(20),
                 Some(at) => Duration::from_millis((at - now).clamp(20, 1000) as u64),
                 None => Duration::from_millis(500),
@@ -77,7 +78,9 @@ impl<P: Provider> Engine<P> {
         self: &Arc<Self>,
         stop: &CancellationToken,
     ) -> Result<(), EngineError> {
-        let items = self.store.due_polls(i64::MAX, usize::MAX >> 1)?;
+        let items = self
+            .store
+            .due_polls(self.scope(), i64::MAX, usize::MAX >> 1)?;
         let mut polls = JoinSet::new();
         for item in items {
             if stop.is_cancelled() {
@@ -85,7 +88,7 @@ impl<P: Provider> Engine<P> {
             }
             while polls.len() >= self.config.poll_concurrency {
                 if let Some(done) = polls.join_next().await {
-                    done.unwrap_or(Ok(()))?;
+                    super::joined(done)?;
                 }
             }
             let engine = self.clone();
@@ -95,7 +98,7 @@ impl<P: Provider> Engine<P> {
             });
         }
         while let Some(done) = polls.join_next().await {
-            done.unwrap_or(Ok(()))?;
+            super::joined(done)?;
         }
         Ok(())
     }
@@ -166,9 +169,15 @@ impl<P: Provider> Engine<P> {
                         ),
                     )
                 } else {
+                    // A task the provider accepted was billed: "not found" now is no evidence
+                    // that nothing was spent, so nothing is re-sent by itself.
                     (
-                        JobState::Unknown,
-                        format!("the provider does not know task {task_id}"),
+                        JobState::Lost,
+                        format!(
+                            "the provider accepted task {task_id} and now says it does not know it \
+                             (404): it may have been billed; `recast retry --lost` makes the clip \
+                             again as a new, paid task"
+                        ),
                     )
                 };
                 store.record_needs_person(item.job_id, state, &why)?;

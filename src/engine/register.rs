@@ -1,14 +1,80 @@
 //! Registering a plan in the store: the batch (or its reconciliation with a changed manifest)
 //! and one job per subject, each carrying the request it will be submitted with.
 //!
-//! Shared by `recast run` and the daemon, so both register batches the same way.
+//! Shared by `recast run` and the daemon, so both register batches the same way. Before the
+//! store hears of a job, the output folder is asked: a clip its results file names and that is
+//! there whole makes the job `done`, whatever this state folder remembers; and the folder is
+//! held for this state folder, so a second state folder cannot fill it at the same time.
 
 use std::path::Path;
 
 use super::StoredSpec;
-use crate::plan::Plan;
+use crate::output::{self, OutputBusy};
+use crate::plan::{JobStatus, Plan};
 use crate::pricing::usd_to_credits_floor;
-use crate::store::{NewBatch, NewJob, ReconcileReport, Store, StoreError};
+use crate::store::{JobState, LandedClip, NewBatch, NewJob, ReconcileReport, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    OutputBusy(#[from] OutputBusy),
+    #[error(
+        "{this}: the batch name `{name}` is already taken by {other}, a different manifest in \
+         this state folder; two manifests with one name would overwrite each other's batch. \
+         Give one of them another `name:` (or remove the other file if this one replaces it)"
+    )]
+    NameTaken {
+        name: String,
+        this: String,
+        other: String,
+    },
+}
+
+/// A batch is one manifest: a second, different manifest file declaring a name already
+/// registered (for this provider) is refused while the first still exists and still declares
+/// it. A manifest that was renamed or moved (its old file gone or renamed inside) takes its
+/// batch with it, and so does a drop into an inbox over one the inbox accepted before (a file in
+/// an inbox's `accepted/` folder is history: dropping a manifest again is how it is updated).
+fn check_name_is_free(
+    store: &Store,
+    name: &str,
+    provider: &str,
+    manifest: &Path,
+) -> Result<(), RegisterError> {
+    let Some(id) = store.batch_id(name, provider)? else {
+        return Ok(());
+    };
+    let Some(source) = store.batch_source(id)? else {
+        return Ok(());
+    };
+    let other = Path::new(&source.manifest_path);
+    let inbox_history = other
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|folder| folder == crate::daemon::ACCEPTED_FOLDER);
+    if inbox_history {
+        return Ok(());
+    }
+    let same_file = match (std::fs::metadata(other), std::fs::metadata(manifest)) {
+        (Ok(a), Ok(b)) => {
+            use std::os::unix::fs::MetadataExt;
+            (a.dev(), a.ino()) == (b.dev(), b.ino())
+        }
+        // The first manifest is gone (renamed, moved, deleted): this one takes the batch.
+        (Err(_), _) => return Ok(()),
+        (Ok(_), Err(_)) => false,
+    };
+    if same_file || crate::manifest::declared_name(other).as_deref() != Some(name) {
+        return Ok(());
+    }
+    Err(RegisterError::NameTaken {
+        name: name.to_owned(),
+        this: manifest.display().to_string(),
+        other: other.display().to_string(),
+    })
+}
 
 /// Register `plan` for `provider`, its clips landing in `output_dir`. Subjects the plan found
 /// invalid are registered as `rejected` with the reason, so `recast status` shows them.
@@ -18,24 +84,47 @@ pub fn register(
     provider: &str,
     output_dir: &Path,
     priority: i64,
-) -> Result<ReconcileReport, StoreError> {
+) -> Result<ReconcileReport, RegisterError> {
     let batch = &plan.batch;
+    // Stored absolute, so a run from another working folder names the same file.
+    let manifest_path =
+        std::path::absolute(&batch.manifest_path).unwrap_or_else(|_| batch.manifest_path.clone());
+    check_name_is_free(store, &batch.name, provider, &manifest_path)?;
+    let state_dir = store.path().parent().unwrap_or(Path::new("."));
+    output::hold(output_dir, state_dir)?;
+    let made = output::read(output_dir);
     // Built one at a time as the store takes them: a large batch is not held twice.
-    let jobs = plan.jobs.iter().map(|j| NewJob {
-        key: j.spec.key.0.clone(),
-        subject_id: j.spec.subject_id.clone(),
-        output_name: j.spec.output_name.clone(),
-        spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video)
-            .to_json(),
-        duration_ms: plan.reference.duration_ms,
-        estimate_credits: j.estimate.map(|e| e.credits),
-        invalid_reason: (!j.problems.is_empty()).then(|| j.problems.join("; ")),
+    let jobs = plan.jobs.iter().map(|j| {
+        let key = &j.spec.key.0;
+        // Only jobs this state folder has not seen made are checked against the folder.
+        let landed = (j.status != JobStatus::Known(JobState::Done) && j.problems.is_empty())
+            .then(|| made.get(key))
+            .flatten()
+            .and_then(|entry| {
+                let path = output::verify(output_dir, entry)?;
+                Some(LandedClip {
+                    path: path.to_string_lossy().into_owned(),
+                    sha256: entry.sha256.clone(),
+                    bytes: entry.bytes,
+                })
+            });
+        NewJob {
+            key: key.clone(),
+            subject_id: j.spec.subject_id.clone(),
+            output_name: j.spec.output_name.clone(),
+            spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video)
+                .to_json(),
+            duration_ms: plan.reference.duration_ms,
+            estimate_credits: j.estimate.map(|e| e.credits),
+            invalid_reason: (!j.problems.is_empty()).then(|| j.problems.join("; ")),
+            landed,
+        }
     });
     let report = store.register_batch(
         &NewBatch {
             name: batch.name.clone(),
             provider: provider.to_owned(),
-            manifest_path: batch.manifest_path.display().to_string(),
+            manifest_path: manifest_path.display().to_string(),
             base_dir: batch.base_dir.display().to_string(),
             output_dir: output_dir.display().to_string(),
             budget_credits: batch.budget_usd.map(usd_to_credits_floor),
@@ -44,6 +133,13 @@ pub fn register(
         },
         jobs,
     )?;
+    if report.found_in_output > 0 {
+        tracing::warn!(
+            batch = %batch.name,
+            count = report.found_in_output,
+            "clips found whole in the output folder are done: not submitted again"
+        );
+    }
     tracing::info!(
         batch = %batch.name,
         added = report.added,

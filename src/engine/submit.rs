@@ -42,15 +42,16 @@ impl<P: Provider> Engine<P> {
             }
             // Reap finished sends; a store failure in one of them is critical.
             while let Some(done) = sends.try_join_next() {
-                done.unwrap_or(Ok(()))?;
+                super::joined(done)?;
             }
             let full = sends.len() >= self.submit_concurrency()
-                || self.store.provider_in_flight()? >= u64::from(self.config.max_in_flight);
+                || self.store.provider_in_flight(self.scope())?
+                    >= u64::from(self.config.max_in_flight);
             if full || self.halted().is_some() {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = self.wake.notified() => {}
-                    Some(done) = sends.join_next(), if !sends.is_empty() => done.unwrap_or(Ok(()))?,
+                    Some(done) = sends.join_next(), if !sends.is_empty() => { super::joined(done)?; }
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
                 continue;
@@ -68,7 +69,7 @@ impl<P: Provider> Engine<P> {
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = self.wake.notified() => {}
-                        Some(done) = sends.join_next(), if !sends.is_empty() => done.unwrap_or(Ok(()))?,
+                        Some(done) = sends.join_next(), if !sends.is_empty() => { super::joined(done)?; }
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                 }
@@ -76,7 +77,7 @@ impl<P: Provider> Engine<P> {
         }
         // Sends already on the wire finish and are recorded: their outcome must not be lost.
         while let Some(done) = sends.join_next().await {
-            done.unwrap_or(Ok(()))?;
+            super::joined(done)?;
         }
         Ok(())
     }
@@ -90,10 +91,11 @@ impl<P: Provider> Engine<P> {
         while !stop.is_cancelled() && self.halted().is_none() {
             while sends.len() >= self.submit_concurrency() {
                 if let Some(done) = sends.join_next().await {
-                    done.unwrap_or(Ok(()))?;
+                    super::joined(done)?;
                 }
             }
-            if self.store.provider_in_flight()? >= u64::from(self.config.max_in_flight) {
+            if self.store.provider_in_flight(self.scope())? >= u64::from(self.config.max_in_flight)
+            {
                 break;
             }
             if self.submit_pacing.try_acquire().is_some() {
@@ -108,7 +110,7 @@ impl<P: Provider> Engine<P> {
             }
         }
         while let Some(done) = sends.join_next().await {
-            done.unwrap_or(Ok(()))?;
+            super::joined(done)?;
         }
         Ok(())
     }

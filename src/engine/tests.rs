@@ -10,13 +10,17 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::provider::{ProviderError, SubmitRequest, TaskState, TaskStatus};
-use crate::store::{JobState, NewBatch, NewJob};
+use crate::store::{JobState, NewBatch, NewJob, Scope};
 
 /// Answers submits from a script (then accepts everything); tasks never finish.
 #[derive(Default)]
 struct ScriptedProvider {
     submit_answers: Mutex<VecDeque<Result<String, ProviderError>>>,
     submits: AtomicU32,
+    /// Polls answer 404 (the provider no longer knows the task).
+    polls_not_found: std::sync::atomic::AtomicBool,
+    /// Polls panic (a bug in a stage must stop the run, not vanish).
+    polls_panic: std::sync::atomic::AtomicBool,
 }
 
 impl Provider for Arc<ScriptedProvider> {
@@ -26,7 +30,15 @@ impl Provider for Arc<ScriptedProvider> {
         scripted.unwrap_or_else(|| Ok(format!("task-{n}")))
     }
 
-    async fn poll(&self, _: &str) -> Result<TaskStatus, ProviderError> {
+    async fn poll(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
+        if self.polls_panic.load(Ordering::SeqCst) {
+            panic!("scripted poll panic");
+        }
+        if self.polls_not_found.load(Ordering::SeqCst) {
+            return Err(ProviderError::TaskNotFound {
+                task_id: task_id.to_owned(),
+            });
+        }
         Ok(TaskStatus {
             state: TaskState::Running,
             word: "processing".into(),
@@ -82,6 +94,7 @@ fn registered_store(jobs: usize) -> (Arc<Store>, i64) {
                 duration_ms: 5000,
                 estimate_credits: Some(566),
                 invalid_reason: None,
+                landed: None,
             }),
         )
         .unwrap();
@@ -102,7 +115,7 @@ async fn in_the_daemon_a_402_pauses_submitting_then_one_submit_tries_again() {
         provider.clone(),
         MediaPublisher::default(),
         config,
-        None,
+        Scope::provider("scripted"),
     )
     .unwrap();
     let shutdown = CancellationToken::new();
@@ -141,7 +154,7 @@ async fn a_one_shot_run_stops_submitting_on_a_402_and_says_why() {
         provider.clone(),
         MediaPublisher::default(),
         EngineConfig::default(),
-        Some(vec![batch]),
+        Scope::batches("scripted", vec![batch]),
     )
     .unwrap();
     let report = engine
@@ -151,4 +164,64 @@ async fn a_one_shot_run_stops_submitting_on_a_402_and_says_why() {
     assert!(matches!(report.halted, Some(Halt::OutOfCredits(_))));
     assert_eq!(provider.submits.load(Ordering::SeqCst), 1);
     assert_eq!(store.batch_counts(batch).unwrap().get(JobState::Planned), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_the_provider_forgets_is_lost_and_never_submitted_again_by_itself() {
+    let (store, batch) = registered_store(2);
+    let provider = Arc::new(ScriptedProvider::default());
+    provider.polls_not_found.store(true, Ordering::SeqCst);
+    let engine = Engine::new(
+        store.clone(),
+        provider.clone(),
+        MediaPublisher::default(),
+        EngineConfig {
+            submit_per_minute: 6000,
+            ..EngineConfig::default()
+        },
+        Scope::batches("scripted", vec![batch]),
+    )
+    .unwrap();
+    let report = engine
+        .run(RunMode::UntilDone, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(report.halted.is_none());
+    let counts = store.batch_counts(batch).unwrap();
+    assert_eq!(counts.get(JobState::Lost), 2, "{counts:?}");
+    // Neither a new run nor `retry --unknown` submits them again: only a priced --lost retry.
+    let unknown = crate::store::RetrySelection {
+        unknown: true,
+        ..Default::default()
+    };
+    assert_eq!(store.retry(batch, unknown, false).unwrap(), 0);
+    engine
+        .run(RunMode::NoWait, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(provider.submits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_a_stage_stops_the_run_with_an_error() {
+    let (store, batch) = registered_store(1);
+    let provider = Arc::new(ScriptedProvider::default());
+    provider.polls_panic.store(true, Ordering::SeqCst);
+    let engine = Engine::new(
+        store.clone(),
+        provider,
+        MediaPublisher::default(),
+        EngineConfig::default(),
+        Scope::batches("scripted", vec![batch]),
+    )
+    .unwrap();
+    let outcome = engine
+        .run(RunMode::UntilDone, CancellationToken::new())
+        .await;
+    match outcome {
+        Err(EngineError::Panicked(message)) => {
+            assert!(message.contains("scripted poll panic"), "{message}")
+        }
+        other => panic!("expected a panic error, got {other:?}"),
+    }
 }

@@ -235,6 +235,13 @@ impl Problems {
     }
 }
 
+/// The batch name the manifest file at `path` declares, if it can be read and says one. Used to
+/// tell a renamed manifest (its old file is gone) from a second manifest taking the same name.
+pub fn declared_name(path: &Path) -> Option<String> {
+    let text = read_manifest_text(path).ok()?;
+    yaml::declared_name(&text)
+}
+
 /// Read, validate and expand a manifest file. Relative paths in it are relative to its folder.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<BatchSpec, ManifestErrors> {
     load_with_hint(path, options).map_err(|(errors, _)| errors)

@@ -194,6 +194,17 @@ fn options() -> serde_saphyr::Options {
     }
 }
 
+/// The `name:` a manifest's text declares, if it parses that far; nothing else is checked.
+pub(crate) fn declared_name(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct NameOnly {
+        name: Option<String>,
+    }
+    serde_saphyr::from_str_with_options::<NameOnly>(text, options())
+        .ok()?
+        .name
+}
+
 /// Parse manifest text into a node tree, or the one YAML error that stopped the parser.
 pub(crate) fn parse(text: &str, file: &Path) -> Result<Node, ManifestError> {
     serde_saphyr::from_str_with_options::<Node>(text, options())

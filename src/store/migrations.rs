@@ -13,6 +13,7 @@ use super::StoreError;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_committed_credits.sql"),
+    include_str!("migrations/0003_exactly_once.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -32,6 +33,13 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             known,
         });
     }
+    if version == known {
+        return Ok(());
+    }
+    // A migration may rebuild a table that others reference; foreign keys are checked once at
+    // the end instead (SQLite's documented procedure; the pragma is a no-op in a transaction).
+    conn.pragma_update(None, "foreign_keys", "OFF")
+        .map_err(|e| sql("pause foreign keys", e))?;
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn
             .transaction()
@@ -41,6 +49,22 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", i as u32 + 1)
             .map_err(|e| sql("record the schema version", e))?;
         tx.commit().map_err(|e| sql("commit a migration", e))?;
+    }
+    let broken: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .map_err(|e| sql("check foreign keys after a migration", e))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| sql("enable foreign keys", e))?;
+    if broken > 0 {
+        return Err(sql(
+            "keep its references whole while migrating",
+            rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                Some(format!("{broken} broken references")),
+            ),
+        ));
     }
     Ok(())
 }

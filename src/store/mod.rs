@@ -16,6 +16,10 @@ mod jobs;
 mod lock;
 mod migrations;
 mod reports;
+mod scope;
+mod stages;
+mod steer;
+mod submits;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -24,11 +28,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use jobs::{
-    ClaimOutcome, DownloadItem, JobStateCounts, NewBatch, NewJob, PollItem, ReconcileReport,
-    RetrySelection, SubmitIntent,
+    ClaimOutcome, DownloadItem, JobStateCounts, LandedClip, NewBatch, NewJob, PollItem,
+    ReconcileReport, RetrySelection, SubmitIntent,
 };
 pub use lock::StateLock;
 pub use reports::{AttentionJob, BatchSource, BatchSummary, EventLine, KnownJob, SubmitCounts};
+pub use scope::Scope;
+pub use steer::RetryPrice;
 
 /// A job's state. Stored as its lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -43,11 +49,13 @@ pub enum JobState {
     Failed,
     Expired,
     Unknown,
+    /// Billed (or proven created) but unreachable: paid, no clip. Only a priced retry remakes it.
+    Lost,
     Cancelled,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 10] = [
+    pub const ALL: [JobState; 11] = [
         JobState::Planned,
         JobState::Submitting,
         JobState::Running,
@@ -57,6 +65,7 @@ impl JobState {
         JobState::Failed,
         JobState::Expired,
         JobState::Unknown,
+        JobState::Lost,
         JobState::Cancelled,
     ];
 
@@ -71,6 +80,7 @@ impl JobState {
             JobState::Failed => "failed",
             JobState::Expired => "expired",
             JobState::Unknown => "unknown",
+            JobState::Lost => "lost",
             JobState::Cancelled => "cancelled",
         }
     }
@@ -83,13 +93,12 @@ impl JobState {
     pub fn needs_a_person(self) -> bool {
         matches!(
             self,
-            JobState::Rejected | JobState::Failed | JobState::Expired | JobState::Unknown
+            JobState::Rejected
+                | JobState::Failed
+                | JobState::Expired
+                | JobState::Unknown
+                | JobState::Lost
         )
-    }
-
-    /// States in which the job will not move again by itself.
-    pub fn is_final(self) -> bool {
-        self.needs_a_person() || matches!(self, JobState::Done | JobState::Cancelled)
     }
 }
 

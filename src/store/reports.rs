@@ -18,6 +18,8 @@ pub struct BatchSummary {
     pub output_dir: String,
     pub budget_credits: Option<u64>,
     pub paused: bool,
+    /// A person cancelled it: nothing of it is submitted until `recast resume BATCH`.
+    pub cancelled: bool,
     pub counts: JobStateCounts,
     /// Upper-bound estimates of what accepted tasks cost (the provider bills at most this).
     pub credits_spent: u64,
@@ -206,8 +208,8 @@ impl Store {
         let credits_refunded = sum("('failed', 'abandoned')")?;
         let credits_uncertain = sum("('unknown', 'submitting')")?;
         conn.query_row(
-            "SELECT id, name, provider, manifest_path, output_dir, budget_credits, paused
-             FROM batches WHERE id = ?1",
+            "SELECT id, name, provider, manifest_path, output_dir, budget_credits, paused,
+                 cancelled FROM batches WHERE id = ?1",
             [batch_id],
             |r| {
                 Ok(BatchSummary {
@@ -218,6 +220,7 @@ impl Store {
                     output_dir: r.get(4)?,
                     budget_credits: r.get::<_, Option<i64>>(5)?.map(|b| b as u64),
                     paused: r.get(6)?,
+                    cancelled: r.get(7)?,
                     counts: counts.clone(),
                     credits_spent,
                     credits_refunded,
@@ -235,7 +238,7 @@ impl Store {
             .prepare(
                 "SELECT b.name, j.subject_id, j.state, j.reason, j.task_id FROM jobs j
                  JOIN batches b ON b.id = j.batch_id
-                 WHERE j.batch_id = ?1 AND j.state IN ('unknown', 'failed', 'expired', 'rejected')
+                 WHERE j.batch_id = ?1 AND j.state IN ('unknown', 'lost', 'failed', 'expired', 'rejected')
                  ORDER BY j.subject_id",
             )
             .map_err(self.sql_error("list jobs that need a person"))?;

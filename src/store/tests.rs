@@ -25,6 +25,7 @@ fn job(key: &str) -> NewJob {
         duration_ms: 5000,
         estimate_credits: Some(566),
         invalid_reason: None,
+        landed: None,
     }
 }
 
@@ -41,8 +42,12 @@ fn assert_committed_matches(store: &Store, batch_id: i64) {
     );
 }
 
+fn all() -> Scope {
+    Scope::provider("test")
+}
+
 fn claim(store: &Store) -> Option<SubmitIntent> {
-    match store.claim_next(None).unwrap() {
+    match store.claim_next(&all()).unwrap() {
         ClaimOutcome::Intent(i) => Some(i),
         ClaimOutcome::Idle => None,
     }
@@ -80,11 +85,140 @@ fn registering_the_same_jobs_again_adds_nothing_and_dropped_planned_jobs_are_can
     let counts = store.batch_counts(first.batch_id).unwrap();
     assert_eq!(counts.get(JobState::Planned), 2);
     assert_eq!(counts.get(JobState::Cancelled), 1);
-    // Back in the manifest: back to work.
+    // Back in the manifest: back to work (nothing was ever spent on it, no person cancelled it).
     let back = store
         .register_batch(&batch("b", None, 0), jobs("k", 3))
         .unwrap();
     assert_eq!(back.revived, 1);
+}
+
+#[test]
+fn a_persons_cancel_sticks_through_every_registration_until_they_resume() {
+    let store = Store::open_in_memory().unwrap();
+    let r = store
+        .register_batch(&batch("b", None, 0), jobs("k", 3))
+        .unwrap();
+    assert_eq!(store.cancel(r.batch_id, false).unwrap(), 3);
+    // The next run, cron tick or standing re-plan registers the same manifest, and more.
+    let again = store
+        .register_batch(&batch("b", None, 0), jobs("k", 4))
+        .unwrap();
+    assert_eq!(again.revived, 0);
+    let counts = store.batch_counts(r.batch_id).unwrap();
+    assert_eq!(counts.get(JobState::Cancelled), 4, "{counts:?}");
+    assert!(
+        claim(&store).is_none(),
+        "nothing of a cancelled batch is claimed"
+    );
+    assert_eq!(store.uncancel_price(r.batch_id).unwrap().submits, 4);
+    assert_eq!(store.uncancel(r.batch_id).unwrap(), 4);
+    assert!(claim(&store).is_some());
+}
+
+#[test]
+fn a_lost_task_is_remade_only_as_a_new_priced_attempt_that_the_budget_counts() {
+    let store = Store::open_in_memory().unwrap();
+    let r = store
+        .register_batch(&batch("b", Some(2 * 566), 0), jobs("k", 1))
+        .unwrap();
+    let first = claim(&store).unwrap();
+    store.record_submitted(&first, "t-1", 0).unwrap();
+    store
+        .record_needs_person(first.job_id, JobState::Lost, "404 on poll")
+        .unwrap();
+    assert!(claim(&store).is_none());
+    let which = RetrySelection {
+        lost: true,
+        ..Default::default()
+    };
+    let price = store.retry_price(r.batch_id, which, false).unwrap();
+    assert_eq!(
+        (price.submits, price.credits, price.may_bill_twice),
+        (1, 566, 1)
+    );
+    store.retry(r.batch_id, which, false).unwrap();
+    let again = claim(&store).unwrap();
+    assert_ne!(again.idempotency_key, first.idempotency_key);
+    // The lost task stays billed: both count.
+    assert_eq!(store.committed_credits(r.batch_id).unwrap(), 2 * 566);
+    assert_committed_matches(&store, r.batch_id);
+}
+
+#[test]
+fn an_unknown_submit_retried_without_trusted_keys_counts_twice_against_the_budget() {
+    let store = Store::open_in_memory().unwrap();
+    let r = store
+        .register_batch(&batch("b", Some(566 + 100), 0), jobs("k", 1))
+        .unwrap();
+    let first = claim(&store).unwrap();
+    store.record_unknown(&first, "reset").unwrap();
+    let which = RetrySelection {
+        unknown: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .retry_price(r.batch_id, which, false)
+            .unwrap()
+            .may_bill_twice,
+        1
+    );
+    assert_eq!(
+        store
+            .retry_price(r.batch_id, which, true)
+            .unwrap()
+            .may_bill_twice,
+        0
+    );
+    store.retry(r.batch_id, which, false).unwrap();
+    // The budget (one job and a bit) cannot hold a second, possibly double, bill.
+    assert!(claim(&store).is_none(), "held by the budget");
+    let held = store.held_jobs(r.batch_id).unwrap();
+    assert_eq!(held.len(), 1, "{held:?}");
+}
+
+#[test]
+fn a_late_answer_cannot_move_a_job_that_moved_on() {
+    let store = Store::open_in_memory().unwrap();
+    let r = store
+        .register_batch(&batch("b", None, 0), jobs("k", 1))
+        .unwrap();
+    let intent = claim(&store).unwrap();
+    store.record_submitted(&intent, "t-1", 0).unwrap();
+    let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
+    store.cancel(r.batch_id, true).unwrap();
+    // The poll that was on the wire answers now.
+    store
+        .record_clip_ready(&item, "http://x/clip.mp4", i64::MAX)
+        .unwrap();
+    store.record_task_failed(&item, "late").unwrap();
+    let counts = store.batch_counts(r.batch_id).unwrap();
+    assert_eq!(counts.get(JobState::Cancelled), 1, "{counts:?}");
+    assert!(claim(&store).is_none());
+}
+
+#[test]
+fn every_stage_works_only_on_batches_of_its_provider() {
+    let store = Store::open_in_memory().unwrap();
+    let mut real = batch("b", None, 0);
+    real.provider = "https://reapi.ai".to_owned();
+    store.register_batch(&real, jobs("k", 1)).unwrap();
+    let sim = Scope::provider("simulator");
+    let reapi = Scope::provider("https://reapi.ai");
+    assert!(matches!(
+        store.claim_next(&sim).unwrap(),
+        ClaimOutcome::Idle
+    ));
+    let ClaimOutcome::Intent(intent) = store.claim_next(&reapi).unwrap() else {
+        panic!("the real provider's job is claimable by its engine");
+    };
+    store.record_submitted(&intent, "task-1", 0).unwrap();
+    assert!(store.due_polls(&sim, i64::MAX, 10).unwrap().is_empty());
+    assert_eq!(store.next_poll_at(&sim).unwrap(), None);
+    assert_eq!(store.provider_in_flight(&sim).unwrap(), 0);
+    assert!(!store.has_active_jobs(&sim, true).unwrap());
+    assert_eq!(store.due_polls(&reapi, i64::MAX, 10).unwrap().len(), 1);
+    assert_eq!(store.provider_in_flight(&reapi).unwrap(), 1);
 }
 
 #[test]
@@ -96,7 +230,7 @@ fn an_intent_is_committed_with_its_idempotency_key_before_the_answer() {
     let intent = claim(&store).unwrap();
     assert_eq!(intent.attempt_number, 1);
     assert!(intent.idempotency_key.contains("-a1"));
-    assert_eq!(store.provider_in_flight().unwrap(), 1);
+    assert_eq!(store.provider_in_flight(&all()).unwrap(), 1);
     // A crash now: the intent becomes unknown, never planned.
     assert_eq!(store.recover_interrupted_submits().unwrap(), 1);
     assert_eq!(
@@ -120,7 +254,7 @@ fn a_released_unknown_submit_is_resent_under_its_same_key() {
         .unwrap();
     let first = claim(&store).unwrap();
     store.record_unknown(&first, "reset").unwrap();
-    assert_eq!(store.release_unknown(None).unwrap(), 1);
+    assert_eq!(store.release_unknown(&all()).unwrap(), 1);
     // The budget only covers one job: re-sending the same attempt costs nothing more.
     let again = claim(&store).unwrap();
     assert_eq!(again.attempt_id, first.attempt_id);
@@ -147,19 +281,28 @@ fn a_budget_holds_the_jobs_that_would_cross_it() {
     assert_eq!(held.len(), 2);
     assert!(held[0].1.contains("over budget"), "{held:?}");
     assert_committed_matches(&store, r.batch_id);
-    assert!(store.has_active_jobs(Some(&[r.batch_id]), true).unwrap());
+    assert!(
+        store
+            .has_active_jobs(&Scope::batches("test", vec![r.batch_id]), true)
+            .unwrap()
+    );
     for n in 0..3 {
-        let item = store.due_polls(i64::MAX, 10).unwrap().remove(0);
+        let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
         store
             .record_clip_ready(&item, &format!("http://x/{n}.mp4"), 0)
             .unwrap();
-        let dl = store.due_downloads(now_ms(), 10, &[]).unwrap().remove(0);
+        let dl = store
+            .due_downloads(&all(), now_ms(), 10, &[])
+            .unwrap()
+            .remove(0);
         store
             .record_downloaded(&dl, &format!("/tmp/{n}.mp4"), "00", 1)
             .unwrap();
     }
     assert!(
-        !store.has_active_jobs(Some(&[r.batch_id]), true).unwrap(),
+        !store
+            .has_active_jobs(&Scope::batches("test", vec![r.batch_id]), true)
+            .unwrap(),
         "held jobs are not active"
     );
 }
@@ -176,7 +319,7 @@ fn a_failed_task_is_refunded_and_retried_until_retries_run_out() {
         store
             .record_submitted(&i, &format!("t{attempt}"), 0)
             .unwrap();
-        let item = store.due_polls(i64::MAX, 10).unwrap().remove(0);
+        let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
         let state = store.record_task_failed(&item, "boom").unwrap();
         let expected = if attempt == 1 {
             JobState::Planned
@@ -232,14 +375,22 @@ fn a_dead_link_is_refreshed_by_polling_again() {
         .unwrap();
     let i = claim(&store).unwrap();
     store.record_submitted(&i, "t1", 0).unwrap();
-    let item = store.due_polls(i64::MAX, 10).unwrap().remove(0);
+    let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
     store
         .record_clip_ready(&item, "http://x/c.mp4", now_ms() + 1000)
         .unwrap();
-    let dl = store.due_downloads(now_ms(), 10, &[]).unwrap().remove(0);
+    let dl = store
+        .due_downloads(&all(), now_ms(), 10, &[])
+        .unwrap()
+        .remove(0);
     assert_eq!(store.record_link_dead(&dl, "403").unwrap(), 1);
-    assert_eq!(store.due_polls(i64::MAX, 10).unwrap().len(), 1);
-    assert!(store.due_downloads(now_ms(), 10, &[]).unwrap().is_empty());
+    assert_eq!(store.due_polls(&all(), i64::MAX, 10).unwrap().len(), 1);
+    assert!(
+        store
+            .due_downloads(&all(), now_ms(), 10, &[])
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -256,7 +407,7 @@ fn a_refund_lets_a_job_held_by_the_budget_go() {
     );
     assert_eq!(store.held_jobs(r.batch_id).unwrap().len(), 1);
     // The retry of the failed task and the held job now compete for the refunded credits.
-    let item = store.due_polls(i64::MAX, 10).unwrap().remove(0);
+    let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
     store.record_task_failed(&item, "boom").unwrap();
     assert!(store.held_jobs(r.batch_id).unwrap().is_empty());
     assert!(claim(&store).is_some());

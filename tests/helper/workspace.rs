@@ -144,17 +144,24 @@ impl Workspace {
         cmd
     }
 
-    /// Names of the files in the output folder, sorted.
+    /// Names of the files in the output folder, sorted, less the folder's own bookkeeping
+    /// (its results file and its lock).
     pub fn outputs(&self) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(self.out())
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != recast::output::RESULTS_FILE && n != ".recast.lock")
                     .collect()
             })
             .unwrap_or_default();
         names.sort();
         names
+    }
+
+    /// The output folder's results file, by job key.
+    pub fn results(&self) -> std::collections::HashMap<String, recast::output::ResultLine> {
+        recast::output::read(&self.out())
     }
 
     /// Every subject's clip is in the output folder, byte-identical to what the simulator
@@ -167,13 +174,23 @@ impl Workspace {
             "output folder holds exactly one clip per subject"
         );
         let reference = reference_clip();
-        for name in expected {
-            let clip = std::fs::read(self.out().join(&name)).unwrap();
+        for name in &expected {
+            let clip = std::fs::read(self.out().join(name)).unwrap();
             assert!(
                 clip == reference,
                 "{name} is not the clip the simulator served"
             );
         }
+        // The folder remembers every clip it holds, verified.
+        let results = self.results();
+        let mut remembered: Vec<String> = results
+            .values()
+            .filter(|line| recast::output::verify(&self.out(), line).is_some())
+            .map(|line| line.file.clone())
+            .collect();
+        remembered.sort();
+        remembered.dedup();
+        assert_eq!(remembered, expected, "the results file names every clip");
     }
 }
 

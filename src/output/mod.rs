@@ -1,0 +1,189 @@
+//! The output folder's own memory, so that it, not only a state folder, says what it holds.
+//!
+//! Owns: `recast-results.jsonl`, one JSON line per clip landed in the folder (job key, subject,
+//! file, sha256, bytes, task id, credits), appended and fsynced as each clip lands, and read back
+//! when a batch is registered, so a verified clip already there is `done` for any state folder
+//! (a lost state folder, a CI cache evicted, `cd` into another folder) and never billed again.
+//! It doubles as the batch's results file, like OpenAI Batch's output file. Also owns the
+//! folder's lock (`.recast.lock`): one state folder drives an output folder at a time.
+//!
+//! May not: touch the store, or trust the folder: every file here is opened without following
+//! links, read within a bound, and checked to be a regular file; a damaged line is skipped.
+
+mod lock;
+
+pub use lock::{OutputBusy, hold};
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// The results file's name inside an output folder.
+pub const RESULTS_FILE: &str = "recast-results.jsonl";
+/// A results file larger than this is not read (about a million clips' lines).
+const MAX_RESULTS_BYTES: u64 = 512 << 20;
+
+/// One landed clip, as its line in the results file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResultLine {
+    pub job_key: String,
+    pub subject: String,
+    pub batch: String,
+    /// The clip's file name inside the output folder.
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    pub task_id: Option<String>,
+    /// Upper bound of what the clip cost, in credits.
+    pub credits: Option<u64>,
+    pub state: String,
+    /// Unix milliseconds.
+    pub at: i64,
+}
+
+/// Open `path` for reading without following a link at its last component; only a regular
+/// file is returned.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
+/// Append `line` to the folder's results file and fsync it: once this returns, the clip is
+/// remembered by the folder itself.
+pub fn append(dir: &Path, line: &ResultLine) -> std::io::Result<()> {
+    let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(RESULTS_FILE))?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "the results file is not a regular file",
+        ));
+    }
+    // One write of one line: a crash leaves at most a torn last line, which reading skips.
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+/// Every clip the folder's results file names, by job key (the last line for a key wins).
+/// A missing, oversized or hostile file reads as empty; damaged lines are skipped.
+pub fn read(dir: &Path) -> HashMap<String, ResultLine> {
+    let mut out = HashMap::new();
+    let Ok(file) = open_regular(&dir.join(RESULTS_FILE)) else {
+        return out;
+    };
+    let reader = BufReader::new(file.take(MAX_RESULTS_BYTES));
+    for line in reader.split(b'\n').map_while(Result::ok) {
+        if let Ok(entry) = serde_json::from_slice::<ResultLine>(&line)
+            && entry.state == "done"
+            && is_plain_name(&entry.file)
+        {
+            out.insert(entry.job_key.clone(), entry);
+        }
+    }
+    out
+}
+
+/// A file name with no folder in it: a hostile line cannot point outside the folder.
+fn is_plain_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')
+}
+
+/// The clip `entry` names, if it is in `dir` as a regular file with its length and sha256.
+pub fn verify(dir: &Path, entry: &ResultLine) -> Option<PathBuf> {
+    let path = dir.join(&entry.file);
+    let file = open_regular(&path).ok()?;
+    if file.metadata().ok()?.len() != entry.bytes {
+        return None;
+    }
+    let mut hasher = Sha256::new();
+    let mut reader = BufReader::new(file.take(entry.bytes));
+    loop {
+        let chunk = reader.fill_buf().ok()?;
+        if chunk.is_empty() {
+            break;
+        }
+        hasher.update(chunk);
+        let n = chunk.len();
+        reader.consume(n);
+    }
+    (hex::encode(hasher.finalize()) == entry.sha256).then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(key: &str, file: &str, body: &[u8]) -> ResultLine {
+        ResultLine {
+            job_key: key.to_owned(),
+            subject: "fox".to_owned(),
+            batch: "b".to_owned(),
+            file: file.to_owned(),
+            sha256: hex::encode(Sha256::digest(body)),
+            bytes: body.len() as u64,
+            task_id: Some("t-1".to_owned()),
+            credits: Some(566),
+            state: "done".to_owned(),
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn a_landed_clip_is_remembered_and_verified_and_a_changed_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fox.mp4"), b"clip").unwrap();
+        append(dir.path(), &line("k1", "fox.mp4", b"clip")).unwrap();
+        append(dir.path(), &line("k2", "gone.mp4", b"x")).unwrap();
+        // A torn last line (a crash mid-write) is skipped.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(RESULTS_FILE))
+            .unwrap()
+            .write_all(b"{\"job_key\":\"k3\",\"subj")
+            .unwrap();
+        let index = read(dir.path());
+        assert_eq!(index.len(), 2);
+        assert!(verify(dir.path(), &index["k1"]).is_some());
+        assert!(verify(dir.path(), &index["k2"]).is_none(), "missing file");
+        std::fs::write(dir.path().join("fox.mp4"), b"CLIP").unwrap();
+        assert!(verify(dir.path(), &index["k1"]).is_none(), "changed bytes");
+    }
+
+    #[test]
+    fn hostile_lines_and_links_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"clip").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("fox.mp4"))
+            .unwrap();
+        append(dir.path(), &line("k1", "fox.mp4", b"clip")).unwrap();
+        append(dir.path(), &line("k2", "../secret", b"clip")).unwrap();
+        let index = read(dir.path());
+        assert!(!index.contains_key("k2"), "a name with a folder in it");
+        assert!(verify(dir.path(), &index["k1"]).is_none(), "a link");
+        // A results file that is itself a link is not read.
+        let other = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join(RESULTS_FILE),
+            other.path().join(RESULTS_FILE),
+        )
+        .unwrap();
+        assert!(read(other.path()).is_empty());
+        assert!(append(other.path(), &line("k9", "a.mp4", b"x")).is_err());
+    }
+}

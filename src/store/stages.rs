@@ -1,0 +1,342 @@
+//! Polls and downloads: a running task's progress, its end, and its clip landing.
+//!
+//! Each public function is one transaction, and each transition names the state it leaves
+//! (`WHERE state = ...`), so a late answer can never revive a job that was expired, cancelled or
+//! done.
+
+use rusqlite::params;
+
+use super::jobs::{
+    DownloadItem, JobStateCounts, PollItem, event, job_batch, release_budget_holds,
+    set_attempt_state,
+};
+use super::{JobState, Scope, Store, StoreError, now_ms};
+
+impl Store {
+    /// Running tasks whose next poll is due, soonest first.
+    pub fn due_polls(
+        &self,
+        scope: &Scope,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<PollItem>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare_cached(&format!(
+                "SELECT id, attempt_id, batch_id, subject_id, task_id, polls, duration_ms FROM jobs
+                 WHERE state = 'running' AND next_poll_at <= ?1 AND task_id IS NOT NULL {}
+                 ORDER BY next_poll_at LIMIT ?2",
+                scope.filter("batch_id")
+            ))
+            .map_err(self.sql_error("find due polls"))?;
+        let rows = s
+            .query_map(params![now, limit as i64], |r| {
+                Ok(PollItem {
+                    job_id: r.get(0)?,
+                    attempt_id: r.get(1)?,
+                    batch_id: r.get(2)?,
+                    subject_id: r.get(3)?,
+                    task_id: r.get(4)?,
+                    polls: r.get(5)?,
+                    duration_ms: r.get::<_, i64>(6)? as u64,
+                })
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(self.sql_error("find due polls"))?;
+        Ok(rows)
+    }
+
+    /// When the next poll of any running task is due, if any is running.
+    pub fn next_poll_at(&self, scope: &Scope) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            &format!(
+                "SELECT min(next_poll_at) FROM jobs WHERE state = 'running' {}",
+                scope.filter("batch_id")
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(self.sql_error("find the next poll"))
+    }
+
+    pub fn record_progress(
+        &self,
+        job_id: i64,
+        progress: Option<u8>,
+        next_poll_at: i64,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE jobs SET progress = coalesce(?2, progress), polls = polls + 1,
+                 next_poll_at = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'running'",
+            params![job_id, progress, next_poll_at, now_ms()],
+        )
+        .map_err(self.sql_error("record progress"))?;
+        Ok(())
+    }
+
+    /// The task finished: its clip link is recorded and the job waits for its download.
+    pub fn record_clip_ready(
+        &self,
+        item: &PollItem,
+        clip_url: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        self.write("record a finished task", |tx| {
+            set_attempt_state(tx, item.attempt_id, "completed", None)?;
+            tx.execute(
+                "UPDATE jobs SET state = 'downloading', progress = 100, clip_url = ?2,
+                     clip_expires_at = ?3, not_before = NULL, reason = NULL, updated_at = ?4
+                 WHERE id = ?1 AND state = 'running' AND attempt_id = ?5",
+                params![item.job_id, clip_url, expires_at, now_ms(), item.attempt_id],
+            )?;
+            event(
+                tx,
+                Some(item.batch_id),
+                Some(item.job_id),
+                "completed",
+                &format!("{}: task {} finished", item.subject_id, item.task_id),
+            )
+        })
+    }
+
+    /// The provider's task failed (it refunds): a new attempt while the batch's `retries`
+    /// allow, else `failed`. Returns the job's new state.
+    pub fn record_task_failed(&self, item: &PollItem, why: &str) -> Result<JobState, StoreError> {
+        self.write("record a failed task", |tx| {
+            set_attempt_state(tx, item.attempt_id, "failed", Some(why))?;
+            let (failures, retries): (u32, u32) = tx.query_row(
+                "SELECT (SELECT count(*) FROM attempts WHERE job_id = ?1 AND state = 'failed'),
+                        b.retries FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE j.id = ?1",
+                [item.job_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let state = if failures > retries {
+                JobState::Failed
+            } else {
+                JobState::Planned
+            };
+            let reason = if state == JobState::Failed {
+                format!("the provider's task failed {failures} times; last: {why}")
+            } else {
+                format!("attempt {failures} failed ({why}); retrying")
+            };
+            tx.execute(
+                "UPDATE jobs SET state = ?2, reason = ?3, attempt_id = NULL, task_id = NULL,
+                     updated_at = ?4 WHERE id = ?1 AND state = 'running' AND attempt_id = ?5",
+                params![
+                    item.job_id,
+                    state.as_str(),
+                    reason,
+                    now_ms(),
+                    item.attempt_id
+                ],
+            )?;
+            release_budget_holds(tx, item.batch_id)?;
+            event(
+                tx,
+                Some(item.batch_id),
+                Some(item.job_id),
+                "task-failed",
+                &reason,
+            )?;
+            Ok(state)
+        })
+    }
+
+    /// Move a running job to a state that needs a person (`expired`, `lost`), with the reason.
+    /// Only from `running`: a late poll answer cannot move a job that has moved on.
+    pub fn record_needs_person(
+        &self,
+        job_id: i64,
+        state: JobState,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        debug_assert!(state.needs_a_person());
+        self.write("record a job that needs a person", |tx| {
+            let batch_id = job_batch(tx, job_id)?;
+            let moved = tx.execute(
+                "UPDATE jobs SET state = ?2, reason = ?3, updated_at = ?4
+                 WHERE id = ?1 AND state = 'running'",
+                params![job_id, state.as_str(), why, now_ms()],
+            )?;
+            if moved == 1 {
+                event(tx, Some(batch_id), Some(job_id), state.as_str(), why)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Clips waiting to be fetched, the ones whose links expire soonest first.
+    pub fn due_downloads(
+        &self,
+        scope: &Scope,
+        now: i64,
+        limit: usize,
+        skip: &[i64],
+    ) -> Result<Vec<DownloadItem>, StoreError> {
+        let conn = self.conn();
+        let skip_list = skip
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut s = conn
+            .prepare(&format!(
+                "SELECT j.id, j.batch_id, j.subject_id, j.job_key, j.clip_url, j.clip_expires_at,
+                     b.output_dir, j.output_name, j.download_failures, b.name, j.task_id,
+                     j.estimate_credits
+                 FROM jobs j JOIN batches b ON b.id = j.batch_id
+                 WHERE j.state = 'downloading' AND j.clip_url IS NOT NULL
+                     AND coalesce(j.not_before, 0) <= ?1 AND j.id NOT IN ({skip_list}) {}
+                 ORDER BY coalesce(j.clip_expires_at, 9223372036854775807), j.id LIMIT ?2",
+                scope.filter("j.batch_id")
+            ))
+            .map_err(self.sql_error("find due downloads"))?;
+        s.query_map(params![now, limit as i64], |r| {
+            Ok(DownloadItem {
+                job_id: r.get(0)?,
+                batch_id: r.get(1)?,
+                subject_id: r.get(2)?,
+                job_key: r.get(3)?,
+                clip_url: r.get(4)?,
+                clip_expires_at: r.get(5)?,
+                output_dir: r.get(6)?,
+                output_name: r.get(7)?,
+                download_failures: r.get(8)?,
+                batch_name: r.get(9)?,
+                task_id: r.get(10)?,
+                estimate_credits: r.get::<_, Option<i64>>(11)?.map(|c| c as u64),
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(self.sql_error("find due downloads"))
+    }
+
+    /// The clip is on disk under its final name: the job is done.
+    pub fn record_downloaded(
+        &self,
+        item: &DownloadItem,
+        path: &str,
+        sha256: &str,
+        bytes: u64,
+    ) -> Result<(), StoreError> {
+        self.write("record a finished clip", |tx| {
+            tx.execute(
+                "UPDATE jobs SET state = 'done', output_path = ?2, output_sha256 = ?3,
+                     output_bytes = ?4, reason = NULL, clip_url = NULL, updated_at = ?5
+                 WHERE id = ?1 AND state = 'downloading'",
+                params![item.job_id, path, sha256, bytes as i64, now_ms()],
+            )?;
+            event(
+                tx,
+                Some(item.batch_id),
+                Some(item.job_id),
+                "done",
+                &format!("{}: {path} ({bytes} bytes)", item.subject_id),
+            )
+        })
+    }
+
+    /// A download went wrong in a way worth trying again later. Returns the failure count.
+    pub fn record_download_failed(
+        &self,
+        item: &DownloadItem,
+        why: &str,
+        not_before: i64,
+    ) -> Result<u32, StoreError> {
+        self.write("record a failed download", |tx| {
+            tx.execute(
+                "UPDATE jobs SET download_failures = download_failures + 1, not_before = ?2,
+                     reason = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'downloading'",
+                params![item.job_id, not_before, why, now_ms()],
+            )?;
+            event(
+                tx,
+                Some(item.batch_id),
+                Some(item.job_id),
+                "download-failed",
+                &format!("{}: {why}", item.subject_id),
+            )?;
+            tx.query_row(
+                "SELECT download_failures FROM jobs WHERE id = ?1",
+                [item.job_id],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// The clip link is dead: ask the provider for a fresh one by polling the task again.
+    /// Returns how many times the link has been refreshed for this job.
+    pub fn record_link_dead(&self, item: &DownloadItem, why: &str) -> Result<u32, StoreError> {
+        self.write("record a dead link", |tx| {
+            tx.execute(
+                "UPDATE jobs SET state = 'running', clip_url = NULL, next_poll_at = ?2,
+                     link_refreshes = link_refreshes + 1, reason = ?3, updated_at = ?2
+                 WHERE id = ?1 AND state = 'downloading'",
+                params![item.job_id, now_ms(), why],
+            )?;
+            event(
+                tx,
+                Some(item.batch_id),
+                Some(item.job_id),
+                "link-dead",
+                &format!(
+                    "{}: {why}; asking the provider for a fresh link",
+                    item.subject_id
+                ),
+            )?;
+            tx.query_row(
+                "SELECT link_refreshes FROM jobs WHERE id = ?1",
+                [item.job_id],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    pub fn link_refreshes(&self, job_id: i64) -> Result<u32, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT link_refreshes FROM jobs WHERE id = ?1",
+            [job_id],
+            |r| r.get(0),
+        )
+        .map_err(self.sql_error("read link refreshes"))
+    }
+
+    /// Counts of a batch's jobs by state.
+    pub fn batch_counts(&self, batch_id: i64) -> Result<JobStateCounts, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare_cached("SELECT state, count(*) FROM jobs WHERE batch_id = ?1 GROUP BY state")
+            .map_err(self.sql_error("count jobs"))?;
+        let mut counts = JobStateCounts::default();
+        let rows = s
+            .query_map([batch_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(self.sql_error("count jobs"))?;
+        for row in rows {
+            let (state, n) = row.map_err(self.sql_error("count jobs"))?;
+            if let Some(st) = JobState::parse(&state) {
+                counts.by_state.insert(st, n as u64);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Planned jobs held back, with why (over budget, price unknown).
+    pub fn held_jobs(&self, batch_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare(
+                "SELECT subject_id, held FROM jobs WHERE batch_id = ?1 AND state = 'planned'
+                 AND held IS NOT NULL ORDER BY subject_id",
+            )
+            .map_err(self.sql_error("list held jobs"))?;
+        s.query_map([batch_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("list held jobs"))
+    }
+}
