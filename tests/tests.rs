@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod daemon;
 mod engine;
+mod exactly_once;
 mod manifest;
 mod media;
 mod sim;

@@ -87,8 +87,10 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     } else {
         plan.batch.output_dir.clone()
     };
+    let mut found_in_output = 0;
     let batch_id = match register(&store, &plan, &provider_id, &output_dir, 0) {
         Ok(report) => {
+            found_in_output = report.found_in_output;
             if report.found_in_output > 0 {
                 eprintln!(
                     "{} clips found whole in {} (its {}): done, not submitted again",
@@ -124,6 +126,7 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         }
     }
     let (to_submit, credits) = plan.to_submit();
+    let to_submit = to_submit.saturating_sub(found_in_output);
     eprintln!(
         "{}: {} subjects, {} to submit{}; clips go to {}{}",
         plan.batch.name,

@@ -119,6 +119,16 @@ impl Workspace {
     }
 
     pub fn recast_command(&self, sim: &Sim, args: &[&str]) -> tokio::process::Command {
+        self.recast_command_in(sim, &self.state(), args)
+    }
+
+    /// `recast ARGS` with another state folder than the workspace's own.
+    pub fn recast_command_in(
+        &self,
+        sim: &Sim,
+        state: &Path,
+        args: &[&str],
+    ) -> tokio::process::Command {
         let settings = self.path().join("recast.yaml");
         if !settings.exists() {
             self.write_settings(
@@ -131,7 +141,7 @@ impl Workspace {
             .arg("--config")
             .arg(&settings)
             .arg("--state-dir")
-            .arg(self.state())
+            .arg(state)
             .arg("--api-base")
             .arg(sim.base_url())
             .arg("--media-base-url")

@@ -1,0 +1,156 @@
+//! Exactly once in real operation: each path that used to spend money twice (or after a
+//! cancel), driven through the real binary against the simulator, checked on its ledger.
+
+use std::time::Duration;
+
+use recast::sim::{Generation, Sim, SimConfig};
+
+use crate::helper::wait_for;
+use crate::helper::workspace::{Workspace, describe};
+
+async fn start(config: SimConfig) -> Sim {
+    Sim::start(config).await.unwrap()
+}
+
+fn status_counts(out: &std::process::Output) -> serde_json::Value {
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["batches"][0]["batch"]["counts"]["by_state"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_run_beside_a_real_batch_never_touches_its_tasks() {
+    let ws = Workspace::new(3, "");
+    // The "real" provider: generation slow enough that its tasks are running during the trial.
+    let sim = start(SimConfig {
+        generation: Generation::Fixed(Duration::from_secs(3)),
+        ..ws.sim_config()
+    })
+    .await;
+    let tick = ws.recast(&sim, &["run", "jobs.yaml", "--no-wait"]).await;
+    assert_eq!(tick.status.code(), Some(0), "{}", describe(&tick));
+    assert_eq!(sim.ledger().totals.billed_tasks, 3);
+    // A trial with --simulate in the same state folder.
+    let trial = ws.recast(&sim, &["run", "jobs.yaml", "--simulate"]).await;
+    assert_eq!(trial.status.code(), Some(0), "{}", describe(&trial));
+    let real = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(real.status.code(), Some(0), "{}", describe(&real));
+    assert_eq!(
+        sim.ledger().totals.billed_tasks,
+        3,
+        "nothing real billed twice"
+    );
+    assert_eq!(sim.stats().polls_unknown_404, 0);
+    let status = ws.recast(&sim, &["status", "e2e", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    for batch in doc["batches"].as_array().unwrap() {
+        assert_eq!(batch["batch"]["counts"]["by_state"]["done"], 3, "{doc}");
+    }
+    for i in 0..3 {
+        assert!(ws.out().join(format!("s{i:03}.mp4")).is_file());
+        assert!(ws.out().join(format!("simulated/s{i:03}.mp4")).is_file());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_state_folder_bills_nothing_the_output_folder_holds() {
+    let ws = Workspace::new(3, "");
+    // Like reAPI: no de-duplication, so only the output folder's memory stands between a fresh
+    // state folder and a second bill.
+    let sim = start(SimConfig {
+        honour_idempotency: false,
+        ..ws.sim_config()
+    })
+    .await;
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(sim.ledger().totals.billed_tasks, 3);
+    // The state folder is gone (a CI cache evicted, another working folder, a new machine).
+    std::fs::remove_dir_all(ws.state()).unwrap();
+    // One clip is damaged meanwhile: that one, and only that one, is made again.
+    std::fs::write(ws.out().join("s001.mp4"), b"not the clip").unwrap();
+    let again = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert!(
+        describe(&again).contains("2 clips found whole"),
+        "{}",
+        describe(&again)
+    );
+    assert_eq!(
+        sim.ledger().totals.billed_tasks,
+        4,
+        "only the damaged clip again: {}",
+        describe(&again)
+    );
+    let status = ws.recast(&sim, &["status", "e2e", "--json"]).await;
+    assert_eq!(status_counts(&status)["done"], 3);
+    // The damaged file was never overwritten: the new clip landed beside it.
+    assert_eq!(
+        std::fs::read(ws.out().join("s001.mp4")).unwrap(),
+        b"not the clip"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_state_folders_cannot_fill_one_output_folder_at_once() {
+    let ws = Workspace::new(2, "");
+    let sim = start(SimConfig {
+        generation: Generation::Fixed(Duration::from_secs(2)),
+        ..ws.sim_config()
+    })
+    .await;
+    let mut first = ws
+        .recast_command(&sim, &["run", "jobs.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the first run to submit",
+        Duration::from_secs(30),
+        || async { (sim.ledger().totals.billed_tasks == 2).then_some(()) },
+    )
+    .await;
+    let other = ws.path().join("other-state");
+    let second = ws
+        .recast_command_in(&sim, &other, &["run", "jobs.yaml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1), "{}", describe(&second));
+    let text = describe(&second);
+    let first_state = ws.state().canonicalize().unwrap();
+    assert!(
+        text.contains("another state folder") && text.contains(&first_state.display().to_string()),
+        "{text}"
+    );
+    assert!(first.wait().await.unwrap().success());
+    assert_eq!(sim.ledger().totals.billed_tasks, 2);
+    ws.assert_all_clips_whole();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_manifest_with_the_same_name_is_refused_and_a_renamed_one_keeps_its_batch() {
+    let ws = Workspace::new(2, "");
+    let sim = start(ws.sim_config()).await;
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // A copy with one subject less: it would cancel the other's jobs on every tick.
+    let text = std::fs::read_to_string(ws.manifest()).unwrap();
+    let fewer = text.replace("  - id: s001\n    image: ./subjects/s001.png\n", "");
+    std::fs::write(ws.path().join("copy.yaml"), fewer).unwrap();
+    let second = ws.recast(&sim, &["run", "copy.yaml"]).await;
+    assert_eq!(second.status.code(), Some(1), "{}", describe(&second));
+    let message = describe(&second);
+    assert!(
+        message.contains("copy.yaml") && message.contains("jobs.yaml") && message.contains("`e2e`"),
+        "{message}"
+    );
+    // Renaming the manifest moves its batch with it: nothing is made again.
+    std::fs::remove_file(ws.path().join("copy.yaml")).unwrap();
+    std::fs::rename(ws.manifest(), ws.path().join("renamed.yaml")).unwrap();
+    let renamed = ws.recast(&sim, &["run", "renamed.yaml"]).await;
+    assert_eq!(renamed.status.code(), Some(0), "{}", describe(&renamed));
+    assert_eq!(sim.ledger().totals.billed_tasks, 2);
+    let status = ws.recast(&sim, &["status", "e2e", "--json"]).await;
+    assert_eq!(status_counts(&status)["done"], 2);
+}
