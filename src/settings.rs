@@ -58,6 +58,9 @@ pub struct ProviderSection {
     pub api_key_file: Option<PathBuf>,
     /// Whether the provider honours `Idempotency-Key` (default false: unknown submits are held).
     pub trust_idempotency: Option<bool>,
+    /// The account is used by recast alone, from this state folder alone (default false): its
+    /// balance then settles unknown submits. Wrong if anyone or anything else spends from it.
+    pub dedicated_account: Option<bool>,
     /// Public URL of the manifest's folder, for local media.
     pub media_base_url: Option<String>,
     pub request_timeout_secs: Option<u64>,
@@ -123,6 +126,7 @@ pub struct Overrides {
     pub api_key: Option<String>,
     pub api_key_file: Option<PathBuf>,
     pub trust_idempotency: Option<bool>,
+    pub dedicated_account: Option<bool>,
     pub media_base_url: Option<String>,
     pub submit_per_minute: Option<u32>,
     pub submit_burst: Option<u32>,
@@ -228,6 +232,10 @@ impl Settings {
         engine.trust_idempotency = o
             .trust_idempotency
             .or(file.provider.trust_idempotency)
+            .unwrap_or(false);
+        engine.dedicated_account = o
+            .dedicated_account
+            .or(file.provider.dedicated_account)
             .unwrap_or(false);
         for (name, v) in [
             ("submit_per_minute", engine.submit_per_minute as usize),

@@ -154,3 +154,73 @@ async fn a_second_manifest_with_the_same_name_is_refused_and_a_renamed_one_keeps
     let status = ws.recast(&sim, &["status", "e2e", "--json"]).await;
     assert_eq!(status_counts(&status)["done"], 2);
 }
+
+/// A simulator like reAPI (no de-duplication) whose first submit meets `fault`.
+async fn sim_with_first_submit(ws: &Workspace, fault: &str) -> Sim {
+    let mut faults = recast::sim::Faults::default();
+    match fault {
+        "reset" => faults.submit_reset = recast::sim::Fault::first(1),
+        _ => faults.ambiguous_submit = recast::sim::Fault::first(1),
+    }
+    start(SimConfig {
+        honour_idempotency: false,
+        faults,
+        ..ws.sim_config()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_dedicated_account_the_balance_proves_a_lost_answer_created_nothing() {
+    let ws = Workspace::new(3, "");
+    let sim = sim_with_first_submit(&ws, "reset").await;
+    let out = ws
+        .recast(&sim, &["run", "jobs.yaml", "--dedicated-account"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        describe(&out).contains("none was created"),
+        "{}",
+        describe(&out)
+    );
+    ws.assert_all_clips_whole();
+    assert_eq!(
+        sim.ledger().totals.billed_tasks,
+        3,
+        "each subject billed once"
+    );
+    let status = ws.recast(&sim, &["status", "e2e"]).await;
+    assert!(
+        describe(&status).contains("unaccounted 0"),
+        "{}",
+        describe(&status)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_dedicated_account_the_balance_proves_a_lost_answer_was_billed() {
+    let ws = Workspace::new(3, "");
+    let sim = sim_with_first_submit(&ws, "ambiguous").await;
+    let out = ws
+        .recast(&sim, &["run", "jobs.yaml", "--dedicated-account"])
+        .await;
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert_eq!(
+        sim.ledger().totals.billed_tasks,
+        3,
+        "never sent a second time"
+    );
+    let status = ws.recast(&sim, &["status", "e2e", "--json"]).await;
+    assert_eq!(status_counts(&status)["lost"], 1, "{}", describe(&status));
+    assert_eq!(status_counts(&status)["done"], 2);
+    // A re-render is the person's priced choice.
+    let asked = ws.recast(&sim, &["retry", "e2e", "--lost"]).await;
+    assert_eq!(asked.status.code(), Some(1), "{}", describe(&asked));
+    assert_eq!(sim.ledger().totals.billed_tasks, 3);
+    let yes = ws.recast(&sim, &["retry", "e2e", "--lost", "--yes"]).await;
+    assert_eq!(yes.status.code(), Some(0), "{}", describe(&yes));
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(sim.ledger().totals.billed_tasks, 4);
+    ws.assert_all_clips_whole();
+}

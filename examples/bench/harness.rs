@@ -142,6 +142,10 @@ impl<P: Provider> Provider for Timed<P> {
         answer
     }
 
+    async fn balance(&self) -> Result<Option<u64>, ProviderError> {
+        self.inner.balance().await
+    }
+
     async fn poll(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
         self.inner.poll(task_id).await
     }

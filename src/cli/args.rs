@@ -145,6 +145,12 @@ pub struct GlobalArgs {
     /// under the same key. Without it such a submit is held as `unknown` for you to decide.
     #[arg(long, global = true, help_heading = "Provider")]
     pub trust_idempotency: bool,
+    /// The provider account is used by recast alone, from this state folder alone: its balance
+    /// (GET /api/v1/balance) then proves whether a submit whose answer was lost created a billed
+    /// task, so such submits are sent again (none was created) or marked `lost` (all were)
+    /// instead of waiting for you. Wrong, and unsafe, if anyone else spends from the account.
+    #[arg(long, global = true, help_heading = "Provider")]
+    pub dedicated_account: bool,
 
     /// Submits per minute (default 30). Example: --submit-per-minute 120
     #[arg(long, global = true, value_name = "N", help_heading = "Limits")]
@@ -189,6 +195,7 @@ impl GlobalArgs {
                 .filter(|k| !k.trim().is_empty()),
             api_key_file: self.api_key_file.clone(),
             trust_idempotency: self.trust_idempotency.then_some(true),
+            dedicated_account: self.dedicated_account.then_some(true),
             media_base_url: self.media_base_url.clone(),
             submit_per_minute: self.submit_per_minute,
             submit_burst: self.submit_burst,

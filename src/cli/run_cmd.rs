@@ -87,7 +87,7 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     } else {
         plan.batch.output_dir.clone()
     };
-    let mut found_in_output = 0;
+    let found_in_output;
     let batch_id = match register(&store, &plan, &provider_id, &output_dir, 0) {
         Ok(report) => {
             found_in_output = report.found_in_output;

@@ -98,11 +98,28 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
             }
         }
     }
+    let mut providers: Vec<String> = Vec::new();
+    for id in store
+        .batch_ids_named(args.batch.as_deref())
+        .unwrap_or_default()
+    {
+        if let Ok(s) = store.batch_summary(id)
+            && !providers.contains(&s.provider)
+        {
+            providers.push(s.provider);
+        }
+    }
+    let accounts: Vec<serde_json::Value> = providers
+        .iter()
+        .filter_map(|p| account_view(&store, p, args.json))
+        .collect();
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "batches": docs }))
-                .unwrap_or_default()
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "batches": docs, "accounts": accounts })
+            )
+            .unwrap_or_default()
         );
     }
     if needs_person {
@@ -110,6 +127,46 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
     } else {
         ExitCode::Ok
     }
+}
+
+/// What the provider's account said at its last balance read, beside recast's own ledger, so a
+/// leak shows at once. `None` when the balance was never read (`provider.dedicated_account`).
+fn account_view(store: &Store, provider: &str, json: bool) -> Option<serde_json::Value> {
+    let last = store.last_balance(provider).ok()??;
+    let base = store.balance_baseline(provider).ok().flatten();
+    let (went_down, explained) = match &base {
+        Some(b) => (
+            b.credits as i64 - last.credits as i64,
+            last.ledger as i64 - b.ledger as i64,
+        ),
+        None => (0, 0),
+    };
+    let unaccounted = went_down - explained;
+    if !json {
+        println!(
+            "account {provider}: balance {} credits ({:.3} USD) at its last read; since the \
+             baseline it went down {went_down}, recast's ledger explains {explained}, \
+             unaccounted {unaccounted}{}",
+            last.credits,
+            last.credits as f64 / 1000.0,
+            if unaccounted != 0 {
+                "  <-- look here"
+            } else {
+                ""
+            }
+        );
+        if last.note != "baseline" {
+            println!("  {}", last.note);
+        }
+    }
+    Some(serde_json::json!({
+        "provider": provider,
+        "last_read": last,
+        "baseline": base,
+        "went_down_credits": went_down,
+        "ledger_explains_credits": explained,
+        "unaccounted_credits": unaccounted,
+    }))
 }
 
 /// Steering commands change jobs a running recast may be driving: they take the lock too.

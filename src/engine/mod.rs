@@ -11,6 +11,7 @@
 //! Memory holds the jobs being worked on (bounded by the concurrency settings), never the batch:
 //! each stage asks the store for at most as many jobs as it has free slots.
 
+mod balance;
 mod download;
 mod pacing;
 mod poll;
@@ -109,6 +110,9 @@ pub struct EngineConfig {
     pub trust_idempotency: bool,
     /// How many times one unknown submit is re-sent automatically before it is held.
     pub max_unknown_resends: u32,
+    /// The provider's account is used by recast alone (and by this state folder alone): its
+    /// balance then proves whether unknown submits created billed tasks (see `balance.rs`).
+    pub dedicated_account: bool,
     /// With [`RunMode::Forever`] (the daemon): how long submitting stays stopped after a 402
     /// before one submit tries again (someone may have topped the account up). A one-shot run
     /// stops submitting instead, and says so.
@@ -133,6 +137,7 @@ impl Default for EngineConfig {
             assumed_link_ttl: Duration::from_secs(23 * 3600),
             trust_idempotency: false,
             max_unknown_resends: 5,
+            dedicated_account: false,
             out_of_credits_pause: Duration::from_secs(300),
         }
     }
@@ -334,9 +339,13 @@ impl<P: Provider> Engine<P> {
                 );
             }
         }
+        self.check_balance().await?;
         match mode {
             RunMode::UntilDone | RunMode::Forever => self.run_stages(mode, &shutdown).await?,
-            RunMode::NoWait => self.run_once(&shutdown).await?,
+            RunMode::NoWait => {
+                self.run_once(&shutdown).await?;
+                self.check_balance().await?;
+            }
         }
         report.halted = self.halted();
         report.interrupted = shutdown.is_cancelled();
@@ -359,6 +368,7 @@ impl<P: Provider> Engine<P> {
             stages.spawn(async move { e.download_stage(s).await });
         }
         let mut outcome = Ok(());
+        let mut last_balance_check = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -380,9 +390,18 @@ impl<P: Provider> Engine<P> {
             }
             if mode == RunMode::Forever {
                 self.retry_after_out_of_credits();
+                if last_balance_check.elapsed() >= Duration::from_secs(60)
+                    && !self.store.has_active_jobs(self.scope(), true)?
+                {
+                    last_balance_check = tokio::time::Instant::now();
+                    self.check_balance().await?;
+                }
                 continue;
             }
-            if !self.store.has_active_jobs(self.scope(), submitting)? {
+            // About to stop: a quiet account may settle unknown submits, which may send more.
+            if !self.store.has_active_jobs(self.scope(), submitting)?
+                && (!submitting || self.check_balance().await? == 0)
+            {
                 stop.cancel();
                 break;
             }

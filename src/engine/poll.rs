@@ -110,6 +110,9 @@ impl<P: Provider> Engine<P> {
             |polls: u32| now_ms() + self.config.poll_schedule.next_delay(polls).as_millis() as i64;
         match answer {
             Ok(status) => {
+                if let Some(billed) = status.billed_credits {
+                    store.record_billed(item.attempt_id, billed)?;
+                }
                 match status.state {
                     TaskState::Completed => match status.video_url {
                         Some(url) => {

@@ -30,6 +30,10 @@ impl Provider for Arc<ScriptedProvider> {
         scripted.unwrap_or_else(|| Ok(format!("task-{n}")))
     }
 
+    async fn balance(&self) -> Result<Option<u64>, ProviderError> {
+        Ok(None)
+    }
+
     async fn poll(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
         if self.polls_panic.load(Ordering::SeqCst) {
             panic!("scripted poll panic");

@@ -80,6 +80,9 @@ pub trait Provider: Send + Sync + 'static {
     /// Ask for a task's status.
     fn poll(&self, task_id: &str)
     -> impl Future<Output = Result<TaskStatus, ProviderError>> + Send;
+
+    /// The account's balance in whole credits; `None` when the provider has no such call.
+    fn balance(&self) -> impl Future<Output = Result<Option<u64>, ProviderError>> + Send;
 }
 
 /// How the HTTP client behaves.
@@ -236,5 +239,19 @@ impl Provider for HttpProvider {
         wire::task_status(&body).ok_or_else(|| {
             ProviderError::Ambiguous("the task answer is not the JSON expected".to_owned())
         })
+    }
+
+    async fn balance(&self) -> Result<Option<u64>, ProviderError> {
+        let request = self
+            .client
+            .get(self.url("/api/v1/balance"))
+            .bearer_auth(self.config.api_key.expose());
+        match exchange(request, None).await {
+            Ok((_, body)) => wire::balance(&body).map(Some).ok_or_else(|| {
+                ProviderError::Ambiguous("the balance answer is not the JSON expected".to_owned())
+            }),
+            Err(ProviderError::Ambiguous(m)) if m.starts_with("HTTP 404") => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -63,6 +63,14 @@ pub struct TaskStatus {
 }
 
 /// The task id from a submit answer: `id`, `task_id` or `data.task_id` (or `data.id`).
+/// The balance answer: `{"balance": 12500}` (or under `data`, as other gateways wrap answers).
+pub fn balance(body: &str) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v.get("balance")
+        .or_else(|| v.get("data").and_then(|d| d.get("balance")))
+        .and_then(serde_json::Value::as_u64)
+}
+
 pub fn task_id(body: &str) -> Option<String> {
     let v: Value = serde_json::from_str(body).ok()?;
     let pick = |v: &Value| -> Option<String> {

@@ -136,6 +136,7 @@ pub fn router(app: Shared) -> Router {
         .route("/", get(index))
         .route("/api/v1/videos/generations", post(submit::submit))
         .route("/api/v1/tasks/{id}", get(poll::poll))
+        .route("/api/v1/balance", get(balance))
         .route("/clips/{id}/{token}", get(files::clip))
         .route("/media/{*path}", get(files::media))
         .route("/sim/ledger", get(ledger))
@@ -148,6 +149,7 @@ async fn index(State(app): State<Shared>) -> String {
         "recast sim: a local simulator of the reAPI Kling Motion Control gateway.\n\
          POST {base}/api/v1/videos/generations   submit (Authorization: Bearer <key>)\n\
          GET  {base}/api/v1/tasks/{{id}}           poll\n\
+         GET  {base}/api/v1/balance               the account's balance in credits\n\
          GET  {base}/media/...                    the media folder{media}\n\
          GET  {base}/sim/ledger                   what was billed and refunded\n\
          GET  {base}/sim/stats                    requests, refusals and injected faults\n",
@@ -159,6 +161,20 @@ async fn index(State(app): State<Shared>) -> String {
         }
     )
 }
+
+/// The account's balance in whole credits, as reAPI documents it: `{"balance": 12500}`. An
+/// account without a set balance starts at a billion credits.
+async fn balance(State(app): State<Shared>, headers: HeaderMap) -> Response {
+    if !app.authorized(&headers) {
+        return app.unauthorized();
+    }
+    let start = app.cfg.credit_balance.unwrap_or(UNLIMITED_BALANCE);
+    let spent = app.book().spent(Instant::now());
+    Json(serde_json::json!({ "balance": start.saturating_sub(spent) })).into_response()
+}
+
+/// What the balance endpoint starts from when no balance was set.
+pub const UNLIMITED_BALANCE: u64 = 1_000_000_000;
 
 async fn ledger(State(app): State<Shared>) -> Json<Ledger> {
     Json(app.ledger())

@@ -143,6 +143,12 @@ impl Book {
     }
 
     /// Settle every task that has ended by `now`: failed ones are refunded.
+    /// Net credits spent so far (billed minus refunded), refunds due by `now` applied.
+    pub fn spent(&mut self, now: Instant) -> u64 {
+        self.settle(now);
+        self.spent
+    }
+
     pub fn settle(&mut self, now: Instant) {
         while let Some(&(ends, idx)) = self.in_flight.first() {
             if ends > now {

@@ -12,6 +12,7 @@
 //! here is small and rare next to the network calls around it (one or two per job per stage),
 //! and one durability rule for every transition is simpler to reason about after a crash.
 
+mod account;
 mod jobs;
 mod lock;
 mod migrations;
@@ -27,6 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
+pub use account::{AccountLedger, BalanceRead};
 pub use jobs::{
     ClaimOutcome, DownloadItem, JobStateCounts, LandedClip, NewBatch, NewJob, PollItem,
     ReconcileReport, RetrySelection, SubmitIntent,

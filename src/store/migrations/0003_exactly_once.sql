@@ -88,13 +88,22 @@ ALTER TABLE batches ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
 UPDATE batches SET cancelled = 1 WHERE id IN (
     SELECT batch_id FROM events WHERE kind = 'cancel' AND batch_id IS NOT NULL);
 
--- The account's balance as last read (credits), and when: `recast status` sets it beside what
--- recast believes it spent, so a leak shows at once.
+-- What the provider said a task was billed (its poll answer's usage), where it says so: the
+-- balance check compares exact charges, not estimates.
+ALTER TABLE attempts ADD COLUMN billed_credits INTEGER;
+
+-- Reads of the account's balance (credits), each beside recast's own ledger at that moment
+-- (credits of the tasks it knows it created, net of refunds) and how many submits were
+-- unknown then. A read with no unknown submits and nothing in flight is a baseline: from it,
+-- the balance tells how much unknown submits since then were billed.
 CREATE TABLE balance_reads (
     id        INTEGER PRIMARY KEY,
     provider  TEXT    NOT NULL,
     at        INTEGER NOT NULL,
     credits   INTEGER NOT NULL,
-    -- recast's own ledger at that moment: credits of attempts possibly billed, net of refunds
-    ledger    INTEGER NOT NULL
+    ledger    INTEGER NOT NULL,
+    unknown   INTEGER NOT NULL,
+    -- what the read showed, for `recast status`
+    note      TEXT    NOT NULL
 );
+CREATE INDEX balance_reads_by_provider ON balance_reads (provider, id);
