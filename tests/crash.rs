@@ -21,6 +21,54 @@ impl Lcg {
     }
 }
 
+/// Run `recast ARGS` again and again, SIGKILLing it after a random delay in `delay_ms`, until
+/// `kills` kills have happened; then run it to its end. Returns how many kills happened and the
+/// last run's exit code. The seed comes from `RECAST_KILL_SEED` (else `default_seed`), so a
+/// failing schedule of kills is replayed by one command.
+async fn kill_until_done(
+    ws: &Workspace,
+    sim: &Sim,
+    args: &[&str],
+    kills_wanted: u32,
+    delay_ms: (u64, u64),
+    default_seed: u64,
+) -> (u32, Option<i32>, u64) {
+    let seed = std::env::var("RECAST_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_seed);
+    let mut rng = Lcg(seed);
+    let mut kills = 0;
+    for _round in 0..400 {
+        let mut child = ws
+            .recast_command(sim, args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if kills < kills_wanted {
+            let delay = Duration::from_millis(rng.next_in(delay_ms.0, delay_ms.1));
+            tokio::select! {
+                status = child.wait() => {
+                    let status = status.unwrap();
+                    if status.success() {
+                        return (kills, status.code(), seed);
+                    }
+                }
+                _ = tokio::time::sleep(delay) => {
+                    child.start_kill().unwrap();
+                    child.wait().await.unwrap();
+                    kills += 1;
+                }
+            }
+        } else {
+            let out = child.wait_with_output().await.unwrap();
+            return (kills, out.status.code(), seed);
+        }
+    }
+    panic!("the batch never finished (seed {seed})");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_never_bills_twice_nor_leaves_a_partial_clip() {
     let ws = Workspace::new(100, "retries: 4\n");
@@ -45,49 +93,16 @@ async fn sigkill_at_random_moments_never_bills_twice_nor_leaves_a_partial_clip()
     })
     .await
     .unwrap();
-    let seed = std::env::var("RECAST_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_u64);
-    let mut rng = Lcg(seed);
-    let mut kills = 0;
-    let mut finished = None;
-    for _round in 0..400 {
-        let mut child = ws
-            .recast_command(&sim, &["run", "jobs.yaml", "--trust-idempotency"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        if kills < 20 {
-            let delay = Duration::from_millis(rng.next_in(30, 500));
-            tokio::select! {
-                status = child.wait() => {
-                    let status = status.unwrap();
-                    if status.success() {
-                        finished = Some(status);
-                        break;
-                    }
-                }
-                _ = tokio::time::sleep(delay) => {
-                    child.start_kill().unwrap();
-                    child.wait().await.unwrap();
-                    kills += 1;
-                }
-            }
-        } else {
-            let out = child.wait_with_output().await.unwrap();
-            if out.status.success() {
-                finished = Some(out.status);
-                break;
-            }
-            panic!(
-                "a run after the kills did not finish cleanly: {}",
-                describe(&out)
-            );
-        }
-    }
-    assert!(finished.is_some(), "the batch never finished");
+    let (kills, code, seed) = kill_until_done(
+        &ws,
+        &sim,
+        &["run", "jobs.yaml", "--trust-idempotency"],
+        20,
+        (30, 500),
+        0x5eed,
+    )
+    .await;
+    assert_eq!(code, Some(0), "the last run did not finish cleanly (seed {seed})");
     assert!(
         kills >= 20,
         "only {kills} kills happened before the batch finished (seed {seed})"
@@ -116,4 +131,69 @@ async fn sigkill_at_random_moments_never_bills_twice_nor_leaves_a_partial_clip()
         doc["batches"][0]["batch"]["counts"]["by_state"]["done"], 100,
         "{doc}"
     );
+}
+
+/// Against a provider that ignores `Idempotency-Key` (like reAPI), without trusting keys: after
+/// the kills and a final run, no subject is billed twice. Submits whose answer a kill or a fault
+/// lost are settled by the account's balance where it proves their fate, else held (`unknown`)
+/// or `lost`; their count is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_against_a_provider_without_deduplication_never_bills_twice() {
+    let ws = Workspace::new(60, "retries: 4\n");
+    ws.write_settings(
+        "  submit_per_minute: 600\n  submit_burst: 5\n  max_in_flight: 30\n  \
+         poll_per_minute: 60000\n  download_concurrency: 6\n",
+    );
+    let sim = Sim::start(SimConfig {
+        generation: Generation::Fixed(Duration::from_millis(300)),
+        honour_idempotency: false,
+        faults: Faults {
+            seed: 2027,
+            task_failure: Fault::rate(0.05),
+            submit_5xx: Fault::rate(0.03),
+            submit_reset: Fault::rate(0.03),
+            ambiguous_submit: Fault::rate(0.03),
+            poll_5xx: Fault::rate(0.05),
+            truncated_download: Fault::rate(0.05),
+            ..Faults::default()
+        },
+        ..ws.sim_config()
+    })
+    .await
+    .unwrap();
+    let (kills, code, seed) = kill_until_done(
+        &ws,
+        &sim,
+        &["run", "jobs.yaml", "--dedicated-account"],
+        20,
+        (100, 1500),
+        0xdead,
+    )
+    .await;
+    assert!(
+        matches!(code, Some(0) | Some(3)),
+        "the last run ended {code:?} (seed {seed})"
+    );
+    let bills = crate::helper::net_bills_per_subject(&sim.ledger());
+    assert!(
+        bills.values().all(|n| *n == 1),
+        "a subject was billed twice (seed {seed}): {bills:?}"
+    );
+    let status = ws.recast(&sim, &["status", "e2e", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let counts = &doc["batches"][0]["batch"]["counts"]["by_state"];
+    let count = |s: &str| counts[s].as_u64().unwrap_or(0);
+    let (done, held, lost) = (count("done"), count("unknown"), count("lost"));
+    eprintln!(
+        "seed {seed}: {kills} kills; {done} done, {held} held unknown, {lost} lost, {} billed once",
+        bills.len()
+    );
+    assert_eq!(done + held + lost, 60, "{counts}");
+    // Every clip on disk is whole, one per done job.
+    let clips = ws.outputs();
+    assert_eq!(clips.len() as u64, done, "{clips:?}");
+    let reference = crate::helper::workspace::reference_clip();
+    for name in clips {
+        assert!(std::fs::read(ws.out().join(&name)).unwrap() == reference, "{name}");
+    }
 }
