@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use recast::sim::{Fault, Faults, Generation, Sim, SimConfig};
 
-use crate::helper::workspace::{Workspace, describe};
+use crate::helper::workspace::Workspace;
 
 /// A tiny deterministic generator, so a failing schedule of kills can be replayed.
 struct Lcg(u64);

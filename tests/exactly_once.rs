@@ -126,6 +126,23 @@ async fn two_state_folders_cannot_fill_one_output_folder_at_once() {
     assert!(first.wait().await.unwrap().success());
     assert_eq!(sim.ledger().totals.billed_tasks, 2);
     ws.assert_all_clips_whole();
+    // Later too, while the first state folder exists: it is the one that knows the batch.
+    let later = ws
+        .recast_command_in(&sim, &other, &["run", "jobs.yaml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(later.status.code(), Some(1), "{}", describe(&later));
+    assert!(describe(&later).contains("still exists"), "{}", describe(&later));
+    // Once it is gone, the output folder's own memory is enough: nothing is made again.
+    std::fs::remove_dir_all(ws.state()).unwrap();
+    let fresh = ws
+        .recast_command_in(&sim, &other, &["run", "jobs.yaml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status.code(), Some(0), "{}", describe(&fresh));
+    assert_eq!(sim.ledger().totals.billed_tasks, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

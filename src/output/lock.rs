@@ -1,8 +1,10 @@
-//! One state folder drives an output folder at a time: `.recast.lock` in the output folder,
-//! locked for as long as this process works on it and naming the state folder and pid holding
-//! it. Two state folders filling one output folder at once would each bill every clip; the
-//! second is refused with an error naming the first. The OS releases the lock however the
-//! process dies.
+//! One state folder drives an output folder: `.recast.lock` in the output folder, locked for as
+//! long as this process works on it and naming the state folder and pid holding it. Two state
+//! folders filling one output folder at once would each bill every clip; the second is refused
+//! with an error naming the first. The lock file keeps naming the last state folder after its
+//! process ends, and another state folder is refused while that one still exists (it knows the
+//! tasks in flight); a state folder that is gone (lost, a CI cache evicted) is not waited for.
+//! The OS releases the lock however the process dies.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -27,6 +29,13 @@ pub enum OutputBusy {
         other: String,
         pid: String,
     },
+    #[error(
+        "the output folder {output} was filled from another state folder, {other}, which still \
+         exists: its record of tasks in flight would be billed again from here. Use that state \
+         folder (--state-dir {other}), or remove it if you mean to start over (clips already in \
+         the output folder are never made again)"
+    )]
+    Recorded { output: PathBuf, other: String },
     #[error("the output folder {output} is being filled from state folder {other} by this process")]
     ThisProcess { output: PathBuf, other: PathBuf },
     #[error("cannot lock the output folder {output}: {source}")]
@@ -79,6 +88,17 @@ pub fn hold(output_dir: &Path, state_dir: &Path) -> Result<(), OutputBusy> {
             return Err(OutputBusy::Other { output, other, pid });
         }
         Err(TryLockError::Error(e)) => return Err(io(e)),
+    }
+    let mut text = String::new();
+    let _ = (&file).take(4096).read_to_string(&mut text);
+    if let Some(previous) = text.lines().nth(1).map(str::trim).filter(|p| !p.is_empty())
+        && Path::new(previous) != state
+        && Path::new(previous).join("recast.db").is_file()
+    {
+        return Err(OutputBusy::Recorded {
+            output,
+            other: previous.to_owned(),
+        });
     }
     file.set_len(0)
         .and_then(|_| file.seek(SeekFrom::Start(0)))
