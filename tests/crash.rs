@@ -102,7 +102,11 @@ async fn sigkill_at_random_moments_never_bills_twice_nor_leaves_a_partial_clip()
         0x5eed,
     )
     .await;
-    assert_eq!(code, Some(0), "the last run did not finish cleanly (seed {seed})");
+    assert_eq!(
+        code,
+        Some(0),
+        "the last run did not finish cleanly (seed {seed})"
+    );
     assert!(
         kills >= 20,
         "only {kills} kills happened before the batch finished (seed {seed})"
@@ -194,6 +198,9 @@ async fn sigkill_against_a_provider_without_deduplication_never_bills_twice() {
     assert_eq!(clips.len() as u64, done, "{clips:?}");
     let reference = crate::helper::workspace::reference_clip();
     for name in clips {
-        assert!(std::fs::read(ws.out().join(&name)).unwrap() == reference, "{name}");
+        assert!(
+            std::fs::read(ws.out().join(&name)).unwrap() == reference,
+            "{name}"
+        );
     }
 }

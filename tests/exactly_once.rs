@@ -133,7 +133,11 @@ async fn two_state_folders_cannot_fill_one_output_folder_at_once() {
         .await
         .unwrap();
     assert_eq!(later.status.code(), Some(1), "{}", describe(&later));
-    assert!(describe(&later).contains("still exists"), "{}", describe(&later));
+    assert!(
+        describe(&later).contains("still exists"),
+        "{}",
+        describe(&later)
+    );
     // Once it is gone, the output folder's own memory is enough: nothing is made again.
     std::fs::remove_dir_all(ws.state()).unwrap();
     let fresh = ws
@@ -239,5 +243,25 @@ async fn on_a_dedicated_account_the_balance_proves_a_lost_answer_was_billed() {
     let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(sim.ledger().totals.billed_tasks, 4);
+    ws.assert_all_clips_whole();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_folder_lost_mid_flight_follows_the_tasks_the_output_folder_recorded() {
+    let ws = Workspace::new(3, "");
+    let sim = start(SimConfig {
+        honour_idempotency: false,
+        generation: Generation::Fixed(Duration::from_secs(2)),
+        ..ws.sim_config()
+    })
+    .await;
+    let tick = ws.recast(&sim, &["run", "jobs.yaml", "--no-wait"]).await;
+    assert_eq!(tick.status.code(), Some(0), "{}", describe(&tick));
+    assert_eq!(sim.ledger().totals.billed_tasks, 3);
+    // The state folder is lost while every task is still running.
+    std::fs::remove_dir_all(ws.state()).unwrap();
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(sim.ledger().totals.billed_tasks, 3, "{}", describe(&out));
     ws.assert_all_clips_whole();
 }

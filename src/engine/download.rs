@@ -337,13 +337,13 @@ fn result_line(item: &DownloadItem, sha256: &str, bytes: u64) -> crate::output::
         job_key: item.job_key.clone(),
         subject: item.subject_id.clone(),
         batch: item.batch_name.clone(),
-        file: String::new(),
         sha256: sha256.to_owned(),
         bytes,
         task_id: item.task_id.clone(),
         credits: item.estimate_credits,
         state: "done".to_owned(),
         at: now_ms(),
+        ..Default::default()
     }
 }
 

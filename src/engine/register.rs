@@ -12,7 +12,9 @@ use super::StoredSpec;
 use crate::output::{self, OutputBusy};
 use crate::plan::{JobStatus, Plan};
 use crate::pricing::usd_to_credits_floor;
-use crate::store::{JobState, LandedClip, NewBatch, NewJob, ReconcileReport, Store, StoreError};
+use crate::store::{
+    AdoptedSubmit, JobState, LandedClip, NewBatch, NewJob, ReconcileReport, Store, StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
@@ -108,6 +110,20 @@ pub fn register(
                     bytes: entry.bytes,
                 })
             });
+        // A submit only the output folder remembers (a lost state folder) is followed, never
+        // billed again; the in-process simulator's tasks die with it, so not for it.
+        let unknown_here = matches!(j.status, JobStatus::New | JobStatus::Changed);
+        let adopt = made
+            .get(key)
+            .filter(|_| unknown_here && landed.is_none() && provider != "simulator")
+            .filter(|line| line.provider == provider)
+            .filter(|line| matches!(line.state.as_str(), "submitting" | "submitted"))
+            .and_then(|line| {
+                Some(AdoptedSubmit {
+                    idempotency_key: line.idempotency_key.clone()?,
+                    task_id: line.task_id.clone().filter(|_| line.state == "submitted"),
+                })
+            });
         NewJob {
             key: key.clone(),
             subject_id: j.spec.subject_id.clone(),
@@ -118,6 +134,7 @@ pub fn register(
             estimate_credits: j.estimate.map(|e| e.credits),
             invalid_reason: (!j.problems.is_empty()).then(|| j.problems.join("; ")),
             landed,
+            adopt,
         }
     });
     let report = store.register_batch(
@@ -133,6 +150,13 @@ pub fn register(
         },
         jobs,
     )?;
+    if report.adopted > 0 {
+        tracing::warn!(
+            batch = %batch.name,
+            count = report.adopted,
+            "submits recorded only by the output folder are followed (their tasks polled), not sent again"
+        );
+    }
     if report.found_in_output > 0 {
         tracing::warn!(
             batch = %batch.name,

@@ -63,7 +63,7 @@ impl<P: Provider> Engine<P> {
             match self.store.claim_next(self.scope())? {
                 ClaimOutcome::Intent(intent) => {
                     let engine = self.clone();
-                    sends.spawn(async move { engine.send(intent).await });
+                    sends.spawn(async move { engine.send(*intent).await });
                 }
                 ClaimOutcome::Idle => {
                     tokio::select! {
@@ -104,7 +104,7 @@ impl<P: Provider> Engine<P> {
             match self.store.claim_next(self.scope())? {
                 ClaimOutcome::Intent(intent) => {
                     let engine = self.clone();
-                    sends.spawn(async move { engine.send(intent).await });
+                    sends.spawn(async move { engine.send(*intent).await });
                 }
                 ClaimOutcome::Idle => break,
             }
@@ -113,6 +113,30 @@ impl<P: Provider> Engine<P> {
             super::joined(done)?;
         }
         Ok(())
+    }
+
+    /// The output folder's line for this submit (see [`crate::output`]).
+    fn remember(
+        &self,
+        intent: &SubmitIntent,
+        state: &str,
+        task_id: Option<&str>,
+    ) -> std::io::Result<()> {
+        crate::output::append(
+            std::path::Path::new(&intent.output_dir),
+            &crate::output::ResultLine {
+                job_key: intent.job_key.clone(),
+                subject: intent.subject_id.clone(),
+                batch: intent.batch_name.clone(),
+                provider: self.scope().provider_id().to_owned(),
+                task_id: task_id.map(str::to_owned),
+                idempotency_key: Some(intent.idempotency_key.clone()),
+                credits: intent.estimate_credits,
+                state: state.to_owned(),
+                at: now_ms(),
+                ..Default::default()
+            },
+        )
     }
 
     async fn send(self: Arc<Self>, intent: SubmitIntent) -> Result<(), EngineError> {
@@ -124,15 +148,47 @@ impl<P: Provider> Engine<P> {
                 return Ok(());
             }
         };
+        // The output folder learns of the submit before it is sent, as the store did: a state
+        // folder lost from here on finds it `unknown`, never sends it again silently.
+        if let Err(e) = self.remember(&intent, "submitting", None) {
+            let why = format!(
+                "cannot write {} in {}: {e}",
+                crate::output::RESULTS_FILE,
+                intent.output_dir
+            );
+            self.store.record_not_sent(&intent, &why)?;
+            self.submit_pacing.pause(SERVER_TROUBLE_PAUSE);
+            tracing::error!(subject = %intent.subject_id, "not submitted: {why}");
+            return Ok(());
+        }
         let answer = self
             .provider
             .submit(&request, &intent.idempotency_key)
             .await;
+        self.record_answer(&intent, answer)?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Record what the provider answered (store first, then the output folder), and act on it.
+    fn record_answer(
+        &self,
+        intent: &SubmitIntent,
+        answer: Result<String, ProviderError>,
+    ) -> Result<(), EngineError> {
         let store = &self.store;
+        let closed = |engine: &Self| {
+            if let Err(e) = engine.remember(intent, "closed", None) {
+                tracing::warn!(subject = %intent.subject_id, "cannot note an unsent submit in the output folder: {e}");
+            }
+        };
         match answer {
             Ok(task_id) => {
+                if let Err(e) = self.remember(intent, "submitted", Some(&task_id)) {
+                    tracing::warn!(subject = %intent.subject_id, "cannot note task {task_id} in the output folder: {e}");
+                }
                 let first = self.config.poll_schedule.first_delay(intent.duration_ms);
-                store.record_submitted(&intent, &task_id, now_ms() + first.as_millis() as i64)?;
+                store.record_submitted(intent, &task_id, now_ms() + first.as_millis() as i64)?;
                 self.submit_pacing.accepted();
                 self.provider_confirmed.store(true, Ordering::Relaxed);
                 tracing::info!(
@@ -141,12 +197,14 @@ impl<P: Provider> Engine<P> {
                 );
             }
             Err(ProviderError::NotSent(why)) => {
-                store.record_not_sent(&intent, &why)?;
+                store.record_not_sent(intent, &why)?;
+                closed(self);
                 self.submit_pacing.pause(SERVER_TROUBLE_PAUSE);
                 tracing::warn!(subject = %intent.subject_id, "submit not sent, will retry: {why}");
             }
             Err(ProviderError::RateLimited { retry_after }) => {
-                store.record_not_sent(&intent, "rate limited by the provider (429)")?;
+                store.record_not_sent(intent, "rate limited by the provider (429)")?;
+                closed(self);
                 self.submit_pacing.rate_limited(retry_after);
                 tracing::warn!(
                     retry_after_s = retry_after.map(|d| d.as_secs_f64()),
@@ -155,20 +213,23 @@ impl<P: Provider> Engine<P> {
             }
             Err(ProviderError::Rejected { status, message }) => {
                 let why = format!("the provider rejected the request ({status}): {message}");
-                store.record_rejected(&intent, &why)?;
+                store.record_rejected(intent, &why)?;
+                closed(self);
                 tracing::warn!(subject = %intent.subject_id, "{why}");
             }
             Err(e @ ProviderError::Unauthorized { .. }) => {
-                store.record_not_sent(&intent, &e.to_string())?;
+                store.record_not_sent(intent, &e.to_string())?;
+                closed(self);
                 self.halt(Halt::Unauthorized(e.to_string()));
             }
             Err(e @ ProviderError::OutOfCredits { .. }) => {
-                store.record_not_sent(&intent, &e.to_string())?;
+                store.record_not_sent(intent, &e.to_string())?;
+                closed(self);
                 self.halt(Halt::OutOfCredits(e.to_string()));
             }
             Err(e @ (ProviderError::Ambiguous(_) | ProviderError::TaskNotFound { .. })) => {
                 let why = format!("submit outcome unknown: {e}");
-                store.record_unknown(&intent, &why)?;
+                store.record_unknown(intent, &why)?;
                 self.submit_pacing.pause(SERVER_TROUBLE_PAUSE);
                 let resends = {
                     let mut m = self
@@ -190,7 +251,6 @@ impl<P: Provider> Engine<P> {
                 }
             }
         }
-        self.wake.notify_waiters();
         Ok(())
     }
 }

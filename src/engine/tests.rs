@@ -99,6 +99,7 @@ fn registered_store(jobs: usize) -> (Arc<Store>, i64) {
                 estimate_credits: Some(566),
                 invalid_reason: None,
                 landed: None,
+                adopt: None,
             }),
         )
         .unwrap();

@@ -1,10 +1,13 @@
 //! The output folder's own memory, so that it, not only a state folder, says what it holds.
 //!
-//! Owns: `recast-results.jsonl`, one JSON line per clip landed in the folder (job key, subject,
-//! file, sha256, bytes, task id, credits), appended and fsynced as each clip lands, and read back
-//! when a batch is registered, so a verified clip already there is `done` for any state folder
-//! (a lost state folder, a CI cache evicted, `cd` into another folder) and never billed again.
-//! It doubles as the batch's results file, like OpenAI Batch's output file. Also owns the
+//! Owns: `recast-results.jsonl`, JSON lines appended and fsynced as a job's money moves: before
+//! a submit is sent (`submitting`, with its idempotency key), when the provider answers with a
+//! task (`submitted`, with the task id), when a submit certainly created nothing (`closed`), and
+//! when the clip lands (`done`: file, sha256, bytes). The last line of a job key is its state.
+//! Read back when a batch is registered, it makes a verified clip `done` for any state folder
+//! (a lost state folder, a CI cache evicted, `cd` into another folder), and a task in flight
+//! followed rather than billed again; a submit that was on the wire is `unknown`, never re-sent
+//! silently. It doubles as the batch's results file, like OpenAI Batch's output file. Also owns the
 //! folder's lock (`.recast.lock`): one state folder drives an output folder at a time.
 //!
 //! May not: touch the store, or trust the folder: every file here is opened without following
@@ -27,19 +30,28 @@ pub const RESULTS_FILE: &str = "recast-results.jsonl";
 /// A results file larger than this is not read (about a million clips' lines).
 const MAX_RESULTS_BYTES: u64 = 512 << 20;
 
-/// One landed clip, as its line in the results file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// One step of a job, as its line in the results file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResultLine {
     pub job_key: String,
     pub subject: String,
     pub batch: String,
-    /// The clip's file name inside the output folder.
+    /// Who the task was submitted to (the provider's identity, as batches are keyed).
+    #[serde(default)]
+    pub provider: String,
+    /// The clip's file name inside the output folder (`done` lines).
+    #[serde(default)]
     pub file: String,
+    #[serde(default)]
     pub sha256: String,
+    #[serde(default)]
     pub bytes: u64,
     pub task_id: Option<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
     /// Upper bound of what the clip cost, in credits.
     pub credits: Option<u64>,
+    /// `submitting`, `submitted`, `closed` or `done`.
     pub state: String,
     /// Unix milliseconds.
     pub at: i64,
@@ -63,6 +75,7 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
 pub fn append(dir: &Path, line: &ResultLine) -> std::io::Result<()> {
     let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
     text.push('\n');
+    std::fs::create_dir_all(dir)?;
     let mut file = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
@@ -79,8 +92,8 @@ pub fn append(dir: &Path, line: &ResultLine) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Every clip the folder's results file names, by job key (the last line for a key wins).
-/// A missing, oversized or hostile file reads as empty; damaged lines are skipped.
+/// The last line of every job key in the folder's results file. A missing, oversized or
+/// hostile file reads as empty; damaged lines are skipped.
 pub fn read(dir: &Path) -> HashMap<String, ResultLine> {
     let mut out = HashMap::new();
     let Ok(file) = open_regular(&dir.join(RESULTS_FILE)) else {
@@ -89,8 +102,7 @@ pub fn read(dir: &Path) -> HashMap<String, ResultLine> {
     let reader = BufReader::new(file.take(MAX_RESULTS_BYTES));
     for line in reader.split(b'\n').map_while(Result::ok) {
         if let Ok(entry) = serde_json::from_slice::<ResultLine>(&line)
-            && entry.state == "done"
-            && is_plain_name(&entry.file)
+            && (entry.state != "done" || is_plain_name(&entry.file))
         {
             out.insert(entry.job_key.clone(), entry);
         }
@@ -105,6 +117,9 @@ fn is_plain_name(name: &str) -> bool {
 
 /// The clip `entry` names, if it is in `dir` as a regular file with its length and sha256.
 pub fn verify(dir: &Path, entry: &ResultLine) -> Option<PathBuf> {
+    if entry.state != "done" || !is_plain_name(&entry.file) {
+        return None;
+    }
     let path = dir.join(&entry.file);
     let file = open_regular(&path).ok()?;
     if file.metadata().ok()?.len() != entry.bytes {
@@ -139,7 +154,7 @@ mod tests {
             task_id: Some("t-1".to_owned()),
             credits: Some(566),
             state: "done".to_owned(),
-            at: 0,
+            ..Default::default()
         }
     }
 

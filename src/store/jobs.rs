@@ -34,6 +34,16 @@ pub struct NewJob {
     pub invalid_reason: Option<String>,
     /// The clip is already in the output folder, verified (its results file says so): `done`.
     pub landed: Option<LandedClip>,
+    /// The output folder says a submit of this job went out from a state folder this one does
+    /// not know: followed (its task polled) or held `unknown`, never sent again silently.
+    pub adopt: Option<AdoptedSubmit>,
+}
+
+/// A submit the output folder remembers: its key, and its task when the provider answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdoptedSubmit {
+    pub idempotency_key: String,
+    pub task_id: Option<String>,
 }
 
 /// A clip found whole in the output folder under the job's key.
@@ -55,6 +65,8 @@ pub struct ReconcileReport {
     pub revived: usize,
     /// Jobs found made in the output folder (its results file), whatever this state folder knew.
     pub found_in_output: usize,
+    /// Jobs whose submit the output folder remembers and this state folder did not: followed.
+    pub adopted: usize,
 }
 
 /// A job about to be submitted: its intent row is committed.
@@ -71,11 +83,14 @@ pub struct SubmitIntent {
     pub spec_json: String,
     pub duration_ms: u64,
     pub estimate_credits: Option<u64>,
+    pub job_key: String,
+    /// Where its clip will land: the output folder also remembers the submit.
+    pub output_dir: String,
 }
 
 #[derive(Debug, Clone)]
 pub enum ClaimOutcome {
-    Intent(SubmitIntent),
+    Intent(Box<SubmitIntent>),
     /// Nothing is waiting to be submitted.
     Idle,
 }
@@ -189,6 +204,67 @@ pub(super) fn set_attempt_state(
         params![attempt_id, state, error, now_ms()],
     )?;
     Ok(())
+}
+
+/// A job whose submit only the output folder remembers: `running` on its task (polling is
+/// free), or `unknown` when the submit's answer never came.
+fn insert_adopted(
+    tx: &Transaction<'_>,
+    batch_id: i64,
+    job: &NewJob,
+    adopted: &AdoptedSubmit,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let (job_state, attempt_state, reason) = match &adopted.task_id {
+        Some(_) => (
+            JobState::Running,
+            "accepted",
+            "followed from the output folder's record of its task",
+        ),
+        None => (
+            JobState::Unknown,
+            "unknown",
+            "the output folder records a submit whose answer was never recorded",
+        ),
+    };
+    tx.execute(
+        "INSERT INTO jobs (batch_id, job_key, subject_id, output_name, spec_json, duration_ms,
+             estimate_credits, state, reason, task_id, next_poll_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?11)",
+        params![
+            batch_id,
+            job.key,
+            job.subject_id,
+            job.output_name,
+            job.spec_json,
+            job.duration_ms as i64,
+            job.estimate_credits.map(|c| c as i64),
+            job_state.as_str(),
+            reason,
+            adopted.task_id,
+            now
+        ],
+    )?;
+    let job_id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO attempts (job_id, number, idempotency_key, state, task_id, credits_estimate,
+             created_at, updated_at)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            job_id,
+            adopted.idempotency_key,
+            attempt_state,
+            adopted.task_id,
+            job.estimate_credits.map(|c| c as i64),
+            now
+        ],
+    )?;
+    let attempt_id = tx.last_insert_rowid();
+    tx.execute(
+        "UPDATE jobs SET attempt_id = ?2 WHERE id = ?1",
+        params![job_id, attempt_id],
+    )?;
+    event(tx, Some(batch_id), Some(job_id), job_state.as_str(), reason)
 }
 
 /// A clip the output folder holds makes its job `done`, unless a task of it is in flight (that
@@ -311,6 +387,13 @@ impl Store {
                         continue;
                     }
                 }
+                if let (None, Some(adopted), JobState::Planned) = (&found, &job.adopt, state) {
+                    insert_adopted(tx, batch_id, &job, adopted, now)?;
+                    report.added += 1;
+                    report.adopted += 1;
+                    keys.insert(job.key);
+                    continue;
+                }
                 match found {
                     // A person cancelled the batch: what it gains waits for their resume.
                     None if batch_cancelled && state == JobState::Planned => {
@@ -404,13 +487,14 @@ impl Store {
                 None,
                 "registered",
                 &format!(
-                    "manifest {}: {} new, {} kept, {} dropped, {} back, {} found in the output folder",
+                    "manifest {}: {} new, {} kept, {} dropped, {} back, {} found in the output folder, {} followed from it",
                     batch.manifest_path,
                     report.added,
                     report.kept,
                     report.dropped,
                     report.revived,
-                    report.found_in_output
+                    report.found_in_output,
+                    report.adopted
                 ),
             )?;
             Ok(report)

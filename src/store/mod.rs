@@ -30,8 +30,8 @@ use rusqlite::Connection;
 
 pub use account::{AccountLedger, BalanceRead};
 pub use jobs::{
-    ClaimOutcome, DownloadItem, JobStateCounts, LandedClip, NewBatch, NewJob, PollItem,
-    ReconcileReport, RetrySelection, SubmitIntent,
+    AdoptedSubmit, ClaimOutcome, DownloadItem, JobStateCounts, LandedClip, NewBatch, NewJob,
+    PollItem, ReconcileReport, RetrySelection, SubmitIntent,
 };
 pub use lock::StateLock;
 pub use reports::{AttentionJob, BatchSource, BatchSummary, EventLine, KnownJob, SubmitCounts};

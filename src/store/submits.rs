@@ -61,34 +61,20 @@ impl Store {
             let Some(batch) = batch else {
                 return Ok(ClaimOutcome::Idle);
             };
-            let next = tx
-                .query_row(
-                    "SELECT j.id, j.batch_id, b.name, j.subject_id, b.base_dir, j.spec_json,
-                         j.duration_ms, j.estimate_credits, b.budget_credits, j.attempt_id,
-                         j.job_key
-                     FROM jobs j JOIN batches b ON b.id = j.batch_id
-                     WHERE j.batch_id = ?1 AND j.state = 'planned' AND j.held IS NULL
-                     ORDER BY j.id LIMIT 1",
-                    [batch],
-                    |r| {
-                        Ok((
-                            r.get::<_, i64>(0)?,
-                            r.get::<_, i64>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                            r.get::<_, String>(4)?,
-                            r.get::<_, String>(5)?,
-                            r.get::<_, i64>(6)?,
-                            r.get::<_, Option<i64>>(7)?,
-                            r.get::<_, Option<i64>>(8)?,
-                            r.get::<_, Option<i64>>(9)?,
-                            r.get::<_, String>(10)?,
-                        ))
-                    },
-                )
-                .optional()?;
-            let Some((job_id, batch_id, batch_name, subject_id, base_dir, spec_json, duration_ms, estimate, budget, attempt_id, job_key)) =
-                next
+            let Some(Candidate {
+                job_id,
+                batch_id,
+                batch_name,
+                subject_id,
+                base_dir,
+                output_dir,
+                spec_json,
+                duration_ms,
+                estimate,
+                budget,
+                attempt_id,
+                job_key,
+            }) = next_candidate(tx, batch)?
             else {
                 return Ok(ClaimOutcome::Idle);
             };
@@ -167,7 +153,7 @@ impl Store {
                 "submitting",
                 &format!("{subject_id}: attempt {attempt_number} ({idempotency_key})"),
             )?;
-            return Ok(ClaimOutcome::Intent(SubmitIntent {
+            return Ok(ClaimOutcome::Intent(Box::new(SubmitIntent {
                 job_id,
                 batch_id,
                 batch_name,
@@ -179,7 +165,9 @@ impl Store {
                 spec_json,
                 duration_ms: duration_ms as u64,
                 estimate_credits: estimate.map(|e| e as u64),
-            }));
+                job_key,
+                output_dir,
+            })));
         })
     }
 
@@ -350,6 +338,53 @@ impl Store {
             Ok(n)
         })
     }
+}
+
+/// The next planned job of a batch, with what its intent needs.
+struct Candidate {
+    job_id: i64,
+    batch_id: i64,
+    batch_name: String,
+    subject_id: String,
+    base_dir: String,
+    output_dir: String,
+    spec_json: String,
+    duration_ms: i64,
+    estimate: Option<i64>,
+    budget: Option<i64>,
+    attempt_id: Option<i64>,
+    job_key: String,
+}
+
+fn next_candidate(
+    tx: &rusqlite::Transaction<'_>,
+    batch: i64,
+) -> rusqlite::Result<Option<Candidate>> {
+    tx.query_row(
+        "SELECT j.id, j.batch_id, b.name, j.subject_id, b.base_dir, b.output_dir, j.spec_json,
+             j.duration_ms, j.estimate_credits, b.budget_credits, j.attempt_id, j.job_key
+         FROM jobs j JOIN batches b ON b.id = j.batch_id
+         WHERE j.batch_id = ?1 AND j.state = 'planned' AND j.held IS NULL
+         ORDER BY j.id LIMIT 1",
+        [batch],
+        |r| {
+            Ok(Candidate {
+                job_id: r.get(0)?,
+                batch_id: r.get(1)?,
+                batch_name: r.get(2)?,
+                subject_id: r.get(3)?,
+                base_dir: r.get(4)?,
+                output_dir: r.get(5)?,
+                spec_json: r.get(6)?,
+                duration_ms: r.get(7)?,
+                estimate: r.get(8)?,
+                budget: r.get(9)?,
+                attempt_id: r.get(10)?,
+                job_key: r.get(11)?,
+            })
+        },
+    )
+    .optional()
 }
 
 /// Move a job out of `submitting`, only if it is still there under the intent's attempt.

@@ -26,6 +26,7 @@ fn job(key: &str) -> NewJob {
         estimate_credits: Some(566),
         invalid_reason: None,
         landed: None,
+        adopt: None,
     }
 }
 
@@ -48,7 +49,7 @@ fn all() -> Scope {
 
 fn claim(store: &Store) -> Option<SubmitIntent> {
     match store.claim_next(&all()).unwrap() {
-        ClaimOutcome::Intent(i) => Some(i),
+        ClaimOutcome::Intent(i) => Some(*i),
         ClaimOutcome::Idle => None,
     }
 }
