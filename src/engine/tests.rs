@@ -182,6 +182,8 @@ async fn a_task_the_provider_forgets_is_lost_and_never_submitted_again_by_itself
         MediaPublisher::default(),
         EngineConfig {
             submit_per_minute: 6000,
+            // Poll times are wall-clock milliseconds: a paused tokio clock does not skip them.
+            poll_schedule: PollSchedule::for_simulator(),
             ..EngineConfig::default()
         },
         Scope::batches("scripted", vec![batch]),
@@ -216,7 +218,10 @@ async fn a_panic_in_a_stage_stops_the_run_with_an_error() {
         store.clone(),
         provider,
         MediaPublisher::default(),
-        EngineConfig::default(),
+        EngineConfig {
+            poll_schedule: PollSchedule::for_simulator(),
+            ..EngineConfig::default()
+        },
         Scope::batches("scripted", vec![batch]),
     )
     .unwrap();
