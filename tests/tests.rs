@@ -8,6 +8,7 @@ mod crash;
 mod daemon;
 mod engine;
 mod exactly_once;
+mod explore;
 mod manifest;
 mod media;
 mod sim;

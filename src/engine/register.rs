@@ -108,6 +108,8 @@ pub fn register(
                     path: path.to_string_lossy().into_owned(),
                     sha256: entry.sha256.clone(),
                     bytes: entry.bytes,
+                    credits: entry.credits,
+                    task_id: entry.task_id.clone(),
                 })
             });
         // A submit only the output folder remembers (a lost state folder) is followed, never
@@ -149,6 +151,13 @@ pub fn register(
             priority,
         },
         jobs,
+    )?;
+    // What the output folder records as spent on jobs this state folder never knew (versions of
+    // the batch made from a state folder since lost) still counts against the budget.
+    let known = store.job_keys(report.batch_id)?;
+    store.set_outside_credits(
+        report.batch_id,
+        output::recorded_credits(output_dir, &known),
     )?;
     if report.adopted > 0 {
         tracing::warn!(

@@ -110,6 +110,48 @@ pub fn read(dir: &Path) -> HashMap<String, ResultLine> {
     out
 }
 
+/// Credits the results file records as spent on jobs other than `known` ones: per submit (its
+/// idempotency key) whose last line is not `closed`, or once for a clip recorded only as landed.
+/// An upper bound (a failed task's refund is not recorded), so a budget never counts too little.
+pub fn recorded_credits(dir: &Path, known: &std::collections::HashSet<String>) -> u64 {
+    let Ok(file) = open_regular(&dir.join(RESULTS_FILE)) else {
+        return 0;
+    };
+    let mut submits: HashMap<(String, String), (bool, u64)> = HashMap::new();
+    let mut landed: HashMap<String, u64> = HashMap::new();
+    let reader = BufReader::new(file.take(MAX_RESULTS_BYTES));
+    for line in reader.split(b'\n').map_while(Result::ok) {
+        let Ok(entry) = serde_json::from_slice::<ResultLine>(&line) else {
+            continue;
+        };
+        if known.contains(&entry.job_key) {
+            continue;
+        }
+        let credits = entry.credits.unwrap_or(0);
+        match entry.idempotency_key {
+            Some(key) => {
+                submits.insert((entry.job_key, key), (entry.state != "closed", credits));
+            }
+            None if entry.state == "done" => {
+                landed.insert(entry.job_key, credits);
+            }
+            None => {}
+        }
+    }
+    let with_submits: std::collections::HashSet<&String> =
+        submits.keys().map(|(job, _)| job).collect();
+    let paid: u64 = submits
+        .values()
+        .filter(|(open, _)| *open)
+        .map(|(_, c)| c)
+        .sum();
+    paid + landed
+        .iter()
+        .filter(|(job, _)| !with_submits.contains(job))
+        .map(|(_, c)| c)
+        .sum::<u64>()
+}
+
 /// A file name with no folder in it: a hostile line cannot point outside the folder.
 fn is_plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains('/') && !name.contains('\0')

@@ -28,6 +28,9 @@ pub struct LedgerEntry {
     pub refunded: bool,
     pub image_url: String,
     pub video_url: String,
+    /// The submit's prompt: with the image, what tells one clip of a subject from another.
+    #[serde(default)]
+    pub prompt: Option<String>,
 }
 
 /// Sums over the ledger.
@@ -184,6 +187,7 @@ mod tests {
 
     fn entry(id: &str, credits: u64, refunded: bool) -> LedgerEntry {
         LedgerEntry {
+            prompt: None,
             task_id: id.into(),
             idempotency_key: Some(format!("k-{id}")),
             model: "kling-v3-motion-control".into(),

@@ -282,6 +282,7 @@ impl Book {
                     refunded: t.refunded,
                     image_url: t.image_url.clone(),
                     video_url: t.video_url.clone(),
+                    prompt: t.prompt.clone(),
                 })
                 .collect(),
         )

@@ -52,6 +52,9 @@ pub struct LandedClip {
     pub path: String,
     pub sha256: String,
     pub bytes: u64,
+    /// What the clip cost, as the output folder recorded it: the budget keeps counting it.
+    pub credits: Option<u64>,
+    pub task_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -277,7 +280,41 @@ fn mark_found_done(tx: &Transaction<'_>, job_id: i64, clip: &LandedClip) -> rusq
          WHERE id = ?1 AND state NOT IN ('done', 'submitting', 'running', 'downloading')",
         params![job_id, clip.path, clip.sha256, clip.bytes as i64, now_ms()],
     )?;
-    Ok(n == 1)
+    if n == 0 {
+        return Ok(false);
+    }
+    // A clip this state folder never paid for was paid all the same: the budget counts it.
+    let paid_here: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM attempts WHERE job_id = ?1 AND state = 'completed')",
+        [job_id],
+        |r| r.get(0),
+    )?;
+    if !paid_here {
+        let number: i64 = tx.query_row(
+            "SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE job_id = ?1",
+            [job_id],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO attempts (job_id, number, idempotency_key, state, task_id,
+                 credits_estimate, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'completed', ?4, ?5, ?6, ?6)",
+            params![
+                job_id,
+                number,
+                format!("found-{job_id}-a{number}"),
+                clip.task_id,
+                clip.credits.map(|c| c as i64),
+                now_ms()
+            ],
+        )?;
+        let attempt_id = tx.last_insert_rowid();
+        tx.execute(
+            "UPDATE jobs SET attempt_id = ?2, task_id = coalesce(task_id, ?3) WHERE id = ?1",
+            params![job_id, attempt_id, clip.task_id],
+        )?;
+    }
+    Ok(true)
 }
 
 impl Store {

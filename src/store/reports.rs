@@ -296,6 +296,28 @@ impl Store {
         .map_err(self.sql_error("read events"))
     }
 
+    /// Every job key of a batch, whatever its state.
+    pub fn job_keys(&self, batch_id: i64) -> Result<std::collections::HashSet<String>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare("SELECT job_key FROM jobs WHERE batch_id = ?1")
+            .map_err(self.sql_error("list job keys"))?;
+        s.query_map([batch_id], |r| r.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("list job keys"))
+    }
+
+    /// What the batch's output folder records as spent on jobs this state folder does not know.
+    pub fn set_outside_credits(&self, batch_id: i64, credits: u64) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE batches SET outside_credits = ?2 WHERE id = ?1",
+            params![batch_id, credits as i64],
+        )
+        .map_err(self.sql_error("record credits spent outside this state folder"))?;
+        Ok(())
+    }
+
     /// The job whose finished clip is at `path`, if any.
     pub fn output_owner(&self, path: &str) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();

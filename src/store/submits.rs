@@ -95,7 +95,7 @@ impl Store {
                     None => Some("price unknown: a job without a price cannot pass a budget".to_owned()),
                     Some(est) => {
                         let committed: i64 = tx.query_row(
-                            "SELECT committed_credits FROM batches WHERE id = ?1",
+                            "SELECT committed_credits + outside_credits FROM batches WHERE id = ?1",
                             [batch_id],
                             |r| r.get(0),
                         )?;

@@ -85,6 +85,9 @@ BEGIN
 END;
 
 ALTER TABLE batches ADD COLUMN cancelled INTEGER NOT NULL DEFAULT 0;
+-- Credits the batch's output folder records as spent on jobs this state folder does not know
+-- (made from a state folder since lost): the budget counts them too.
+ALTER TABLE batches ADD COLUMN outside_credits INTEGER NOT NULL DEFAULT 0;
 UPDATE batches SET cancelled = 1 WHERE id IN (
     SELECT batch_id FROM events WHERE kind = 'cancel' AND batch_id IS NOT NULL);
 
