@@ -273,7 +273,7 @@ impl World {
                 );
                 format!("--simulate trial -> {:?}", out.status.code())
             }
-            90..=94 if self.ws.state().join("recast.db").exists() => {
+            90..=94 if self.output_held_by_main_state() => {
                 let other = self.ws.path().join("second-state");
                 let out = self
                     .ws
@@ -297,6 +297,15 @@ impl World {
                 "lose the state folder".to_owned()
             }
         }
+    }
+
+    /// The output folder names the main state folder as the one filling it, and that exists.
+    fn output_held_by_main_state(&self) -> bool {
+        let recorded =
+            std::fs::read_to_string(self.ws.out().join(".recast.lock")).unwrap_or_default();
+        let main = self.ws.state().canonicalize().ok();
+        self.ws.state().join("recast.db").exists()
+            && main.is_some_and(|m| recorded.lines().nth(1) == Some(&*m.to_string_lossy()))
     }
 
     /// The money invariants, against the simulator's ledger and the disk.

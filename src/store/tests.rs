@@ -414,3 +414,25 @@ fn a_refund_lets_a_job_held_by_the_budget_go() {
     assert!(claim(&store).is_some());
     assert_committed_matches(&store, r.batch_id);
 }
+
+#[test]
+fn re_registering_never_creates_a_second_attempt_for_a_job_in_flight() {
+    let store = Store::open_in_memory().unwrap();
+    let r = store
+        .register_batch(&batch("b", None, 0), jobs("k", 2))
+        .unwrap();
+    let first = claim(&store).unwrap();
+    store.record_submitted(&first, "t-1", 0).unwrap();
+    let second = claim(&store).unwrap();
+    store.record_unknown(&second, "reset").unwrap();
+    // A schedule tick, a standing re-plan, a concurrent run: the same manifest, then one that
+    // drops both subjects, then both back.
+    for keys in [jobs("k", 2), Vec::new(), jobs("k", 2)] {
+        store.register_batch(&batch("b", None, 0), keys).unwrap();
+        assert!(claim(&store).is_none(), "nothing to submit");
+    }
+    let counts = store.batch_counts(r.batch_id).unwrap();
+    assert_eq!(counts.get(JobState::Running), 1, "{counts:?}");
+    assert_eq!(counts.get(JobState::Unknown), 1, "{counts:?}");
+    assert_eq!(store.submit_counts(r.batch_id).unwrap().sent, 2);
+}
