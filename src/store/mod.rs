@@ -16,6 +16,7 @@ mod account;
 mod jobs;
 mod lock;
 mod migrations;
+mod register;
 mod reports;
 mod scope;
 mod stages;

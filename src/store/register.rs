@@ -1,0 +1,369 @@
+//! Registration: a batch and its jobs as a manifest declares them, reconciled with what this
+//! state folder and the output folder already know, in one transaction.
+//!
+//! New keys are added as planned; known keys are kept as they are; planned jobs whose keys left
+//! the manifest are dropped (cancelled by the manifest, and back if the subject comes back). A
+//! person's cancel is never undone here: jobs a cancelled batch gains are registered cancelled.
+//! A clip the output folder holds whole makes its job `done`; a submit only the output folder
+//! remembers is followed (`running`) or held (`unknown`), never sent again silently.
+
+use std::collections::HashSet;
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::jobs::{
+    AdoptedSubmit, LandedClip, NewBatch, NewJob, ReconcileReport, event, set_job_state,
+};
+use super::{JobState, Store, StoreError, now_ms};
+
+/// What this state folder already knows of a job key.
+struct Known {
+    id: i64,
+    state: JobState,
+    /// An attempt or a task exists: something may have been spent on it.
+    submitted_before: bool,
+    cancelled_by: String,
+}
+
+impl Store {
+    /// Register a batch or reconcile it with its manifest, in one transaction.
+    pub fn register_batch(
+        &self,
+        batch: &NewBatch,
+        jobs: impl IntoIterator<Item = NewJob>,
+    ) -> Result<ReconcileReport, StoreError> {
+        self.write("register the batch", |tx| {
+            let (batch_id, batch_cancelled) = upsert_batch(tx, batch)?;
+            let mut report = ReconcileReport {
+                batch_id,
+                ..Default::default()
+            };
+            let mut keys = HashSet::new();
+            for job in jobs {
+                reconcile_job(tx, batch_id, batch_cancelled, &job, &mut report)?;
+                keys.insert(job.key);
+            }
+            report.dropped = drop_stale(tx, batch_id, &keys)?;
+            event(
+                tx,
+                Some(batch_id),
+                None,
+                "registered",
+                &format!(
+                    "manifest {}: {} new, {} kept, {} dropped, {} back, {} found in the output \
+                     folder, {} followed from it",
+                    batch.manifest_path,
+                    report.added,
+                    report.kept,
+                    report.dropped,
+                    report.revived,
+                    report.found_in_output,
+                    report.adopted
+                ),
+            )?;
+            Ok(report)
+        })
+    }
+}
+
+/// The batch row, created or brought up to date. Returns its id and whether a person cancelled it.
+fn upsert_batch(tx: &Transaction<'_>, batch: &NewBatch) -> rusqlite::Result<(i64, bool)> {
+    tx.execute(
+        "INSERT INTO batches (name, provider, manifest_path, base_dir, output_dir,
+             budget_credits, retries, priority, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+         ON CONFLICT (name, provider) DO UPDATE SET manifest_path = ?3, base_dir = ?4,
+             output_dir = ?5, budget_credits = ?6, retries = ?7, priority = ?8, updated_at = ?9",
+        params![
+            batch.name,
+            batch.provider,
+            batch.manifest_path,
+            batch.base_dir,
+            batch.output_dir,
+            batch.budget_credits.map(|c| c as i64),
+            batch.retries,
+            batch.priority,
+            now_ms()
+        ],
+    )?;
+    let (batch_id, cancelled): (i64, bool) = tx.query_row(
+        "SELECT id, cancelled FROM batches WHERE name = ?1 AND provider = ?2",
+        params![batch.name, batch.provider],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    // The budget may have changed: held jobs are looked at again.
+    tx.execute(
+        "UPDATE jobs SET held = NULL WHERE batch_id = ?1 AND state = 'planned'",
+        [batch_id],
+    )?;
+    Ok((batch_id, cancelled))
+}
+
+fn find(tx: &Transaction<'_>, batch_id: i64, key: &str) -> rusqlite::Result<Option<Known>> {
+    tx.prepare_cached(
+        "SELECT id, state, attempt_id IS NOT NULL OR task_id IS NOT NULL,
+             coalesce(cancelled_by, '') FROM jobs WHERE batch_id = ?1 AND job_key = ?2",
+    )?
+    .query_row(params![batch_id, key], |r| {
+        Ok(Known {
+            id: r.get(0)?,
+            state: JobState::parse(&r.get::<_, String>(1)?).unwrap_or(JobState::Planned),
+            submitted_before: r.get(2)?,
+            cancelled_by: r.get(3)?,
+        })
+    })
+    .optional()
+}
+
+fn insert_job(
+    tx: &Transaction<'_>,
+    batch_id: i64,
+    job: &NewJob,
+    state: JobState,
+    reason: Option<&str>,
+    cancelled_by: Option<&str>,
+) -> rusqlite::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO jobs (batch_id, job_key, subject_id, output_name, spec_json, duration_ms,
+             estimate_credits, state, reason, created_at, updated_at, cancelled_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+    )?
+    .execute(params![
+        batch_id,
+        job.key,
+        job.subject_id,
+        job.output_name,
+        job.spec_json,
+        job.duration_ms as i64,
+        job.estimate_credits.map(|c| c as i64),
+        state.as_str(),
+        reason,
+        now_ms(),
+        cancelled_by
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// One job of the manifest against what is known of its key.
+fn reconcile_job(
+    tx: &Transaction<'_>,
+    batch_id: i64,
+    batch_cancelled: bool,
+    job: &NewJob,
+    report: &mut ReconcileReport,
+) -> rusqlite::Result<()> {
+    let state = if job.invalid_reason.is_some() {
+        JobState::Rejected
+    } else {
+        JobState::Planned
+    };
+    let known = find(tx, batch_id, &job.key)?;
+    if let Some(clip) = &job.landed {
+        let id = match &known {
+            Some(k) => k.id,
+            None => insert_job(tx, batch_id, job, JobState::Planned, None, None)?,
+        };
+        if mark_found_done(tx, id, clip)? {
+            report.found_in_output += 1;
+            return Ok(());
+        }
+    }
+    let Some(known) = known else {
+        match (&job.adopt, state) {
+            (Some(adopted), JobState::Planned) => {
+                insert_adopted(tx, batch_id, job, adopted)?;
+                report.adopted += 1;
+            }
+            // A person cancelled the batch: what it gains waits for their resume.
+            (_, JobState::Planned) if batch_cancelled => {
+                let why = "the batch was cancelled by a person; `recast resume` submits it";
+                insert_job(
+                    tx,
+                    batch_id,
+                    job,
+                    JobState::Cancelled,
+                    Some(why),
+                    Some("person"),
+                )?;
+            }
+            _ => {
+                insert_job(
+                    tx,
+                    batch_id,
+                    job,
+                    state,
+                    job.invalid_reason.as_deref(),
+                    None,
+                )?;
+            }
+        }
+        report.added += 1;
+        return Ok(());
+    };
+    tx.prepare_cached(
+        "UPDATE jobs SET subject_id = ?2, output_name = ?3, spec_json = ?4, duration_ms = ?5,
+             estimate_credits = ?6, updated_at = ?7 WHERE id = ?1",
+    )?
+    .execute(params![
+        known.id,
+        job.subject_id,
+        job.output_name,
+        job.spec_json,
+        job.duration_ms as i64,
+        job.estimate_credits.map(|c| c as i64),
+        now_ms()
+    ])?;
+    // Only jobs nothing was ever spent on follow the manifest's verdict, and a job a person
+    // cancelled stays cancelled until a person says otherwise.
+    let dropped_by_manifest =
+        known.state == JobState::Cancelled && known.cancelled_by == "manifest" && !batch_cancelled;
+    let pre_flight = !known.submitted_before
+        && (dropped_by_manifest || matches!(known.state, JobState::Rejected | JobState::Planned));
+    if pre_flight && known.state != state {
+        set_job_state(tx, known.id, state, job.invalid_reason.as_deref())?;
+        tx.execute(
+            "UPDATE jobs SET cancelled_by = NULL WHERE id = ?1",
+            [known.id],
+        )?;
+        report.revived += usize::from(state == JobState::Planned);
+    } else {
+        report.kept += 1;
+    }
+    Ok(())
+}
+
+/// Planned jobs whose keys left the manifest: cancelled by the manifest (nothing was spent on
+/// them; they come back with their subject). Returns how many.
+fn drop_stale(
+    tx: &Transaction<'_>,
+    batch_id: i64,
+    keys: &HashSet<String>,
+) -> rusqlite::Result<usize> {
+    let planned: Vec<(i64, String)> = tx
+        .prepare("SELECT id, job_key FROM jobs WHERE batch_id = ?1 AND state = 'planned'")?
+        .query_map([batch_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut dropped = 0;
+    for (id, _) in planned.iter().filter(|(_, key)| !keys.contains(key)) {
+        set_job_state(
+            tx,
+            *id,
+            JobState::Cancelled,
+            Some("no longer in the manifest"),
+        )?;
+        tx.execute(
+            "UPDATE jobs SET cancelled_by = 'manifest' WHERE id = ?1",
+            [id],
+        )?;
+        dropped += 1;
+    }
+    Ok(dropped)
+}
+
+/// A job whose submit only the output folder remembers: `running` on its task (polling is
+/// free), or `unknown` when the submit's answer never came.
+fn insert_adopted(
+    tx: &Transaction<'_>,
+    batch_id: i64,
+    job: &NewJob,
+    adopted: &AdoptedSubmit,
+) -> rusqlite::Result<()> {
+    let now = now_ms();
+    let (job_state, attempt_state, reason) = match &adopted.task_id {
+        Some(_) => (
+            JobState::Running,
+            "accepted",
+            "followed from the output folder's record of its task",
+        ),
+        None => (
+            JobState::Unknown,
+            "unknown",
+            "the output folder records a submit whose answer was never recorded",
+        ),
+    };
+    tx.execute(
+        "INSERT INTO jobs (batch_id, job_key, subject_id, output_name, spec_json, duration_ms,
+             estimate_credits, state, reason, task_id, next_poll_at, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?11)",
+        params![
+            batch_id,
+            job.key,
+            job.subject_id,
+            job.output_name,
+            job.spec_json,
+            job.duration_ms as i64,
+            job.estimate_credits.map(|c| c as i64),
+            job_state.as_str(),
+            reason,
+            adopted.task_id,
+            now
+        ],
+    )?;
+    let job_id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO attempts (job_id, number, idempotency_key, state, task_id, credits_estimate,
+             created_at, updated_at)
+         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        params![
+            job_id,
+            adopted.idempotency_key,
+            attempt_state,
+            adopted.task_id,
+            job.estimate_credits.map(|c| c as i64),
+            now
+        ],
+    )?;
+    let attempt_id = tx.last_insert_rowid();
+    tx.execute(
+        "UPDATE jobs SET attempt_id = ?2 WHERE id = ?1",
+        params![job_id, attempt_id],
+    )?;
+    event(tx, Some(batch_id), Some(job_id), job_state.as_str(), reason)
+}
+
+/// A clip the output folder holds makes its job `done`, unless a task of it is in flight (that
+/// one lands on its own, free). Returns whether the job changed.
+fn mark_found_done(tx: &Transaction<'_>, job_id: i64, clip: &LandedClip) -> rusqlite::Result<bool> {
+    let n = tx.execute(
+        "UPDATE jobs SET state = 'done', output_path = ?2, output_sha256 = ?3, output_bytes = ?4,
+             held = NULL, cancelled_by = NULL,
+             reason = 'found whole in the output folder (its results file)', updated_at = ?5
+         WHERE id = ?1 AND state NOT IN ('done', 'submitting', 'running', 'downloading')",
+        params![job_id, clip.path, clip.sha256, clip.bytes as i64, now_ms()],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    // A clip this state folder never paid for was paid all the same: the budget counts it.
+    let paid_here: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM attempts WHERE job_id = ?1 AND state = 'completed')",
+        [job_id],
+        |r| r.get(0),
+    )?;
+    if !paid_here {
+        let number: i64 = tx.query_row(
+            "SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE job_id = ?1",
+            [job_id],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO attempts (job_id, number, idempotency_key, state, task_id,
+                 credits_estimate, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'completed', ?4, ?5, ?6, ?6)",
+            params![
+                job_id,
+                number,
+                format!("found-{job_id}-a{number}"),
+                clip.task_id,
+                clip.credits.map(|c| c as i64),
+                now_ms()
+            ],
+        )?;
+        let attempt_id = tx.last_insert_rowid();
+        tx.execute(
+            "UPDATE jobs SET attempt_id = ?2, task_id = coalesce(task_id, ?3) WHERE id = ?1",
+            params![job_id, attempt_id, clip.task_id],
+        )?;
+    }
+    Ok(true)
+}
