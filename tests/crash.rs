@@ -6,20 +6,8 @@ use std::time::Duration;
 
 use recast::sim::{Fault, Faults, Generation, Sim, SimConfig};
 
+use crate::helper::SeededRng;
 use crate::helper::workspace::Workspace;
-
-/// A tiny deterministic generator, so a failing schedule of kills can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_in(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        lo + (self.0 >> 33) % (hi - lo)
-    }
-}
 
 /// Run `recast ARGS` again and again, SIGKILLing it after a random delay in `delay_ms`, until
 /// `kills` kills have happened; then run it to its end. Returns how many kills happened and the
@@ -37,7 +25,7 @@ async fn kill_until_done(
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default_seed);
-    let mut rng = Lcg(seed);
+    let mut rng = SeededRng(seed);
     let mut kills = 0;
     for _round in 0..400 {
         let mut child = ws

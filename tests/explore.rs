@@ -17,28 +17,13 @@ use std::time::Duration;
 
 use recast::sim::{Fault, Faults, Generation, Sim, SimConfig};
 
+use crate::helper::SeededRng;
 use crate::helper::workspace::{Workspace, describe, reference_clip};
 
 const SUBJECTS: usize = 4;
 const BUDGET_CREDITS: u64 = 7000;
 /// Any one command gets this long before the explorer calls it stuck.
 const STEP_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// The same tiny generator as the crash tests: a seed replays the whole walk.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -66,7 +51,7 @@ struct World {
 }
 
 impl World {
-    async fn new(seed: u64, rng: &mut Rng) -> World {
+    async fn new(seed: u64, rng: &mut SeededRng) -> World {
         let ws = Workspace::new(
             SUBJECTS,
             &format!(
@@ -151,7 +136,7 @@ impl World {
         format!("run {extra:?} -> {code:?}")
     }
 
-    async fn kill(&self, rng: &mut Rng) -> String {
+    async fn kill(&self, rng: &mut SeededRng) -> String {
         let args = self.run_args(&[]);
         let mut child = self
             .command(&args.iter().map(String::as_str).collect::<Vec<_>>())
@@ -201,7 +186,7 @@ impl World {
         format!("retry everything --yes -> {:?}", out.status.code())
     }
 
-    async fn step(&mut self, rng: &mut Rng) -> String {
+    async fn step(&mut self, rng: &mut SeededRng) -> String {
         match rng.below(100) {
             0..=21 => self.run(&[]).await,
             22..=35 => self.run(&["--no-wait"]).await,
@@ -372,7 +357,7 @@ async fn random_weeks_of_user_actions_and_faults_keep_the_money_invariants() {
     let episodes = env_or("RECAST_EXPLORE_EPISODES", 7);
     let steps = env_or("RECAST_EXPLORE_STEPS", 30);
     for seed in first_seed..first_seed + episodes {
-        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = SeededRng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut world = World::new(seed, &mut rng).await;
         let mut history = Vec::new();
         for _ in 0..steps {

@@ -56,4 +56,26 @@ pub fn net_bills_per_subject(
     bills
 }
 
+/// A tiny deterministic generator, so a failing schedule of kills or actions replays from its seed.
+pub struct SeededRng(pub u64);
+
+impl SeededRng {
+    /// A number in `lo..hi`.
+    pub fn next_in(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        lo + (self.0 >> 33) % (hi - lo).max(1)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_in(0, n)
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
 pub mod workspace;
