@@ -75,6 +75,8 @@ pub struct LimitsSection {
     pub poll_per_minute: Option<u32>,
     pub download_concurrency: Option<usize>,
     pub download_timeout_secs: Option<u64>,
+    /// The largest clip recast downloads, in bytes (default 100 MiB): a body past it is cut off.
+    pub max_clip_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -208,6 +210,9 @@ impl Settings {
             .download_concurrency
             .or(l.download_concurrency)
             .unwrap_or(engine.download_concurrency);
+        if let Some(bytes) = l.max_clip_bytes {
+            engine.max_clip_bytes = bytes;
+        }
         if let Some(secs) = l.download_timeout_secs {
             engine.download_timeout = Duration::from_secs(secs);
         }

@@ -232,19 +232,31 @@ impl<P: Provider> Engine<P> {
             )));
         }
         let promised = response.content_length();
+        let cap = self.config.max_clip_bytes;
+        let too_large = || {
+            DownloadError::Retryable(format!(
+                "the clip is larger than {cap} bytes (limits.max_clip_bytes)"
+            ))
+        };
+        if promised.is_some_and(|n| n > cap) {
+            return Err(too_large());
+        }
         let announced = response
             .headers()
             .get("repr-digest")
             .or_else(|| response.headers().get("content-digest"))
             .and_then(|v| v.to_str().ok())
             .and_then(crate::digest::parse_sha256);
-        let temp = TempFile::new(dir.join(format!(
-            ".{}.{}{TEMP_SUFFIX}",
-            item.output_name, item.job_id
-        )));
-        let mut file = tokio::fs::File::create(temp.path())
-            .await
-            .map_err(local(temp.path()))?;
+        // An unpredictable name, created exclusively (O_EXCL, no link followed): nothing planted
+        // in the output folder can make recast write through it.
+        let (file, temp) = tempfile::Builder::new()
+            .prefix(".recast-")
+            .suffix(TEMP_SUFFIX)
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .tempfile_in(&dir)
+            .map_err(local(&dir))?
+            .into_parts();
+        let mut file = tokio::fs::File::from_std(file);
         let mut hasher = Sha256::new();
         let mut bytes = 0u64;
         let mut body = response.bytes_stream();
@@ -255,9 +267,12 @@ impl<P: Provider> Engine<P> {
                     short_error(&e)
                 ))
             })?;
+            if bytes + chunk.len() as u64 > cap {
+                return Err(too_large());
+            }
             hasher.update(&chunk);
             bytes += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(local(temp.path()))?;
+            file.write_all(&chunk).await.map_err(local(&*temp))?;
         }
         if let Some(promised) = promised
             && promised != bytes
@@ -266,10 +281,10 @@ impl<P: Provider> Engine<P> {
                 "truncated: the server promised {promised} bytes and sent {bytes}"
             )));
         }
-        file.flush().await.map_err(local(temp.path()))?;
-        file.sync_all().await.map_err(local(temp.path()))?;
+        file.flush().await.map_err(local(&*temp))?;
+        file.sync_all().await.map_err(local(&*temp))?;
         drop(file);
-        let probe_path = temp.path().to_path_buf();
+        let probe_path = temp.to_path_buf();
         let probed =
             tokio::task::spawn_blocking(move || crate::media::probe_video_file(&probe_path))
                 .await
@@ -291,7 +306,7 @@ impl<P: Provider> Engine<P> {
         let sha256 = hex::encode(digest);
         let path = tokio::task::spawn_blocking({
             let (temp_path, dir, name, key, sha) = (
-                temp.path().to_path_buf(),
+                temp.to_path_buf(),
                 dir.clone(),
                 item.output_name.clone(),
                 item.job_key.clone(),
@@ -404,9 +419,11 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// The sha256 of a regular file; `None` for anything else (a link, a FIFO, a device is never
+/// read: it could point anywhere or never end).
 fn file_sha256(path: &Path) -> Option<String> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
+    let mut file = crate::output::open_regular(path).ok()?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -425,24 +442,6 @@ fn short_error(e: &reqwest::Error) -> String {
         source = s.source();
     }
     msg
-}
-
-/// A temp file removed when dropped, unless it was already renamed away.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(path: PathBuf) -> TempFile {
-        TempFile(path)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 #[cfg(test)]

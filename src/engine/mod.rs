@@ -98,6 +98,8 @@ pub struct EngineConfig {
     pub poll_schedule: PollSchedule,
     pub download_concurrency: usize,
     pub download_timeout: Duration,
+    /// The largest clip downloaded, in bytes: the body is cut off at the first byte past it.
+    pub max_clip_bytes: u64,
     /// After this many failed downloads of a clip (cut, corrupt), each further failure asks the
     /// provider for a fresh link, as a dead link (403/404/410) does at once.
     pub max_download_failures: u32,
@@ -132,6 +134,8 @@ impl Default for EngineConfig {
             poll_schedule: PollSchedule::for_provider(),
             download_concurrency: 4,
             download_timeout: Duration::from_secs(300),
+            // The provider takes reference videos up to 100 MB; a clip of the same length fits.
+            max_clip_bytes: 100 << 20,
             max_download_failures: 5,
             max_link_refreshes: 3,
             assumed_link_ttl: Duration::from_secs(23 * 3600),

@@ -120,6 +120,11 @@ pub fn register(
             .filter(|_| unknown_here && landed.is_none() && provider != "simulator")
             .filter(|line| line.provider == provider)
             .filter(|line| matches!(line.state.as_str(), "submitting" | "submitted"))
+            .filter(|line| {
+                line.task_id
+                    .as_deref()
+                    .is_none_or(crate::provider::is_task_id)
+            })
             .and_then(|line| {
                 Some(AdoptedSubmit {
                     idempotency_key: line.idempotency_key.clone()?,

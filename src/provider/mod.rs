@@ -12,7 +12,7 @@ mod wire;
 use std::future::Future;
 use std::time::Duration;
 
-pub use wire::{SubmitRequest, TaskState, TaskStatus};
+pub use wire::{SubmitRequest, TaskState, TaskStatus, is_task_id};
 
 /// The bearer key. Never printed: `Debug` shows `ApiKey(***)`.
 #[derive(Clone)]
@@ -116,6 +116,22 @@ impl HttpProvider {
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.config.base_url.trim_end_matches('/'), path)
     }
+
+    /// The poll URL of a task, its id one percent-encoded path segment (never pasted in raw).
+    fn task_url(&self, task_id: &str) -> Result<String, ProviderError> {
+        if !is_task_id(task_id) {
+            return Err(ProviderError::TaskNotFound {
+                task_id: task_id.escape_default().to_string(),
+            });
+        }
+        let mut url = url::Url::parse(&self.config.base_url)
+            .map_err(|e| ProviderError::NotSent(format!("the provider's base URL: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|_| ProviderError::NotSent("the provider's base URL has no path".into()))?
+            .pop_if_empty()
+            .extend(["api", "v1", "tasks", task_id]);
+        Ok(url.into())
+    }
 }
 
 /// Describe a transport error without its URL's query or any header.
@@ -142,14 +158,20 @@ fn transport_error(e: &reqwest::Error) -> String {
     }
 }
 
-/// Seconds or an HTTP date, as RFC 9110 allows.
+/// The longest wait a provider's answer can impose (`Retry-After`): a wait past it is taken as
+/// this long, so a hostile or broken answer cannot stall a run for ever.
+pub const MAX_PROVIDER_WAIT: Duration = Duration::from_secs(3600);
+
+/// Seconds or an HTTP date, as RFC 9110 allows, capped at [`MAX_PROVIDER_WAIT`].
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = wire::parse_http_date(value)?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => wire::parse_http_date(value)?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(wait.min(MAX_PROVIDER_WAIT))
 }
 
 fn error_for_status(
@@ -186,6 +208,38 @@ fn error_for_status(
     }
 }
 
+/// The most of a JSON answer recast reads: real answers are a few hundred bytes.
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// Read an answer's body, stopping at the first byte past [`MAX_ANSWER_BYTES`]: an endless or
+/// huge body is an answer recast cannot use (for a submit: a task may exist, so `Ambiguous`).
+async fn read_bounded(mut response: reqwest::Response) -> Result<String, ProviderError> {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(ProviderError::Ambiguous(format!(
+            "the answer announces more than {} MiB",
+            MAX_ANSWER_BYTES >> 20
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| ProviderError::Ambiguous(transport_error(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(ProviderError::Ambiguous(format!(
+                "the answer ran past {} MiB",
+                MAX_ANSWER_BYTES >> 20
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// Send a request and read its whole answer; anything but a 2xx becomes its [`ProviderError`].
 async fn exchange(
     request: reqwest::RequestBuilder,
@@ -198,14 +252,13 @@ async fn exchange(
     };
     let status = response.status();
     let headers = response.headers().clone();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| ProviderError::Ambiguous(transport_error(&e)))?;
+    let body = read_bounded(response).await;
     if !status.is_success() {
+        // The status says what happened; an oversized body only loses its message.
+        let body = body.unwrap_or_default();
         return Err(error_for_status(status, &headers, &body, task_id));
     }
-    Ok((status, body))
+    Ok((status, body?))
 }
 
 impl Provider for HttpProvider {
@@ -224,7 +277,7 @@ impl Provider for HttpProvider {
         // A 2xx whose id we cannot read may still have created a task: unknown, not rejected.
         wire::task_id(&body).ok_or_else(|| {
             ProviderError::Ambiguous(format!(
-                "the submit answer (HTTP {}) carries no task id",
+                "the submit answer (HTTP {}) carries no usable task id",
                 status.as_u16()
             ))
         })
@@ -233,7 +286,7 @@ impl Provider for HttpProvider {
     async fn poll(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
         let request = self
             .client
-            .get(self.url(&format!("/api/v1/tasks/{task_id}")))
+            .get(self.task_url(task_id)?)
             .bearer_auth(self.config.api_key.expose());
         let (_, body) = exchange(request, Some(task_id)).await?;
         wire::task_status(&body).ok_or_else(|| {

@@ -1,7 +1,7 @@
 //! The provider's JSON shapes, read tolerantly: gateways selling this model disagree on field
 //! names and status words (`REAPI.md`), so every known variant is accepted here and nowhere else.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde_json::Value;
 
@@ -62,7 +62,6 @@ pub struct TaskStatus {
     pub billed_credits: Option<u64>,
 }
 
-/// The task id from a submit answer: `id`, `task_id` or `data.task_id` (or `data.id`).
 /// The balance answer: `{"balance": 12500}` (or under `data`, as other gateways wrap answers).
 pub fn balance(body: &str) -> Option<u64> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
@@ -71,6 +70,7 @@ pub fn balance(body: &str) -> Option<u64> {
         .and_then(serde_json::Value::as_u64)
 }
 
+/// The task id from a submit answer: `id`, `task_id` or `data.task_id` (or `data.id`).
 pub fn task_id(body: &str) -> Option<String> {
     let v: Value = serde_json::from_str(body).ok()?;
     let pick = |v: &Value| -> Option<String> {
@@ -86,6 +86,19 @@ pub fn task_id(body: &str) -> Option<String> {
         .or_else(|| v.get("id").and_then(pick))
         .or_else(|| data.and_then(|d| d.get("task_id")).and_then(pick))
         .or_else(|| data.and_then(|d| d.get("id")).and_then(pick))
+        .filter(|id| is_task_id(id))
+}
+
+/// A task id recast will put in a URL, a file and a log line: 1 to 128 of `A-Z a-z 0-9 . _ : -`.
+/// Anything else (a slash, a `?`, a newline, an escape) is not a task id, whatever the provider
+/// says.
+pub fn is_task_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        && id != "."
+        && id != ".."
 }
 
 /// A poll answer; `None` when it is not JSON with a status word.
@@ -143,39 +156,7 @@ pub fn error_message(body: &str) -> Option<String> {
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form RFC 9110 requires senders to use.
 pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
-        return None;
-    };
-    let day: u64 = day.parse().ok()?;
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == month)? as u64
-        + 1;
-    let year: i64 = year.parse().ok()?;
-    let hms: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else {
-        return None;
-    };
-    let days = days_from_civil(year, month, day)?;
-    let secs = days.checked_mul(86_400)? + h * 3600 + m * 60 + sec;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-/// Days since 1970-01-01 (Howard Hinnant's algorithm); `None` before the epoch.
-fn days_from_civil(y: i64, m: u64, d: u64) -> Option<u64> {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    u64::try_from(era * 146_097 + doe - 719_468).ok()
+    httpdate::parse_http_date(s.trim()).ok()
 }
 
 #[cfg(test)]
@@ -235,6 +216,25 @@ mod tests {
                 Some("bad face")
             );
         }
+    }
+
+    #[test]
+    fn a_task_id_that_would_change_the_url_or_forge_a_log_line_is_refused() {
+        for bad in [
+            r#"{"id":"../../admin/keys?dump=1#"}"#,
+            r#"{"id":"a/b"}"#,
+            r#"{"id":"t1\n2026-01-01 INFO forged"}"#,
+            r#"{"id":"\u001b[31mred"}"#,
+            r#"{"id":".."}"#,
+        ] {
+            assert_eq!(task_id(bad), None, "{bad}");
+        }
+        let long = format!(r#"{{"id":"{}"}}"#, "a".repeat(129));
+        assert_eq!(task_id(&long), None);
+        assert_eq!(
+            task_id(r#"{"id":"task_01k9:x-1.2"}"#).as_deref(),
+            Some("task_01k9:x-1.2")
+        );
     }
 
     #[test]
