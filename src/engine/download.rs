@@ -272,7 +272,7 @@ impl<P: Provider> Engine<P> {
             }
             hasher.update(&chunk);
             bytes += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(local(&*temp))?;
+            file.write_all(&chunk).await.map_err(local(&temp))?;
         }
         if let Some(promised) = promised
             && promised != bytes
@@ -281,8 +281,8 @@ impl<P: Provider> Engine<P> {
                 "truncated: the server promised {promised} bytes and sent {bytes}"
             )));
         }
-        file.flush().await.map_err(local(&*temp))?;
-        file.sync_all().await.map_err(local(&*temp))?;
+        file.flush().await.map_err(local(&temp))?;
+        file.sync_all().await.map_err(local(&temp))?;
         drop(file);
         let probe_path = temp.to_path_buf();
         let probed =
