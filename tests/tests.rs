@@ -9,6 +9,7 @@ mod daemon;
 mod engine;
 mod exactly_once;
 mod explore;
+mod hostile;
 mod manifest;
 mod media;
 mod sim;

@@ -1,0 +1,198 @@
+//! Hostile answers from a real local HTTP server: endless bodies, huge `Content-Length`,
+//! absurd `Retry-After`, task ids built to move the poll URL. Every outcome is a typed error,
+//! memory stays bounded, and nothing waits for ever.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use recast::provider::{
+    ApiKey, HttpProvider, HttpProviderConfig, MAX_PROVIDER_WAIT, Provider, ProviderError,
+    SubmitRequest,
+};
+
+/// A server answering every request with `answer`, noting the paths it was asked for.
+async fn serve(answer: fn() -> Response) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let noted = seen.clone();
+    let handler = move |uri: Uri, _: HeaderMap| {
+        let noted = noted.clone();
+        async move {
+            noted.lock().unwrap().push(uri.to_string());
+            answer()
+        }
+    };
+    let app = Router::new()
+        .route("/api/v1/videos/generations", post(handler.clone()))
+        .fallback(get(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+fn client(addr: SocketAddr) -> HttpProvider {
+    HttpProvider::new(HttpProviderConfig {
+        base_url: format!("http://{addr}"),
+        api_key: ApiKey::new("hostile-test-key").unwrap(),
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(20),
+    })
+    .unwrap()
+}
+
+fn request() -> SubmitRequest {
+    serde_json::from_value(serde_json::json!({
+        "model": "kling-v3-motion-control",
+        "image_url": "https://cdn.example.com/a.png",
+        "video_url": "https://cdn.example.com/v.mp4",
+        "character_orientation": "image",
+        "mode": "std",
+        "keep_original_sound": true
+    }))
+    .unwrap()
+}
+
+/// An answer that never ends: 1 MiB chunks for ever.
+fn endless() -> Response {
+    let chunk = bytes::Bytes::from(vec![b'{'; 1 << 20]);
+    let stream = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+    (StatusCode::OK, Body::from_stream(stream)).into_response()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_is_cut_off_and_the_submit_is_unknown_not_retried() {
+    let (addr, _) = serve(endless).await;
+    let answer = client(addr).submit(&request(), "k-1").await;
+    match answer {
+        Err(ProviderError::Ambiguous(why)) => assert!(why.contains("MiB"), "{why}"),
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_announced_answer_is_not_read() {
+    fn huge() -> Response {
+        let mut r = (StatusCode::OK, "{}").into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, "10000000000".parse().unwrap());
+        r
+    }
+    let (addr, _) = serve(huge).await;
+    let answer = client(addr).poll("task-1").await;
+    assert!(
+        matches!(answer, Err(ProviderError::Ambiguous(_))),
+        "{answer:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_retry_after_is_capped_at_an_hour() {
+    fn forever() -> Response {
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, "{}").into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, "18446744073709551615".parse().unwrap());
+        r
+    }
+    fn far_date() -> Response {
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, "{}").into_response();
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap(),
+        );
+        r
+    }
+    for answer in [forever as fn() -> Response, far_date] {
+        let (addr, _) = serve(answer).await;
+        match client(addr).submit(&request(), "k-1").await {
+            Err(ProviderError::RateLimited {
+                retry_after: Some(wait),
+            }) => assert!(wait <= MAX_PROVIDER_WAIT, "{wait:?}"),
+            other => panic!("expected a capped rate limit, got {other:?}"),
+        }
+    }
+    // A pacing told to wait that long still answers promptly when asked to stop waiting.
+    let pacing = recast::engine::Pacing::new(60, 1);
+    pacing.rate_limited(Some(MAX_PROVIDER_WAIT));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), pacing.acquire())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_id_built_to_move_the_poll_url_is_never_sent() {
+    fn hostile_id() -> Response {
+        (StatusCode::OK, r#"{"id":"../../admin/keys?dump=1#"}"#).into_response()
+    }
+    let (addr, seen) = serve(hostile_id).await;
+    let provider = client(addr);
+    let answer = provider.submit(&request(), "k-1").await;
+    assert!(
+        matches!(answer, Err(ProviderError::Ambiguous(_))),
+        "{answer:?}"
+    );
+    let poll = provider.poll("../../admin/keys?dump=1#").await;
+    assert!(
+        matches!(poll, Err(ProviderError::TaskNotFound { .. })),
+        "{poll:?}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["/api/v1/videos/generations"],
+        "only the submit reached the server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_or_a_link_planted_at_a_clips_name_is_neither_read_nor_written_through() {
+    use crate::helper::workspace::{Workspace, describe};
+    let ws = Workspace::new(2, "");
+    let sim = recast::sim::Sim::start(ws.sim_config()).await.unwrap();
+    std::fs::create_dir_all(ws.out()).unwrap();
+    let fifo = ws.out().join("s000.mp4");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("precious"), b"not yours").unwrap();
+    std::os::unix::fs::symlink(outside.path().join("precious"), ws.out().join("s001.mp4")).unwrap();
+
+    let run = ws.recast_command(&sim, &["run", "jobs.yaml"]).output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run does not hang on a FIFO")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(
+        std::fs::read(outside.path().join("precious")).unwrap(),
+        b"not yours"
+    );
+    // Both clips landed beside the planted names, whole.
+    let results = ws.results();
+    assert_eq!(results.len(), 2);
+    for line in results.values() {
+        assert!(
+            line.file.starts_with(&line.subject) && line.file != format!("{}.mp4", line.subject)
+        );
+        assert!(
+            recast::output::verify(&ws.out(), line).is_some(),
+            "{line:?}"
+        );
+    }
+}
