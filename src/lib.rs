@@ -20,6 +20,7 @@
 //! - [`store`]: the SQLite state; the only module with SQL.
 //! - [`engine`]: the submit, poll and download stages, rate limits, retries, crash recovery.
 //! - [`output`]: the output folder's own memory (its results file) and its lock.
+//! - [`safe_fs`]: opening planted files: no links followed, no FIFOs, regular files only.
 //! - [`daemon`]: watched folders, schedules, signals, health and metrics around one engine.
 //! - [`sim`]: a real HTTP simulator of the provider, with a billing ledger and fault injection.
 //! - [`cli`]: commands, flags and terminal output.
@@ -34,6 +35,7 @@ pub mod output;
 pub mod plan;
 pub mod pricing;
 pub mod provider;
+pub mod safe_fs;
 pub mod settings;
 pub mod sim;
 pub mod store;

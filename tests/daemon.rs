@@ -614,3 +614,42 @@ fn a_watch_subject_lists_the_folders_whole_images_and_may_start_empty() {
         .to_string();
     assert!(errors.contains("outside the manifest's folder"), "{errors}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_dropped_into_an_inbox_is_never_read_and_no_link_is_written_through() {
+    let mut site = Site::new();
+    let sim = site.sim(Duration::from_millis(100)).await;
+    let secrets = tempfile::tempdir().unwrap();
+    let key_file = secrets.path().join("reapi.key");
+    std::fs::write(&key_file, "sk-live-SECRET-KEY-123\n").unwrap();
+    // A dangling link where the next error file would go, aimed outside the inbox.
+    let rejected = site.inbox().join("rejected");
+    std::fs::create_dir_all(&rejected).unwrap();
+    let planted = secrets.path().join("pwned.txt");
+    std::os::unix::fs::symlink(&planted, rejected.join("bad.error.txt")).unwrap();
+    let daemon = site.start(&sim).await;
+
+    std::os::unix::fs::symlink(&key_file, site.inbox().join("evil.yaml")).unwrap();
+    let bad_text =
+        manifest("bad", &listed_subjects(&site, "b", 0..1)).replace("mode: std", "mode: ultra");
+    std::fs::write(site.inbox().join("bad.yaml"), bad_text).unwrap();
+    wait_for("both drops rejected", WAIT, || async {
+        (rejected.join("evil.yaml").is_symlink() && rejected.join("bad-2.yaml").exists())
+            .then_some(())
+    })
+    .await;
+    let (_, code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+
+    let why = std::fs::read_to_string(rejected.join("evil.error.txt")).unwrap();
+    assert!(why.contains("symbolic link"), "{why}");
+    for text in [why.as_str(), log.as_str()] {
+        assert!(!text.contains("SECRET"), "the key leaked: {text}");
+    }
+    assert!(
+        !planted.exists(),
+        "an error file was written through a planted link"
+    );
+    let bad_why = std::fs::read_to_string(rejected.join("bad-2.error.txt")).unwrap();
+    assert!(bad_why.contains("ultra"), "{bad_why}");
+}

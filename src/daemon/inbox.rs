@@ -118,9 +118,13 @@ fn reject(inbox: &Inbox, file: &Path, messages: &str) {
         }
     };
     // The error file first: whoever sees the manifest in rejected/ finds the reason beside it.
+    // Created only where nothing is (a link planted there, even a dangling one, is not written
+    // through).
     let error_file = error_file_for(&target);
     let text = format!("{messages}\n");
-    if let Err(e) = std::fs::write(&error_file, text) {
+    let written = crate::safe_fs::create_new(&error_file, 0o644)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
+    if let Err(e) = written {
         tracing::error!(file = %error_file.display(), "cannot write the error file: {e}");
     }
     if let Err(e) = std::fs::rename(file, &target) {
@@ -153,7 +157,9 @@ fn unique_target(folder: &Path, file: &Path) -> std::io::Result<PathBuf> {
         } else {
             folder.join(format!("{stem}-{n}{ext}"))
         };
-        if !candidate.exists() && !error_file_for(&candidate).exists() {
+        if !crate::safe_fs::anything_at(&candidate)
+            && !crate::safe_fs::anything_at(&error_file_for(&candidate))
+        {
             return Ok(candidate);
         }
         n += 1;

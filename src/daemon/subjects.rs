@@ -165,10 +165,11 @@ fn write_error_file(image: &Path, problems: &str) {
     name.push(ERROR_SUFFIX);
     let path = image.with_file_name(name);
     let text = format!("{problems}\n");
-    if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+    // Never through a link or into a FIFO someone put where the error file goes.
+    if crate::safe_fs::read_small(&path, 1 << 20).is_some_and(|old| old == text) {
         return;
     }
-    match std::fs::write(&path, text) {
+    match crate::safe_fs::write_regular(&path, text.as_bytes()) {
         Ok(()) => tracing::warn!(image = %image.display(), "bad subject image: {problems}"),
         Err(e) => tracing::error!(file = %path.display(), "cannot write the error file: {e}"),
     }

@@ -282,19 +282,28 @@ fn read_manifest_text(path: &Path) -> Result<String, ManifestErrors> {
             ),
         )
     };
-    let metadata = std::fs::metadata(path)
-        .map_err(|err| ManifestErrors::one(path, format!("cannot read the manifest: {err}")))?;
-    if !metadata.is_file() {
-        return Err(ManifestErrors::one(
-            path,
-            "the manifest is not a regular file",
-        ));
+    // Opened once, without following a link at its name and without blocking on a FIFO, and
+    // checked on the handle: a link dropped into an inbox (to a key file, to /etc/passwd) is
+    // never read, and nothing can be swapped in between a check and the read.
+    let file = crate::safe_fs::open_regular(path).map_err(|err| {
+        let why = match err.raw_os_error() {
+            Some(libc::ELOOP) => "it is a symbolic link; recast reads a manifest only from the \
+                                  file itself (name its real path)"
+                .to_owned(),
+            _ if err.kind() == std::io::ErrorKind::Other => {
+                "it is not a regular file (a folder, a FIFO, a device)".to_owned()
+            }
+            _ => format!("cannot read the manifest: {err}"),
+        };
+        ManifestErrors::one(path, why)
+    })?;
+    let size = file
+        .metadata()
+        .map_err(|err| ManifestErrors::one(path, format!("cannot read the manifest: {err}")))?
+        .len();
+    if size > MAX_MANIFEST_BYTES {
+        return Err(too_large(size));
     }
-    if metadata.len() > MAX_MANIFEST_BYTES {
-        return Err(too_large(metadata.len()));
-    }
-    let file = std::fs::File::open(path)
-        .map_err(|err| ManifestErrors::one(path, format!("cannot read the manifest: {err}")))?;
     let mut bytes = Vec::new();
     file.take(MAX_MANIFEST_BYTES + 1)
         .read_to_end(&mut bytes)

@@ -18,7 +18,6 @@ mod lock;
 pub use lock::{OutputBusy, hold};
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -57,18 +56,7 @@ pub struct ResultLine {
     pub at: i64,
 }
 
-/// Open `path` for reading without following a link at its last component; only a regular
-/// file is returned.
-pub fn open_regular(path: &Path) -> std::io::Result<File> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(file)
-}
+pub use crate::safe_fs::open_regular;
 
 /// Append `line` to the folder's results file and fsync it: once this returns, the clip is
 /// remembered by the folder itself.
