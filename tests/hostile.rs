@@ -196,3 +196,55 @@ async fn a_fifo_or_a_link_planted_at_a_clips_name_is_neither_read_nor_written_th
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_echoing_the_key_never_carries_it_further() {
+    fn echo() -> Response {
+        (
+            StatusCode::BAD_REQUEST,
+            r#"{"error":{"code":20002,"message":"bad request; you sent Authorization: Bearer hostile-test-key"}}"#,
+        )
+            .into_response()
+    }
+    let (addr, _) = serve(echo).await;
+    let answer = client(addr).submit(&request(), "k-1").await;
+    let text = format!(
+        "{answer:?} {}",
+        answer
+            .as_ref()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    );
+    assert!(
+        matches!(answer, Err(ProviderError::Rejected { .. })),
+        "{text}"
+    );
+    assert!(!text.contains("hostile-test-key"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_that_never_comes_out_right_ends_expired_after_bounded_tries() {
+    use crate::helper::workspace::{Workspace, describe};
+    use recast::sim::{Fault, Faults, SimConfig};
+    let ws = Workspace::new(1, "");
+    let sim = recast::sim::Sim::start(SimConfig {
+        faults: Faults {
+            changed_download: Fault::rate(1.0),
+            ..Faults::default()
+        },
+        ..ws.sim_config()
+    })
+    .await
+    .unwrap();
+    let run = ws.recast_command(&sim, &["run", "jobs.yaml"]).output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("a bad clip does not keep the run going for ever")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(describe(&out).contains("expired"), "{}", describe(&out));
+    let downloads = sim.stats().downloads;
+    assert!(downloads <= 30, "{downloads} downloads of one clip");
+    assert!(ws.outputs().is_empty(), "{:?}", ws.outputs());
+}

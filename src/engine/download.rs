@@ -169,18 +169,7 @@ impl<P: Provider> Engine<P> {
             }
             Err(DownloadError::LinkDead(status)) => {
                 let why = format!("the clip link answered HTTP {status}");
-                let refreshes = store.record_link_dead(&item, &why)?;
-                if refreshes > self.config.max_link_refreshes {
-                    let why = format!(
-                        "the clip link kept failing after {} fresh links; the clip is lost unless the provider still has it (`recast retry --expired`)",
-                        refreshes - 1
-                    );
-                    store.record_needs_person(item.job_id, JobState::Expired, &why)?;
-                    tracing::error!(subject = %item.subject_id, "EXPIRED: {why}");
-                } else {
-                    tracing::warn!(subject = %item.subject_id, "{why}; asking the provider for a fresh link");
-                }
-                self.wake.notify_waiters();
+                self.refresh_or_give_up(&item, &why)?;
             }
             Err(DownloadError::Retryable(why)) => {
                 let backoff = Duration::from_millis(500) * 2u32.pow(item.download_failures.min(8));
@@ -191,19 +180,49 @@ impl<P: Provider> Engine<P> {
                 )?;
                 tracing::warn!(subject = %item.subject_id, failures, "download failed, will retry: {why}");
                 if failures >= self.config.max_download_failures {
-                    // The body keeps coming out wrong: a fresh link is the last thing to try.
-                    store.record_link_dead(
+                    // The body keeps coming out wrong: a fresh link is the last thing to try,
+                    // a bounded number of times.
+                    self.refresh_or_give_up(
                         &item,
                         &format!("{failures} failed downloads; last: {why}"),
                     )?;
                 }
             }
             Err(e @ DownloadError::Local { .. }) => {
+                // Disk full, a read-only folder, a name too long: no retry helps until a person
+                // fixes it, so the run stops and says so (the clip's link is kept).
                 let why = e.to_string();
                 store.record_download_failed(&item, &why, now_ms() + 30_000)?;
-                tracing::error!(subject = %item.subject_id, "{why}");
+                if self.forever.load(std::sync::atomic::Ordering::Relaxed) {
+                    tracing::error!(subject = %item.subject_id, "{why}; trying again in 30 s");
+                    return Ok(());
+                }
+                return Err(EngineError::OutputFolder(format!(
+                    "{}: {why}",
+                    item.subject_id
+                )));
             }
         }
+        Ok(())
+    }
+
+    /// Ask the provider for a fresh link (by polling again), or, after
+    /// `max_link_refreshes` of them, give the clip up as `expired` with the reason.
+    fn refresh_or_give_up(&self, item: &DownloadItem, why: &str) -> Result<(), EngineError> {
+        let refreshes = self.store.record_link_dead(item, why)?;
+        if refreshes > self.config.max_link_refreshes {
+            let why = format!(
+                "the clip could not be fetched after {} fresh links (last: {why}); it is lost \
+                 unless the provider still has it (`recast retry --expired`)",
+                refreshes - 1
+            );
+            self.store
+                .record_needs_person(item.job_id, JobState::Expired, &why)?;
+            tracing::error!(subject = %item.subject_id, "EXPIRED: {why}");
+        } else {
+            tracing::warn!(subject = %item.subject_id, "{why}; asking the provider for a fresh link");
+        }
+        self.wake.notify_waiters();
         Ok(())
     }
 

@@ -188,6 +188,8 @@ pub enum EngineError {
     Client(String),
     #[error("an engine task panicked: {0}; the state folder is intact up to it")]
     Panicked(String),
+    #[error("cannot write a clip into its output folder: {0}; fix the folder and run again")]
+    OutputFolder(String),
 }
 
 /// A finished task's outcome: a panic is an error that stops the run, never dropped silently.
@@ -244,6 +246,9 @@ pub struct Engine<P: Provider> {
     provider_confirmed: std::sync::atomic::AtomicBool,
     unknown_resends: Mutex<std::collections::HashMap<i64, u32>>,
     seen_status_words: Mutex<HashSet<String>>,
+    /// Runs until shut down (the daemon): a problem of one output folder is logged and retried,
+    /// not a reason to stop every other batch.
+    forever: std::sync::atomic::AtomicBool,
 }
 
 impl<P: Provider> Engine<P> {
@@ -274,6 +279,7 @@ impl<P: Provider> Engine<P> {
             provider_confirmed: Default::default(),
             unknown_resends: Mutex::new(Default::default()),
             seen_status_words: Mutex::new(HashSet::new()),
+            forever: Default::default(),
         }))
     }
 
@@ -321,6 +327,10 @@ impl<P: Provider> Engine<P> {
         mode: RunMode,
         shutdown: CancellationToken,
     ) -> Result<RunReport, EngineError> {
+        self.forever.store(
+            mode == RunMode::Forever,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut report = RunReport {
             interrupted_submits: self.store.recover_interrupted_submits()?,
             ..Default::default()

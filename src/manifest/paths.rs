@@ -379,6 +379,15 @@ pub(crate) fn remote_url(raw: &str) -> Result<Option<String>, String> {
         ));
     }
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if let Some((_, bare_host)) = host.rsplit_once('@') {
+        // Never quoted back: the part before `@` is a password.
+        return Err(format!(
+            "`{scheme}://***@{}...` carries credentials (user:password@): they would show in \
+             plans, logs and the state database, so manifest URLs may not hold them; use a \
+             presigned or public URL",
+            quote_for_message(bare_host)
+        ));
+    }
     if host.is_empty() || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
             "`{}` is not a valid URL (it needs a host, and no spaces)",
@@ -482,6 +491,11 @@ mod tests {
         );
         assert!(remote_url("ftp://host/x").is_err());
         assert!(remote_url("https://").is_err());
+        let creds = remote_url("https://alice:hunter2@cdn.example.com/x.png").unwrap_err();
+        assert!(
+            creds.contains("credentials") && !creds.contains("hunter2"),
+            "{creds}"
+        );
         assert!(remote_url("https://a b/").is_err());
     }
 

@@ -244,6 +244,7 @@ async fn read_bounded(mut response: reqwest::Response) -> Result<String, Provide
 async fn exchange(
     request: reqwest::RequestBuilder,
     task_id: Option<&str>,
+    key: &ApiKey,
 ) -> Result<(reqwest::StatusCode, String), ProviderError> {
     let response = match request.send().await {
         Ok(r) => r,
@@ -252,7 +253,11 @@ async fn exchange(
     };
     let status = response.status();
     let headers = response.headers().clone();
-    let body = read_bounded(response).await;
+    // An answer that echoes our key (a proxy's debug page, a careless gateway) must not carry
+    // it any further: into a job's reason, the database, a log line.
+    let body = read_bounded(response)
+        .await
+        .map(|b| b.replace(key.expose(), "***"));
     if !status.is_success() {
         // The status says what happened; an oversized body only loses its message.
         let body = body.unwrap_or_default();
@@ -273,7 +278,7 @@ impl Provider for HttpProvider {
             .bearer_auth(self.config.api_key.expose())
             .header("Idempotency-Key", idempotency_key)
             .json(request);
-        let (status, body) = exchange(request, None).await?;
+        let (status, body) = exchange(request, None, &self.config.api_key).await?;
         // A 2xx whose id we cannot read may still have created a task: unknown, not rejected.
         wire::task_id(&body).ok_or_else(|| {
             ProviderError::Ambiguous(format!(
@@ -288,7 +293,7 @@ impl Provider for HttpProvider {
             .client
             .get(self.task_url(task_id)?)
             .bearer_auth(self.config.api_key.expose());
-        let (_, body) = exchange(request, Some(task_id)).await?;
+        let (_, body) = exchange(request, Some(task_id), &self.config.api_key).await?;
         wire::task_status(&body).ok_or_else(|| {
             ProviderError::Ambiguous("the task answer is not the JSON expected".to_owned())
         })
@@ -299,7 +304,7 @@ impl Provider for HttpProvider {
             .client
             .get(self.url("/api/v1/balance"))
             .bearer_auth(self.config.api_key.expose());
-        match exchange(request, None).await {
+        match exchange(request, None, &self.config.api_key).await {
             Ok((_, body)) => wire::balance(&body).map(Some).ok_or_else(|| {
                 ProviderError::Ambiguous("the balance answer is not the JSON expected".to_owned())
             }),
