@@ -20,6 +20,7 @@
 //! - [`store`]: the SQLite state; the only module with SQL.
 //! - [`engine`]: the submit, poll and download stages, rate limits, retries, crash recovery.
 //! - [`output`]: the output folder's own memory (its results file) and its lock.
+//! - [`netguard`]: which addresses URLs from outside may reach (no private ones by default).
 //! - [`safe_fs`]: opening planted files: no links followed, no FIFOs, regular files only.
 //! - [`daemon`]: watched folders, schedules, signals, health and metrics around one engine.
 //! - [`sim`]: a real HTTP simulator of the provider, with a billing ledger and fault injection.
@@ -31,6 +32,7 @@ pub mod digest;
 pub mod engine;
 pub mod manifest;
 pub mod media;
+pub mod netguard;
 pub mod output;
 pub mod plan;
 pub mod pricing;

@@ -120,21 +120,37 @@ pub enum PlanError {
 /// Where media are probed from.
 pub struct Prober {
     client: reqwest::Client,
+    allow_private: bool,
 }
 
 impl Default for Prober {
+    /// Refuses private and local addresses (see [`crate::netguard`]).
     fn default() -> Self {
-        Prober {
-            client: reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(10))
-                .timeout(std::time::Duration::from_secs(60))
-                .build()
-                .unwrap_or_default(),
-        }
+        Prober::new(false)
     }
 }
 
 impl Prober {
+    /// A prober whose URLs may reach private addresses only when `allow_private`.
+    pub fn new(allow_private: bool) -> Prober {
+        Prober {
+            client: crate::netguard::client_builder(allow_private)
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+            allow_private,
+        }
+    }
+
+    /// An IP literal is connected to without DNS: it is checked here, before any request.
+    fn check(&self, url: &str) -> Result<(), MediaError> {
+        crate::netguard::check_url(url, self.allow_private).map_err(|reason| MediaError::Http {
+            url: url.to_owned(),
+            reason,
+        })
+    }
+
     pub async fn video(&self, source: &MediaSource) -> Result<VideoInfo, MediaError> {
         match source {
             MediaSource::Local { path, .. } => {
@@ -143,7 +159,10 @@ impl Prober {
                     .await
                     .map_err(|e| MediaError::Corrupt(format!("probe failed: {e}")))?
             }
-            MediaSource::Remote { url } => media::probe_video_url(&self.client, url).await,
+            MediaSource::Remote { url } => {
+                self.check(url)?;
+                media::probe_video_url(&self.client, url).await
+            }
         }
     }
 
@@ -155,7 +174,10 @@ impl Prober {
                     .await
                     .map_err(|e| MediaError::Corrupt(format!("probe failed: {e}")))?
             }
-            MediaSource::Remote { url } => media::probe_image_url(&self.client, url).await,
+            MediaSource::Remote { url } => {
+                self.check(url)?;
+                media::probe_image_url(&self.client, url).await
+            }
         }
     }
 }

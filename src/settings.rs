@@ -28,6 +28,9 @@ pub struct SettingsFile {
     /// Folders besides a manifest's own that its local media may come from.
     #[serde(default)]
     pub allowed_roots: Vec<PathBuf>,
+    /// Let URLs from manifests and provider answers reach private and local addresses
+    /// (default false; see `netguard`).
+    pub allow_private_networks: Option<bool>,
     /// Rate overrides, in USD per second of source video.
     #[serde(default)]
     pub prices: Vec<PriceOverride>,
@@ -136,6 +139,7 @@ pub struct Overrides {
     pub poll_per_minute: Option<u32>,
     pub download_concurrency: Option<usize>,
     pub allowed_roots: Vec<PathBuf>,
+    pub allow_private_networks: Option<bool>,
 }
 
 /// Everything resolved.
@@ -238,6 +242,10 @@ impl Settings {
             .trust_idempotency
             .or(file.provider.trust_idempotency)
             .unwrap_or(false);
+        engine.allow_private_networks = o
+            .allow_private_networks
+            .or(file.allow_private_networks)
+            .unwrap_or(false);
         engine.dedicated_account = o
             .dedicated_account
             .or(file.provider.dedicated_account)
@@ -308,6 +316,8 @@ impl Settings {
         s.engine.submit_burst = s.engine.submit_burst.max(20);
         // The simulator honours idempotency keys by default.
         s.engine.trust_idempotency = true;
+        // Its clip links point at its own loopback server.
+        s.engine.allow_private_networks = true;
         s
     }
 }

@@ -94,6 +94,8 @@ impl Site {
             .arg("--api-base")
             .arg(sim.base_url())
             .env("REAPI_API_KEY", sim.api_key())
+            // The simulator's clip links are on loopback.
+            .env("RECAST_ALLOW_PRIVATE_NETWORKS", "1")
             .env("RECAST_LOG", "recast=debug")
             .env_remove("REAPI_BASE_URL")
             .current_dir(self.root())

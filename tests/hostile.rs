@@ -248,3 +248,76 @@ async fn a_clip_that_never_comes_out_right_ends_expired_after_bounded_tries() {
     assert!(downloads <= 30, "{downloads} downloads of one clip");
     assert!(ws.outputs().is_empty(), "{:?}", ws.outputs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_url_to_a_local_address_is_refused_before_any_request() {
+    use crate::helper::workspace::{Workspace, describe};
+    fn never() -> Response {
+        (StatusCode::OK, "should never be asked").into_response()
+    }
+    let (addr, seen) = serve(never).await;
+    let ws = Workspace::new(1, "");
+    let text = std::fs::read_to_string(ws.manifest()).unwrap();
+    for host in [addr.to_string(), format!("localhost:{}", addr.port())] {
+        let hostile = text.replace(
+            "./subjects/s000.png",
+            &format!("http://{host}/latest/meta-data.png"),
+        );
+        std::fs::write(ws.path().join("remote.yaml"), hostile).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_recast"))
+            .args(["plan", "remote.yaml", "--state-dir", "state"])
+            .env_remove("RECAST_ALLOW_PRIVATE_NETWORKS")
+            .current_dir(ws.path())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("allow_private_networks"), "{text}");
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "{host}: a request reached the server"
+        );
+        let _ = describe;
+    }
+    // Allowed by the setting, the same manifest is probed.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_recast"))
+        .args([
+            "plan",
+            "remote.yaml",
+            "--state-dir",
+            "state",
+            "--allow-private-networks",
+        ])
+        .current_dir(ws.path())
+        .output()
+        .unwrap();
+    assert!(!seen.lock().unwrap().is_empty(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clip_link_to_a_local_address_is_refused_by_default() {
+    use crate::helper::workspace::{Workspace, describe};
+    let ws = Workspace::new(1, "");
+    let sim = recast::sim::Sim::start(ws.sim_config()).await.unwrap();
+    let out = ws
+        .recast_command(&sim, &["run", "jobs.yaml"])
+        .env_remove("RECAST_ALLOW_PRIVATE_NETWORKS")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        describe(&out).contains("allow_private_networks"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        sim.stats().downloads,
+        0,
+        "no request reached the clip's address"
+    );
+}

@@ -109,6 +109,8 @@ pub fn poll_schedule() -> PollSchedule {
 
 pub fn engine_config(limits: Limits) -> EngineConfig {
     EngineConfig {
+        // The in-process simulator's clip links are on loopback.
+        allow_private_networks: true,
         submit_per_minute: limits.submit_per_minute,
         submit_burst: limits.submit_burst,
         max_in_flight: limits.max_in_flight,
@@ -299,6 +301,7 @@ pub async fn run_binary(
         .arg(sim.base_url())
         .arg("--media-base-url")
         .arg(format!("{}/media/", sim.base_url()))
+        .arg("--allow-private-networks")
         .env("REAPI_API_KEY", sim.api_key())
         .env_remove("RECAST_LOG")
         .env_remove("REAPI_BASE_URL")

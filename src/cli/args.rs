@@ -152,6 +152,19 @@ pub struct GlobalArgs {
     #[arg(long, global = true, help_heading = "Provider")]
     pub dedicated_account: bool,
 
+    /// Let URLs from manifests and from the provider's answers (clip links, redirects) reach
+    /// private and local addresses (127.0.0.1, 10.x, 169.254.169.254, ...). Off by default: a
+    /// manifest dropped into an inbox must not make recast fetch from inside your network.
+    #[arg(
+        long,
+        global = true,
+        env = "RECAST_ALLOW_PRIVATE_NETWORKS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue,
+        help_heading = "Provider"
+    )]
+    pub allow_private_networks: bool,
+
     /// Submits per minute (default 30). Example: --submit-per-minute 120
     #[arg(long, global = true, value_name = "N", help_heading = "Limits")]
     pub submit_per_minute: Option<u32>,
@@ -203,6 +216,7 @@ impl GlobalArgs {
             poll_per_minute: self.poll_per_minute,
             download_concurrency: self.download_concurrency,
             allowed_roots: self.allow_roots.clone(),
+            allow_private_networks: self.allow_private_networks.then_some(true),
         }
     }
 }

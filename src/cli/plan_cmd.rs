@@ -23,7 +23,13 @@ pub async fn load_manifest(
     let options = LoadOptions {
         allowed_roots: settings.allowed_roots.clone(),
     };
-    let errors = match crate::plan::load_manifest(path, &options, &Prober::default()).await {
+    let errors = match crate::plan::load_manifest(
+        path,
+        &options,
+        &Prober::new(settings.engine.allow_private_networks),
+    )
+    .await
+    {
         Ok(batch) => return Ok(batch),
         Err(errors) => errors,
     };
@@ -65,7 +71,7 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
         &provider,
         &settings.prices,
         store.as_ref(),
-        &Prober::default(),
+        &Prober::new(settings.engine.allow_private_networks),
     )
     .await
     {

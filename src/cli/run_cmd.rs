@@ -44,6 +44,9 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         Err(e) => return store_failure(e),
     };
 
+    // The manifest's own URLs follow the user's setting, even in a --simulate trial (which only
+    // lets recast reach its own loopback simulator).
+    let prober = Prober::new(settings.engine.allow_private_networks);
     let simulator = if args.simulate {
         match start_simulator(&batch).await {
             Ok(sim) => Some(sim),
@@ -67,15 +70,7 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         (None, None) => {}
     }
 
-    let plan = match make_plan(
-        batch,
-        &provider_id,
-        &settings.prices,
-        Some(&store),
-        &Prober::default(),
-    )
-    .await
-    {
+    let plan = match make_plan(batch, &provider_id, &settings.prices, Some(&store), &prober).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

@@ -50,12 +50,13 @@ impl Intake {
         provider_id: String,
         publisher: MediaPublisher,
     ) -> Intake {
+        let prober = Prober::new(settings.engine.allow_private_networks);
         Intake {
             store,
             settings,
             provider_id,
             publisher,
-            prober: Prober::default(),
+            prober,
         }
     }
 

@@ -233,6 +233,9 @@ impl<P: Provider> Engine<P> {
             move |source| DownloadError::Local { path, source }
         };
         tokio::fs::create_dir_all(&dir).await.map_err(local(&dir))?;
+        // A link from the provider's answer is foreign: it may not lead to a private address.
+        crate::netguard::check_url(&item.clip_url, self.config.allow_private_networks)
+            .map_err(|why| DownloadError::Retryable(format!("the clip link is refused: {why}")))?;
         let response = self
             .downloads
             .get(&item.clip_url)

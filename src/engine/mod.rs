@@ -100,6 +100,8 @@ pub struct EngineConfig {
     pub download_timeout: Duration,
     /// The largest clip downloaded, in bytes: the body is cut off at the first byte past it.
     pub max_clip_bytes: u64,
+    /// Clip links (and their redirects) may lead to private and local addresses.
+    pub allow_private_networks: bool,
     /// After this many failed downloads of a clip (cut, corrupt), each further failure asks the
     /// provider for a fresh link, as a dead link (403/404/410) does at once.
     pub max_download_failures: u32,
@@ -136,6 +138,7 @@ impl Default for EngineConfig {
             download_timeout: Duration::from_secs(300),
             // The provider takes reference videos up to 100 MB; a clip of the same length fits.
             max_clip_bytes: 100 << 20,
+            allow_private_networks: false,
             max_download_failures: 5,
             max_link_refreshes: 3,
             assumed_link_ttl: Duration::from_secs(23 * 3600),
@@ -259,7 +262,7 @@ impl<P: Provider> Engine<P> {
         config: EngineConfig,
         scope: Scope,
     ) -> Result<Arc<Self>, EngineError> {
-        let downloads = reqwest::Client::builder()
+        let downloads = crate::netguard::client_builder(config.allow_private_networks)
             .connect_timeout(Duration::from_secs(20))
             .timeout(config.download_timeout)
             .user_agent(concat!("recast/", env!("CARGO_PKG_VERSION")))

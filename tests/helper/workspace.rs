@@ -147,6 +147,8 @@ impl Workspace {
             .arg("--media-base-url")
             .arg(format!("{}/media/", sim.base_url()))
             .env("REAPI_API_KEY", sim.api_key())
+            // The simulator's clip links are on loopback.
+            .env("RECAST_ALLOW_PRIVATE_NETWORKS", "1")
             .env_remove("RECAST_LOG")
             .env_remove("REAPI_BASE_URL")
             .current_dir(self.path())
