@@ -161,7 +161,7 @@ impl Prober {
             }
             MediaSource::Remote { url } => {
                 self.check(url)?;
-                media::probe_video_url(&self.client, url).await
+                bounded(url, media::probe_video_url(&self.client, url)).await
             }
         }
     }
@@ -176,10 +176,28 @@ impl Prober {
             }
             MediaSource::Remote { url } => {
                 self.check(url)?;
-                media::probe_image_url(&self.client, url).await
+                bounded(url, media::probe_image_url(&self.client, url)).await
             }
         }
     }
+}
+
+/// How long one remote probe may take, all its requests together (a server that drips bytes
+/// or answers slowly cannot hold a plan or the daemon's intake for longer).
+const PROBE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(90);
+
+async fn bounded<T>(
+    url: &str,
+    probe: impl std::future::Future<Output = Result<T, MediaError>>,
+) -> Result<T, MediaError> {
+    tokio::time::timeout(PROBE_DEADLINE, probe)
+        .await
+        .unwrap_or_else(|_| {
+            Err(MediaError::Http {
+                url: url.to_owned(),
+                reason: format!("the probe took longer than {} s", PROBE_DEADLINE.as_secs()),
+            })
+        })
 }
 
 /// Read a manifest and, when it has mistakes, also check what can still be checked of its

@@ -321,3 +321,47 @@ async fn a_clip_link_to_a_local_address_is_refused_by_default() {
         "no request reached the clip's address"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_claiming_a_huge_file_of_tiny_boxes_does_not_keep_the_prober_asking() {
+    /// Any range of a "10 GB" file made only of 8-byte `free` boxes.
+    async fn tiny_boxes(headers: HeaderMap) -> Response {
+        let range = headers
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes="))
+            .and_then(|v| v.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        let Some((start, end)) = range else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        let total = 10_000_000_000u64;
+        let body: Vec<u8> = (start..=end)
+            .map(|i| b"\0\0\0\x08free"[(i % 8) as usize])
+            .collect();
+        let mut r = (StatusCode::PARTIAL_CONTENT, body).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_RANGE,
+            format!("bytes {start}-{end}/{total}").parse().unwrap(),
+        );
+        r
+    }
+    let counted = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let hits = counted.clone();
+    let app = Router::new().fallback(get(move |h: HeaderMap| {
+        hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tiny_boxes(h)
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/dance.mp4");
+    let probe = recast::media::probe_video_url(&client, &url);
+    let outcome = tokio::time::timeout(Duration::from_secs(60), probe)
+        .await
+        .expect("the probe ends by itself");
+    assert!(outcome.is_err(), "{outcome:?}");
+    let requests = counted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(requests <= 65, "{requests} range requests");
+}

@@ -25,6 +25,11 @@ const IMAGE_BUFFER_CAP: u64 = 16 * 1024 * 1024;
 const VIDEO_BUFFER_CAP: u64 = MOOV_CAP;
 /// First bytes a stream keeps, so the video walk can name a file that is not a video.
 const STREAM_KEEP: usize = 64;
+/// Range requests one probe may make: a real file needs a handful; a server claiming a huge
+/// file of tiny boxes would otherwise keep the prober asking for ever.
+const MAX_RANGE_REQUESTS: u32 = 64;
+/// Bytes one probe may fetch over range requests, all of them together.
+const MAX_RANGE_BYTES: u64 = 64 * 1024 * 1024;
 
 fn http_error(url: &str, reason: impl Into<String>) -> MediaError {
     MediaError::Http {
@@ -178,6 +183,9 @@ struct RangeSource<'a> {
     total: u64,
     window_start: u64,
     window: Vec<u8>,
+    /// Requests made and bytes fetched so far, against the probe's budget.
+    requests: u32,
+    fetched: u64,
 }
 
 impl RangeSource<'_> {
@@ -190,6 +198,18 @@ impl RangeSource<'_> {
             && read.offset + len <= self.window_start + self.window.len() as u64;
         if !in_window {
             let fetch_len = len.max(READ_AHEAD).min(self.total - read.offset);
+            self.requests += 1;
+            self.fetched += fetch_len;
+            if self.requests > MAX_RANGE_REQUESTS || self.fetched > MAX_RANGE_BYTES {
+                return Err(http_error(
+                    self.url,
+                    format!(
+                        "the header is not found within {MAX_RANGE_REQUESTS} range requests \
+                         and {} MiB: not a file this tool can probe",
+                        MAX_RANGE_BYTES >> 20
+                    ),
+                ));
+            }
             match get_range(self.client, self.url, read.offset, fetch_len).await? {
                 Fetched::Partial { body, total } if total == self.total => {
                     self.window_start = read.offset;
@@ -293,6 +313,8 @@ pub(crate) async fn probe_video(client: &Client, url: &str) -> Result<VideoInfo,
                 total,
                 window_start: 0,
                 window: body,
+                requests: 1,
+                fetched: READ_AHEAD,
             };
             loop {
                 let data = source.read(walk.next_read()).await?;
