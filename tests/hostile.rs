@@ -365,3 +365,99 @@ async fn a_server_claiming_a_huge_file_of_tiny_boxes_does_not_keep_the_prober_as
     let requests = counted.load(std::sync::atomic::Ordering::SeqCst);
     assert!(requests <= 65, "{requests} range requests");
 }
+
+/// A random answer: a status, maybe a `Retry-After`, and a body that is JSON of a random shape,
+/// a status word from any gateway family (or none), or bytes that are not JSON at all.
+fn random_answer(rng: &mut crate::helper::SeededRng) -> Response {
+    const STATUSES: [u16; 12] = [200, 201, 202, 204, 400, 401, 402, 404, 429, 500, 503, 302];
+    const WORDS: [&str; 12] = [
+        "completed",
+        "succeeded",
+        "failed",
+        "processing",
+        "queued",
+        "expired",
+        "warming_up",
+        "",
+        "SUCCESS",
+        "cancelled",
+        "null",
+        "\u{1b}[31m",
+    ];
+    const RETRY: [&str; 6] = [
+        "1",
+        "18446744073709551615",
+        "-5",
+        "soon",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "",
+    ];
+    let status = STATUSES[rng.below(STATUSES.len() as u64) as usize];
+    let word = WORDS[rng.below(WORDS.len() as u64) as usize];
+    let id = match rng.below(4) {
+        0 => serde_json::json!("task_ok-1"),
+        1 => serde_json::json!(rng.below(1 << 40)),
+        2 => serde_json::json!("../x?y#z"),
+        _ => serde_json::json!(null),
+    };
+    let body = match rng.below(6) {
+        0 => serde_json::json!({"id": id, "status": word}).to_string(),
+        1 => serde_json::json!({"data": {"task_id": id, "status": word,
+            "output": {"video_urls": [word, 5, null]}, "usage": {"credits": -1}}})
+        .to_string(),
+        2 => serde_json::json!({"error": {"code": 20002, "message": word, "request_id": id}})
+            .to_string(),
+        3 => serde_json::json!([1, {"status": [word]}, "x"]).to_string(),
+        4 => "{\"status\": \"completed\", \"output\": ".repeat(rng.below(50) as usize + 1),
+        _ => String::from_utf8_lossy(
+            &(0..rng.below(300))
+                .map(|_| rng.below(256) as u8)
+                .collect::<Vec<_>>(),
+        )
+        .into_owned(),
+    };
+    let mut r = (StatusCode::from_u16(status).unwrap(), body).into_response();
+    if rng.chance(40) {
+        let value = RETRY[rng.below(RETRY.len() as u64) as usize];
+        if let Ok(v) = value.parse() {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_answers_never_panic_the_client_and_every_outcome_is_typed() {
+    let seed = std::env::var("RECAST_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2026u64);
+    let rng = Arc::new(Mutex::new(crate::helper::SeededRng(seed)));
+    let shared = rng.clone();
+    let handler = move || {
+        let rng = shared.clone();
+        async move { random_answer(&mut rng.lock().unwrap()) }
+    };
+    let app = Router::new()
+        .route("/api/v1/videos/generations", post(handler.clone()))
+        .fallback(get(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let provider = client(addr);
+    for i in 0..300 {
+        let outcome = match i % 3 {
+            0 => provider.submit(&request(), "k").await.map(|id| {
+                assert!(recast::provider::is_task_id(&id), "seed {seed}: {id:?}");
+            }),
+            1 => provider.poll("task_ok-1").await.map(drop),
+            _ => provider.balance().await.map(drop),
+        };
+        if let Err(ProviderError::RateLimited {
+            retry_after: Some(wait),
+        }) = &outcome
+        {
+            assert!(*wait <= MAX_PROVIDER_WAIT, "seed {seed}: {wait:?}");
+        }
+    }
+}
