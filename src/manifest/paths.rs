@@ -114,18 +114,27 @@ impl Roots {
     fn local_file(&mut self, raw: &str, path: &Path) -> Result<MediaSource, String> {
         let (canonical, root) = self.confine_canonically(raw, path)?;
         let rel = relative_with_slashes(&canonical, root);
-        let metadata = fs::metadata(&canonical)
-            .map_err(|err| format!("cannot open `{}`: {err}", quote_for_message(raw)))?;
-        if !metadata.is_file() {
+        // Opened once (no link at its name, never a FIFO) and checked on the handle; the size
+        // rule comes before hashing, so a huge (or sparse) file is not read in full.
+        let file = crate::safe_fs::open_regular(&canonical).map_err(|err| match err.kind() {
+            io::ErrorKind::Other => format!("`{}` is not a regular file", quote_for_message(raw)),
+            _ => format!("cannot open `{}`: {err}", quote_for_message(raw)),
+        })?;
+        let size = file
+            .metadata()
+            .map_err(|err| format!("cannot open `{}`: {err}", quote_for_message(raw)))?
+            .len();
+        if size > MAX_LOCAL_MEDIA_BYTES {
             return Err(format!(
-                "`{}` is not a regular file",
+                "`{}` is {size} bytes; the provider takes media of at most 100 MB (a video) \
+                 or 10 MB (an image)",
                 quote_for_message(raw)
             ));
         }
         let sha256 = match self.hashes.get(&canonical) {
             Some(sha) => sha.clone(),
             None => {
-                let sha = sha256_file(&canonical)
+                let sha = sha256_of(file)
                     .map_err(|err| format!("cannot read `{}`: {err}", quote_for_message(raw)))?;
                 self.hashes.insert(canonical.clone(), sha.clone());
                 sha
@@ -421,9 +430,11 @@ fn relative_with_slashes(path: &Path, root: &Path) -> String {
         .join("/")
 }
 
-/// sha256 of a file, streamed: media can be large and memory stays bounded.
-fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut file = fs::File::open(path)?;
+/// The largest local media file read at all: the provider's cap for a reference video.
+const MAX_LOCAL_MEDIA_BYTES: u64 = 100_000_000;
+
+/// sha256 of an open file, streamed: media can be large and memory stays bounded.
+fn sha256_of(mut file: fs::File) -> io::Result<String> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 64 * 1024];
     loop {

@@ -69,6 +69,21 @@ fn the_database_files_are_private() {
 }
 
 #[test]
+fn a_state_folder_opened_up_by_someone_is_made_private_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    drop(Store::open(&state).unwrap());
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let db = state.join("recast.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _store = Store::open(&state).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&db), 0o600);
+}
+
+#[test]
 fn registering_the_same_jobs_again_adds_nothing_and_dropped_planned_jobs_are_cancelled() {
     let store = Store::open_in_memory().unwrap();
     let first = store
