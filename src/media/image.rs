@@ -79,10 +79,8 @@ fn not_an_image(head: &[u8]) -> MediaError {
     const ACCEPTED: &str = "the provider accepts JPEG, PNG or WebP";
     match sniff::describe(head) {
         Some(what) => MediaError::NotAnImage(format!("this is {what}; {ACCEPTED}")),
-        None => MediaError::NotAnImage(format!(
-            "unrecognised content (first bytes: {}); {ACCEPTED}",
-            sniff::hex_prefix(head)
-        )),
+        // The bytes themselves are never quoted: they may come from anywhere (a URL's answer).
+        None => MediaError::NotAnImage(format!("unrecognised content; {ACCEPTED}")),
     }
 }
 
@@ -104,10 +102,7 @@ fn check_whole(format: ImageFormat, head: &[u8], tail: &[u8], size: u64) -> Resu
             if end.ends_with(&[0xFF, 0xD9]) && padding <= JPEG_MAX_PADDING {
                 None
             } else {
-                Some(format!(
-                    "ends with {} instead of the end-of-image marker FF D9: it is truncated",
-                    sniff::hex_prefix(&tail[tail.len().saturating_sub(2)..])
-                ))
+                Some("does not end with the end-of-image marker FF D9: it is truncated".to_owned())
             }
         }
         ImageFormat::Webp => {
@@ -268,7 +263,10 @@ mod tests {
             "{err}"
         );
         let err = probe_bytes(b"\x00\x01\x02").unwrap_err().to_string();
-        assert!(err.contains("00 01 02"), "{err}");
+        assert!(
+            err.contains("unrecognised") && !err.contains("00 01 02"),
+            "{err}"
+        );
         assert!(matches!(probe_bytes(b""), Err(MediaError::Empty)));
     }
 

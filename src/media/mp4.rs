@@ -160,9 +160,8 @@ impl Walk {
         }
         if !kind.iter().all(|b| (0x20..=0x7E).contains(b) || *b == 0xA9) {
             return Err(MediaError::Corrupt(format!(
-                "expected a box header at byte {}, found bytes {}",
-                self.pos,
-                sniff::hex_prefix(data)
+                "expected a box header at byte {}, found something else",
+                self.pos
             )));
         }
         match size {
@@ -269,10 +268,8 @@ fn plausible_first_box(kind: &[u8; 4]) -> bool {
 fn not_a_video(head: &[u8]) -> MediaError {
     match sniff::describe(head) {
         Some(what) => MediaError::NotAVideo(format!("this is {what}, not an MP4/MOV video")),
-        None => MediaError::NotAVideo(format!(
-            "no MP4/MOV box structure at the start (first bytes: {})",
-            sniff::hex_prefix(head)
-        )),
+        // The bytes themselves are never quoted: they may come from anywhere (a URL's answer).
+        None => MediaError::NotAVideo("no MP4/MOV box structure at the start".to_owned()),
     }
 }
 
@@ -736,7 +733,10 @@ mod tests {
         let err = probe_bytes(b"\x01\x02\x03\x04\x05\x06\x07\x08\x09")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("01 02 03"), "{err}");
+        assert!(
+            !err.contains("01 02 03"),
+            "foreign bytes are never quoted: {err}"
+        );
         let err = probe_bytes(b"GIF").unwrap_err().to_string();
         assert!(err.contains("no MP4/MOV box structure"), "{err}");
         assert!(matches!(probe_bytes(b""), Err(MediaError::Empty)));

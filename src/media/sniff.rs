@@ -106,16 +106,6 @@ fn describe_text(head: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// The first bytes in hex, for messages about content nothing recognises.
-pub(crate) fn hex_prefix(head: &[u8]) -> String {
-    let shown: Vec<String> = head.iter().take(8).map(|b| format!("{b:02X}")).collect();
-    if shown.is_empty() {
-        "none".to_owned()
-    } else {
-        shown.join(" ")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,12 +141,5 @@ mod tests {
         assert_eq!(describe(b"%PDF-1.7"), Some("a PDF document"));
         assert_eq!(describe(b"\x01\x02\x03"), None);
         assert_eq!(describe(b""), None);
-    }
-
-    #[test]
-    fn hex_prefix_is_short() {
-        assert_eq!(hex_prefix(&[0, 1, 0xAB]), "00 01 AB");
-        assert_eq!(hex_prefix(&[7; 100]).len(), 8 * 3 - 1);
-        assert_eq!(hex_prefix(&[]), "none");
     }
 }
