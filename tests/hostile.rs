@@ -30,10 +30,15 @@ async fn serve(answer: fn() -> Response) -> (SocketAddr, Arc<Mutex<Vec<String>>>
     let app = Router::new()
         .route("/api/v1/videos/generations", post(handler.clone()))
         .fallback(get(handler));
+    (serve_app(app).await, seen)
+}
+
+/// Serve `app` on a free loopback port until the test ends.
+async fn serve_app(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    (addr, seen)
+    addr
 }
 
 fn client(addr: SocketAddr) -> HttpProvider {
@@ -352,9 +357,7 @@ async fn a_server_claiming_a_huge_file_of_tiny_boxes_does_not_keep_the_prober_as
         hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tiny_boxes(h)
     }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = serve_app(app).await;
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/dance.mp4");
     let probe = recast::media::probe_video_url(&client, &url);
@@ -441,10 +444,7 @@ async fn random_answers_never_panic_the_client_and_every_outcome_is_typed() {
     let app = Router::new()
         .route("/api/v1/videos/generations", post(handler.clone()))
         .fallback(get(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let provider = client(addr);
+    let provider = client(serve_app(app).await);
     for i in 0..300 {
         let outcome = match i % 3 {
             0 => provider.submit(&request(), "k").await.map(|id| {

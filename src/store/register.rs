@@ -281,25 +281,11 @@ fn insert_adopted(
             "the output folder records a submit whose answer was never recorded",
         ),
     };
+    let job_id = insert_job(tx, batch_id, job, job_state, Some(reason), None)?;
     tx.execute(
-        "INSERT INTO jobs (batch_id, job_key, subject_id, output_name, spec_json, duration_ms,
-             estimate_credits, state, reason, task_id, next_poll_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?11)",
-        params![
-            batch_id,
-            job.key,
-            job.subject_id,
-            job.output_name,
-            job.spec_json,
-            job.duration_ms as i64,
-            job.estimate_credits.map(|c| c as i64),
-            job_state.as_str(),
-            reason,
-            adopted.task_id,
-            now
-        ],
+        "UPDATE jobs SET task_id = ?2, next_poll_at = ?3 WHERE id = ?1",
+        params![job_id, adopted.task_id, now],
     )?;
-    let job_id = tx.last_insert_rowid();
     tx.execute(
         "INSERT INTO attempts (job_id, number, idempotency_key, state, task_id, credits_estimate,
              created_at, updated_at)
