@@ -514,8 +514,26 @@ async fn a_second_daemon_on_the_same_state_folder_is_refused_and_a_paused_batch_
     );
     assert_eq!(site.count(&sim, "held", "done").await, 2);
 
+    // A cancel works while the daemon runs, and sticks through the daemon's own ticks: a bare
+    // resume lifts the pause but not the cancel; only `resume held` does.
+    let cancelled = site
+        .command(&sim, &["cancel", "held"])
+        .output()
+        .await
+        .unwrap();
+    assert!(cancelled.status.success(), "{cancelled:?}");
     let resumed = site.command(&sim, &["resume"]).output().await.unwrap();
     assert!(resumed.status.success(), "{resumed:?}");
+    assert_eq!(site.count(&sim, "held", "cancelled").await, 2);
+    let resumed = site
+        .command(&sim, &["resume", "held"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&resumed.stderr).contains("2 will be submitted"),
+        "{resumed:?}"
+    );
     site.wait_done(&sim, "held", 4).await;
     let (_, code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");

@@ -257,8 +257,16 @@ pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
 }
 
 pub fn cancel(settings: &Settings, args: CancelArgs) -> ExitCode {
-    let (_lock, store) = match locked_store(settings) {
-        Ok(s) => s,
+    // Like `pause`, a cancel goes through the database without the state folder's lock, so it
+    // works while a daemon (or a long `recast run`) drives the batch: one transaction that only
+    // moves jobs nothing is being sent for (planned, unknown), and the engine claims nothing of a
+    // cancelled batch from then on.
+    let store = match existing_store(settings) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            eprintln!("error: no batches yet in {}", settings.state_dir.display());
+            return ExitCode::Invalid;
+        }
         Err(code) => return code,
     };
     let id = match batch_of(&store, settings, &args.batch, args.simulate) {
