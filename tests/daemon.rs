@@ -652,10 +652,21 @@ async fn a_link_dropped_into_an_inbox_is_never_read_and_no_link_is_written_throu
     std::os::unix::fs::symlink(&key_file, site.inbox().join("evil.yaml")).unwrap();
     let bad_text =
         manifest("bad", &listed_subjects(&site, "b", 0..1)).replace("mode: std", "mode: ultra");
-    std::fs::write(site.inbox().join("bad.yaml"), bad_text).unwrap();
-    wait_for("both drops rejected", WAIT, || async {
-        (rejected.join("evil.yaml").is_symlink() && rejected.join("bad-2.yaml").exists())
-            .then_some(())
+    std::fs::write(site.inbox().join("bad.yaml"), &bad_text).unwrap();
+    // A file name built to forge a log line.
+    std::fs::write(
+        site.inbox()
+            .join("x\n2026-01-01T00:00:00Z  INFO FORGED line.yaml"),
+        &bad_text,
+    )
+    .unwrap();
+    wait_for("the three drops rejected", WAIT, || async {
+        (rejected.join("evil.yaml").is_symlink()
+            && rejected.join("bad-2.yaml").exists()
+            && rejected
+                .join("x\n2026-01-01T00:00:00Z  INFO FORGED line.error.txt")
+                .exists())
+        .then_some(())
     })
     .await;
     let (_, code, log) = daemon.terminate().await;
@@ -672,4 +683,8 @@ async fn a_link_dropped_into_an_inbox_is_never_read_and_no_link_is_written_throu
     );
     let bad_why = std::fs::read_to_string(rejected.join("bad-2.error.txt")).unwrap();
     assert!(bad_why.contains("ultra"), "{bad_why}");
+    assert!(
+        !log.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "a file name forged a log line:\n{log}"
+    );
 }

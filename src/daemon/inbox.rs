@@ -47,7 +47,7 @@ pub async fn run(
                 continue;
             };
             if !is_manifest_name(&file) {
-                tracing::debug!(file = %file.display(), "not a manifest (.yaml/.yml); left alone");
+                tracing::debug!(file = ?file, "not a manifest (.yaml/.yml); left alone");
                 continue;
             }
             if let Some(batch_id) = take(&intake, inbox, &file).await? {
@@ -84,7 +84,7 @@ async fn take(intake: &Intake, inbox: &Inbox, file: &Path) -> Result<Option<i64>
     let accepted = match unique_target(&inbox.path.join(ACCEPTED), file) {
         Ok(target) => target,
         Err(e) => {
-            tracing::error!(file = %file.display(), "cannot make the accepted/ folder: {e}");
+            tracing::error!(file = ?file, "cannot make the accepted/ folder: {e}");
             return Ok(None);
         }
     };
@@ -95,11 +95,11 @@ async fn take(intake: &Intake, inbox: &Inbox, file: &Path) -> Result<Option<i64>
         }
         Outcome::Registered(r) => {
             if let Err(e) = std::fs::rename(file, &accepted) {
-                tracing::error!(file = %file.display(), "registered, but cannot move it to accepted/: {e}");
+                tracing::error!(file = ?file, "registered, but cannot move it to accepted/: {e}");
             }
             tracing::info!(
                 batch = %r.name,
-                file = %file.display(),
+                file = ?file,
                 added = r.report.added,
                 kept = r.report.kept,
                 "manifest accepted"
@@ -113,7 +113,7 @@ fn reject(inbox: &Inbox, file: &Path, messages: &str) {
     let target = match unique_target(&inbox.path.join(REJECTED), file) {
         Ok(t) => t,
         Err(e) => {
-            tracing::error!(file = %file.display(), "cannot make the rejected/ folder: {e}");
+            tracing::error!(file = ?file, "cannot make the rejected/ folder: {e}");
             return;
         }
     };
@@ -125,12 +125,12 @@ fn reject(inbox: &Inbox, file: &Path, messages: &str) {
     let written = crate::safe_fs::create_new(&error_file, 0o644)
         .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()));
     if let Err(e) = written {
-        tracing::error!(file = %error_file.display(), "cannot write the error file: {e}");
+        tracing::error!(file = ?error_file, "cannot write the error file: {e}");
     }
     if let Err(e) = std::fs::rename(file, &target) {
-        tracing::error!(file = %file.display(), "cannot move it to rejected/: {e}");
+        tracing::error!(file = ?file, "cannot move it to rejected/: {e}");
     }
-    tracing::warn!(file = %file.display(), "manifest rejected: {}", messages.lines().next().unwrap_or(""));
+    tracing::warn!(file = ?file, "manifest rejected: {}", messages.lines().next().unwrap_or("").escape_debug());
 }
 
 /// `rejected/jobs.yaml` -> `rejected/jobs.error.txt`.

@@ -100,13 +100,13 @@ pub async fn tick(
         let batch = match intake.check(&file).await {
             Ok(b) => b,
             Err(messages) => {
-                tracing::error!(schedule = index, file = %file.display(), "invalid manifest, skipped:\n{messages}");
+                tracing::error!(schedule = index, file = ?file, "invalid manifest, skipped:\n{messages}");
                 continue;
             }
         };
         match intake.register(batch, &file, schedule.priority).await? {
             Outcome::Invalid(messages) => {
-                tracing::error!(schedule = index, file = %file.display(), "cannot plan, skipped:\n{messages}");
+                tracing::error!(schedule = index, file = ?file, "cannot plan, skipped:\n{messages}");
             }
             Outcome::Registered(r) => {
                 tracing::info!(

@@ -112,7 +112,7 @@ fn refresh(
     for dir in &dirs {
         if !old.contains(dir) {
             watch.add(dir)?;
-            tracing::info!(batch_id, folder = %dir.display(), "watching for subjects");
+            tracing::info!(batch_id, folder = ?dir, "watching for subjects");
         }
     }
     if !dirs.is_empty() {
@@ -170,7 +170,7 @@ fn write_error_file(image: &Path, problems: &str) {
         return;
     }
     match crate::safe_fs::write_regular(&path, text.as_bytes()) {
-        Ok(()) => tracing::warn!(image = %image.display(), "bad subject image: {problems}"),
-        Err(e) => tracing::error!(file = %path.display(), "cannot write the error file: {e}"),
+        Ok(()) => tracing::warn!(image = ?image, "bad subject image: {}", problems.escape_debug()),
+        Err(e) => tracing::error!(file = ?path, "cannot write the error file: {e}"),
     }
 }

@@ -166,7 +166,7 @@ impl<P: Provider> Engine<P> {
                     &landed.sha256,
                     landed.bytes,
                 )?;
-                tracing::info!(subject = %item.subject_id, path = %landed.path.display(), "clip saved");
+                tracing::info!(subject = %item.subject_id, path = ?landed.path, "clip saved");
             }
             Err(DownloadError::LinkDead(status)) => {
                 let why = format!("the clip link answered HTTP {status}");
