@@ -688,3 +688,55 @@ async fn a_link_dropped_into_an_inbox_is_never_read_and_no_link_is_written_throu
         "a file name forged a log line:\n{log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_whose_probe_hangs_does_not_hold_back_the_next_drop() {
+    let mut site = Site::new();
+    let sim = site.sim(Duration::from_millis(100)).await;
+    // A media server that accepts and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_addr = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noted = asked.clone();
+    let app = axum::Router::new().fallback(axum::routing::get(move || {
+        noted.store(true, std::sync::atomic::Ordering::SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            "never"
+        }
+    }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let daemon = site.start(&sim).await;
+
+    let slow = manifest("slow", &listed_subjects(&site, "w", 0..1)).replace(
+        "./subjects/w000.png",
+        &format!("http://{slow_addr}/w000.png"),
+    );
+    std::fs::write(site.inbox().join("slow.yaml"), slow).unwrap();
+    // Once the slow drop's probe is waiting on the server, drop a good one.
+    wait_for("the slow drop's probe to start", WAIT, || async {
+        asked
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then_some(())
+    })
+    .await;
+    let accepted = site.inbox().join("accepted");
+    std::fs::write(
+        site.inbox().join("good.yaml"),
+        manifest("good", &listed_subjects(&site, "g", 0..1)),
+    )
+    .unwrap();
+    wait_for(
+        "the good drop accepted while the slow one hangs",
+        Duration::from_secs(20),
+        || async { accepted.join("good.yaml").exists().then_some(()) },
+    )
+    .await;
+    assert!(
+        !accepted.join("slow.yaml").exists() && !site.inbox().join("rejected/slow.yaml").exists(),
+        "the slow drop is still being probed"
+    );
+    site.wait_done(&sim, "good", 1).await;
+    let (_, code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -8,6 +8,7 @@
 //! May not: plan or register by itself (that is `intake`), or watch subjects folders (that is
 //! `subjects`, told about each standing performance through a channel).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,12 +38,29 @@ pub async fn run(
         watch.add(&inbox.path)?;
         tracing::info!(inbox = %inbox.path.display(), "watching for manifests");
     }
-    while let Some(files) = watch.next(&shutdown).await {
+    // Each drop is planned on its own task (a few at a time): one slow or hostile drop (a
+    // remote probe that drips) cannot hold the others back.
+    let mut takes: tokio::task::JoinSet<(PathBuf, Result<Option<i64>, DaemonError>)> =
+        tokio::task::JoinSet::new();
+    // A file seen again while its take runs (a rescan, a second event) is not taken twice.
+    let mut in_progress: HashSet<PathBuf> = HashSet::new();
+    loop {
+        let files = tokio::select! {
+            files = watch.next(&shutdown) => match files {
+                Some(files) => files,
+                None => break,
+            },
+            Some(done) = takes.join_next(), if !takes.is_empty() => {
+                taken(done, &mut in_progress, &standing).await?;
+                continue;
+            }
+        };
         for file in files {
             let Some(inbox) = config
                 .inboxes
                 .iter()
                 .find(|i| file.parent() == Some(i.path.as_path()))
+                .cloned()
             else {
                 continue;
             };
@@ -50,14 +68,57 @@ pub async fn run(
                 tracing::debug!(file = ?file, "not a manifest (.yaml/.yml); left alone");
                 continue;
             }
-            if let Some(batch_id) = take(&intake, inbox, &file).await? {
-                // The subjects stage decides whether it stands; it may be gone (shutting down).
-                let _ = standing.send(batch_id).await;
+            if !in_progress.insert(file.clone()) {
+                continue;
             }
+            while takes.len() >= CONCURRENT_TAKES {
+                if let Some(done) = takes.join_next().await {
+                    taken(done, &mut in_progress, &standing).await?;
+                }
+            }
+            let intake = intake.clone();
+            takes.spawn(async move {
+                let outcome = take(&intake, &inbox, &file).await;
+                (file, outcome)
+            });
+        }
+    }
+    takes.abort_all();
+    while let Some(done) = takes.join_next().await {
+        if !matches!(&done, Err(e) if e.is_cancelled()) {
+            taken(done, &mut in_progress, &standing).await?;
         }
     }
     tracing::info!("inbox stage stopped");
     Ok(())
+}
+
+/// Drops planned at once.
+const CONCURRENT_TAKES: usize = 4;
+
+/// A take ended: a registered batch goes to the subjects stage (which decides whether it stands;
+/// it may be gone when shutting down); a store failure is critical.
+async fn taken(
+    done: Result<(PathBuf, Result<Option<i64>, DaemonError>), tokio::task::JoinError>,
+    in_progress: &mut HashSet<PathBuf>,
+    standing: &mpsc::Sender<i64>,
+) -> Result<(), DaemonError> {
+    let outcome = match done {
+        Ok((file, outcome)) => {
+            in_progress.remove(&file);
+            outcome
+        }
+        Err(e) if e.is_cancelled() => return Ok(()),
+        Err(e) => return Err(DaemonError::Panicked(e.to_string())),
+    };
+    match outcome {
+        Ok(Some(batch_id)) => {
+            let _ = standing.send(batch_id).await;
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 fn is_manifest_name(path: &Path) -> bool {
