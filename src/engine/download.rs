@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::landing::land;
 use super::{Engine, EngineError};
+use crate::output::OutputDir;
 use crate::provider::Provider;
 use crate::store::{DownloadItem, JobState, now_ms};
 
@@ -233,7 +234,8 @@ impl<P: Provider> Engine<P> {
             let path = path.to_path_buf();
             move |source| DownloadError::Local { path, source }
         };
-        tokio::fs::create_dir_all(&dir).await.map_err(local(&dir))?;
+        // Opened once, not through a link at its name; every file below goes through it.
+        let out = OutputDir::open(&dir).map_err(local(&dir))?;
         // A link from the provider's answer is foreign: it may not lead to a private address.
         crate::netguard::check_url(&item.clip_url, self.config.allow_private_networks)
             .map_err(|why| DownloadError::Retryable(format!("the clip link is refused: {why}")))?;
@@ -272,13 +274,8 @@ impl<P: Provider> Engine<P> {
             .and_then(crate::digest::parse_sha256);
         // An unpredictable name, created exclusively (O_EXCL, no link followed): nothing planted
         // in the output folder can make recast write through it.
-        let (file, temp) = tempfile::Builder::new()
-            .prefix(".recast-")
-            .suffix(TEMP_SUFFIX)
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .tempfile_in(&dir)
-            .map_err(local(&dir))?
-            .into_parts();
+        let (file, temp) = out.create_temp(TEMP_SUFFIX).map_err(local(&dir))?;
+        let temp_path = dir.join(temp.name());
         let mut file = tokio::fs::File::from_std(file);
         let mut hasher = Sha256::new();
         let mut bytes = 0u64;
@@ -295,7 +292,7 @@ impl<P: Provider> Engine<P> {
             }
             hasher.update(&chunk);
             bytes += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(local(&temp))?;
+            file.write_all(&chunk).await.map_err(local(&temp_path))?;
         }
         if let Some(promised) = promised
             && promised != bytes
@@ -304,14 +301,16 @@ impl<P: Provider> Engine<P> {
                 "truncated: the server promised {promised} bytes and sent {bytes}"
             )));
         }
-        file.flush().await.map_err(local(&temp))?;
-        file.sync_all().await.map_err(local(&temp))?;
+        file.flush().await.map_err(local(&temp_path))?;
+        file.sync_all().await.map_err(local(&temp_path))?;
         drop(file);
-        let probe_path = temp.to_path_buf();
-        let probed =
-            tokio::task::spawn_blocking(move || crate::media::probe_video_file(&probe_path))
-                .await
-                .map_err(|e| DownloadError::Retryable(format!("probe failed: {e}")))?;
+        // Probed through the open file: whatever happens to the folder's names meanwhile.
+        let reread = out.open_regular(temp.name()).map_err(local(&temp_path))?;
+        let probed = tokio::task::spawn_blocking(move || {
+            crate::media::probe_video_file(&OutputDir::fd_path(&reread))
+        })
+        .await
+        .map_err(|e| DownloadError::Retryable(format!("probe failed: {e}")))?;
         if let Err(e) = probed {
             return Err(DownloadError::Retryable(format!(
                 "the clip is not a whole MP4: {e}"
@@ -328,9 +327,8 @@ impl<P: Provider> Engine<P> {
         }
         let sha256 = hex::encode(digest);
         let path = tokio::task::spawn_blocking({
-            let (temp_path, dir, name, key, sha) = (
-                temp.to_path_buf(),
-                dir.clone(),
+            let (out, name, key, sha) = (
+                out.clone(),
                 item.output_name.clone(),
                 item.job_key.clone(),
                 sha256.clone(),
@@ -345,15 +343,15 @@ impl<P: Provider> Engine<P> {
                         // When in doubt, the file is someone else's: write beside it.
                         .unwrap_or(true)
                 };
-                let path = land(&temp_path, &dir, &name, &key, &sha, &owned_by_another)?;
+                let path = land(&out, temp, &name, &key, &sha, &owned_by_another)?;
                 // The folder remembers the clip before the store does: a state folder lost
                 // from here on still finds it made.
                 line.file = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                crate::output::append(&dir, &line).map_err(|source| DownloadError::Local {
-                    path: dir.join(crate::output::RESULTS_FILE),
+                crate::output::append_in(&out, &line).map_err(|source| DownloadError::Local {
+                    path: out.path().join(crate::output::RESULTS_FILE),
                     source,
                 })?;
                 Ok::<_, DownloadError>(path)

@@ -13,13 +13,14 @@
 //! May not: touch the store, or trust the folder: every file here is opened without following
 //! links, read within a bound, and checked to be a regular file; a damaged line is skipped.
 
+mod dir;
 mod lock;
 
+pub use dir::{OutputDir, TempName};
 pub use lock::{OutputBusy, hold};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -61,20 +62,14 @@ pub use crate::safe_fs::open_regular;
 /// Append `line` to the folder's results file and fsync it: once this returns, the clip is
 /// remembered by the folder itself.
 pub fn append(dir: &Path, line: &ResultLine) -> std::io::Result<()> {
+    append_in(&*OutputDir::open(dir)?, line)
+}
+
+/// [`append`] in a folder already open.
+pub fn append_in(dir: &OutputDir, line: &ResultLine) -> std::io::Result<()> {
     let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
     text.push('\n');
-    std::fs::create_dir_all(dir)?;
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(dir.join(RESULTS_FILE))?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other(
-            "the results file is not a regular file",
-        ));
-    }
+    let mut file = dir.open_append(RESULTS_FILE)?;
     // One write of one line: a crash leaves at most a torn last line, which reading skips.
     file.write_all(text.as_bytes())?;
     file.sync_all()
