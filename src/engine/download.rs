@@ -306,11 +306,11 @@ impl<P: Provider> Engine<P> {
         drop(file);
         // Probed through the open file: whatever happens to the folder's names meanwhile.
         let reread = out.open_regular(temp.name()).map_err(local(&temp_path))?;
-        let probed = tokio::task::spawn_blocking(move || {
-            crate::media::probe_video_file(&OutputDir::fd_path(&reread))
-        })
-        .await
-        .map_err(|e| DownloadError::Retryable(format!("probe failed: {e}")))?;
+        let what = temp_path.display().to_string();
+        let probed =
+            tokio::task::spawn_blocking(move || crate::media::probe_video_handle(reread, &what))
+                .await
+                .map_err(|e| DownloadError::Retryable(format!("probe failed: {e}")))?;
         if let Err(e) = probed {
             return Err(DownloadError::Retryable(format!(
                 "the clip is not a whole MP4: {e}"

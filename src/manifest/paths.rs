@@ -116,7 +116,8 @@ impl Roots {
         let rel = relative_with_slashes(&canonical, root);
         // Opened once (no link at its name, never a FIFO) and checked on the handle; the size
         // rule comes before hashing, so a huge (or sparse) file is not read in full.
-        let file = crate::safe_fs::open_regular(&canonical).map_err(|err| match err.kind() {
+        let beneath = canonical.strip_prefix(root).unwrap_or(&canonical);
+        let file = crate::safe_fs::open_beneath(root, beneath).map_err(|err| match err.kind() {
             io::ErrorKind::Other => format!("`{}` is not a regular file", quote_for_message(raw)),
             _ => format!("cannot open `{}`: {err}", quote_for_message(raw)),
         })?;

@@ -31,19 +31,15 @@ pub use rules::{
 
 use std::path::Path;
 
-/// Open a local file to probe and give its size. Anything but a regular file is refused before
-/// opening: a FIFO would block the open, and a device may never end.
+/// Open a local file to probe and give its size: opened once, no link at its name followed, a
+/// FIFO never waited on, and anything but a regular file (a device may never end) refused on
+/// the open handle, so nothing can be swapped in between a check and the read.
 fn open_regular(path: &Path) -> Result<(std::fs::File, u64), MediaError> {
     let io = |source| MediaError::Io {
         what: path.display().to_string(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if !meta.is_file() {
-        return Err(io(std::io::Error::other("not a regular file")));
-    }
-    let file = std::fs::File::open(path).map_err(io)?;
-    // The metadata of the open file: the path may have been swapped in between.
+    let file = crate::safe_fs::open_regular(path).map_err(io)?;
     let len = file.metadata().map_err(io)?.len();
     Ok((file, len))
 }
@@ -127,7 +123,21 @@ pub struct RuleViolation {
 
 /// Probe a local video, reading only its top-level box headers, `ftyp` and `moov`.
 pub fn probe_video_file(path: &Path) -> Result<VideoInfo, MediaError> {
-    mp4::probe_file(path)
+    let (file, len) = open_regular(path)?;
+    mp4::probe_open(file, len, &path.display().to_string())
+}
+
+/// Probe a video already open (a clip just downloaded, read through its own handle); `what`
+/// names it in errors.
+pub fn probe_video_handle(file: std::fs::File, what: &str) -> Result<VideoInfo, MediaError> {
+    let len = file
+        .metadata()
+        .map_err(|source| MediaError::Io {
+            what: what.to_owned(),
+            source,
+        })?
+        .len();
+    mp4::probe_open(file, len, what)
 }
 
 /// Probe a video whose bytes are all in memory (the simulator fetches whole inputs, as the provider does).

@@ -10,7 +10,6 @@
 
 use super::{Container, MediaError, VideoInfo, sniff};
 use std::io::{Read as _, Seek as _, SeekFrom};
-use std::path::Path;
 
 /// Largest `moov` box read into memory. Real ones are kilobytes to a few MiB (hours of
 /// video); a bigger claim is either corrupt or not worth the memory.
@@ -547,12 +546,16 @@ pub(crate) fn probe_bytes(bytes: &[u8]) -> Result<VideoInfo, MediaError> {
 }
 
 /// Probe a local file, seeking over every top-level box except `ftyp` and `moov`.
-pub(crate) fn probe_file(path: &Path) -> Result<VideoInfo, MediaError> {
+/// Walk an open file of `len` bytes; `what` names it in errors.
+pub(crate) fn probe_open(
+    mut file: std::fs::File,
+    len: u64,
+    what: &str,
+) -> Result<VideoInfo, MediaError> {
     let io = |source| MediaError::Io {
-        what: path.display().to_string(),
+        what: what.to_owned(),
         source,
     };
-    let (mut file, len) = super::open_regular(path)?;
     let mut walk = Walk::new(len, false)?;
     let mut buf = Vec::new();
     loop {

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -144,13 +144,6 @@ impl OutputDir {
             return Err(std::io::Error::other("not a regular file"));
         }
         Ok(file)
-    }
-
-    /// A path by which a helper that only takes paths (the MP4 prober) reads the open file
-    /// `file`, whatever happens to the folder's names meanwhile.
-    pub fn fd_path(file: &impl AsFd) -> PathBuf {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!("/proc/self/fd/{}", file.as_fd().as_raw_fd()))
     }
 }
 
