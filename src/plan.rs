@@ -153,11 +153,14 @@ impl Prober {
 
     pub async fn video(&self, source: &MediaSource) -> Result<VideoInfo, MediaError> {
         match source {
-            MediaSource::Local { path, .. } => {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || media::probe_video_file(&path))
-                    .await
-                    .map_err(|e| MediaError::Corrupt(format!("probe failed: {e}")))?
+            MediaSource::Local { path, rel, .. } => {
+                let (path, rel) = (path.clone(), rel.clone());
+                tokio::task::spawn_blocking(move || {
+                    let file = media::open_confined(&path, &rel)?;
+                    media::probe_video_handle(file, &path.display().to_string())
+                })
+                .await
+                .map_err(|e| MediaError::Corrupt(format!("probe failed: {e}")))?
             }
             MediaSource::Remote { url } => {
                 self.check(url)?;
@@ -168,11 +171,14 @@ impl Prober {
 
     pub async fn image(&self, source: &MediaSource) -> Result<ImageInfo, MediaError> {
         match source {
-            MediaSource::Local { path, .. } => {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || media::probe_image_file(&path))
-                    .await
-                    .map_err(|e| MediaError::Corrupt(format!("probe failed: {e}")))?
+            MediaSource::Local { path, rel, .. } => {
+                let (path, rel) = (path.clone(), rel.clone());
+                tokio::task::spawn_blocking(move || {
+                    let file = media::open_confined(&path, &rel)?;
+                    media::probe_image_handle(file, &path.display().to_string())
+                })
+                .await
+                .map_err(|e| MediaError::Corrupt(format!("probe failed: {e}")))?
             }
             MediaSource::Remote { url } => {
                 self.check(url)?;

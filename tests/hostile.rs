@@ -461,3 +461,27 @@ async fn random_answers_never_panic_the_client_and_every_outcome_is_typed() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_swapped_for_a_link_after_the_manifest_was_read_is_not_probed_outside() {
+    use crate::helper::workspace::Workspace;
+    let ws = Workspace::new(1, "");
+    let batch =
+        recast::manifest::load(&ws.manifest(), &recast::manifest::LoadOptions::default()).unwrap();
+    let image = batch.jobs[0].image.clone();
+    // Between the manifest's check and the probe, `subjects/` becomes a link to a folder
+    // outside holding a file of the same name (and then to /dev, which never ends).
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        ws.path().join("subjects/s000.png"),
+        outside.path().join("s000.png"),
+    )
+    .unwrap();
+    std::fs::rename(ws.path().join("subjects"), ws.path().join("moved")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), ws.path().join("subjects")).unwrap();
+    let prober = recast::plan::Prober::default();
+    let probed = tokio::time::timeout(Duration::from_secs(30), prober.image(&image))
+        .await
+        .expect("the probe ends");
+    assert!(probed.is_err(), "read outside the root: {probed:?}");
+}

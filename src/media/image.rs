@@ -10,7 +10,6 @@
 
 use super::{ImageFormat, ImageInfo, MediaError, sniff};
 use std::io::{Read as _, Seek as _, SeekFrom};
-use std::path::Path;
 
 /// Heads tried in turn: almost every header fits the first; a JPEG with a large EXIF thumbnail
 /// or ICC profile before its frame header may need more.
@@ -141,12 +140,16 @@ pub(crate) fn probe_bytes(bytes: &[u8]) -> Result<ImageInfo, MediaError> {
         .ok_or_else(|| MediaError::Corrupt("the image header is cut short".to_owned()))
 }
 
-pub(crate) fn probe_file(path: &Path) -> Result<ImageInfo, MediaError> {
+/// Probe an open file of `size` bytes; `what` names it in errors.
+pub(crate) fn probe_open(
+    mut file: std::fs::File,
+    size: u64,
+    what: &str,
+) -> Result<ImageInfo, MediaError> {
     let io = |source| MediaError::Io {
-        what: path.display().to_string(),
+        what: what.to_owned(),
         source,
     };
-    let (mut file, size) = super::open_regular(path)?;
     if size == 0 {
         return Err(MediaError::Empty);
     }

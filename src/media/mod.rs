@@ -153,7 +153,37 @@ pub async fn probe_video_url(client: &reqwest::Client, url: &str) -> Result<Vide
 
 /// Probe a local image from its first bytes (header) and last bytes (is it whole?).
 pub fn probe_image_file(path: &Path) -> Result<ImageInfo, MediaError> {
-    image::probe_file(path)
+    let (file, size) = open_regular(path)?;
+    image::probe_open(file, size, &path.display().to_string())
+}
+
+/// Probe an image already open; `what` names it in errors.
+pub fn probe_image_handle(file: std::fs::File, what: &str) -> Result<ImageInfo, MediaError> {
+    let size = file
+        .metadata()
+        .map_err(|source| MediaError::Io {
+            what: what.to_owned(),
+            source,
+        })?
+        .len();
+    image::probe_open(file, size, what)
+}
+
+/// Open a local medium the manifest confined: `path` is its canonical path and `rel` the part
+/// of it below its root, walked from the root's handle without following any link, so a folder
+/// swapped for a link since the manifest was read cannot lead the probe outside.
+pub fn open_confined(path: &Path, rel: &str) -> Result<std::fs::File, MediaError> {
+    let rel = Path::new(rel);
+    let io = |source| MediaError::Io {
+        what: path.display().to_string(),
+        source,
+    };
+    let root = path
+        .ancestors()
+        .nth(rel.components().count())
+        .filter(|root| path.strip_prefix(root).is_ok_and(|r| r == rel))
+        .ok_or_else(|| io(std::io::Error::other("not inside its folder")))?;
+    crate::safe_fs::open_beneath(root, rel).map_err(io)
 }
 
 pub fn probe_image_bytes(bytes: &[u8]) -> Result<ImageInfo, MediaError> {
