@@ -80,6 +80,9 @@ pub struct LimitsSection {
     pub download_timeout_secs: Option<u64>,
     /// The largest clip recast downloads, in bytes (default 100 MiB): a body past it is cut off.
     pub max_clip_bytes: Option<u64>,
+    /// The longest wait a provider's `Retry-After` may impose, in seconds (default and at most
+    /// 3600).
+    pub max_provider_wait_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -151,6 +154,8 @@ pub struct Settings {
     api_key: Option<ApiKey>,
     pub media_base_url: Option<String>,
     pub request_timeout: Duration,
+    /// The longest wait a provider's answer may impose.
+    pub max_provider_wait: Duration,
     pub engine: EngineConfig,
     pub prices: PriceTable,
     pub allowed_roots: Vec<PathBuf>,
@@ -294,6 +299,11 @@ impl Settings {
             api_key,
             media_base_url: o.media_base_url.or(file.provider.media_base_url),
             request_timeout: Duration::from_secs(file.provider.request_timeout_secs.unwrap_or(60)),
+            max_provider_wait: file
+                .limits
+                .max_provider_wait_secs
+                .map_or(crate::provider::MAX_PROVIDER_WAIT, Duration::from_secs)
+                .min(crate::provider::MAX_PROVIDER_WAIT),
             engine,
             prices,
             allowed_roots,

@@ -47,6 +47,7 @@ fn client(addr: SocketAddr) -> HttpProvider {
         api_key: ApiKey::new("hostile-test-key").unwrap(),
         connect_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(20),
+        max_wait: MAX_PROVIDER_WAIT,
     })
     .unwrap()
 }

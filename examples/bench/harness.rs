@@ -195,6 +195,7 @@ pub async fn run_in_process(bench: &Bench, sim: &Sim, config: EngineConfig) -> E
             api_key: ApiKey::new(sim.api_key()).expect("a key"),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            max_wait: recast::provider::MAX_PROVIDER_WAIT,
         })
         .expect("client builds"),
         accepted: accepted.clone(),

@@ -155,6 +155,7 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             .expect("checked above or set by the simulator"),
         connect_timeout: Duration::from_secs(10),
         request_timeout: settings.request_timeout,
+        max_wait: settings.max_provider_wait,
     }) {
         Ok(p) => p,
         Err(e) => {

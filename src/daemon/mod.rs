@@ -121,6 +121,7 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
         api_key,
         connect_timeout: Duration::from_secs(10),
         request_timeout: settings.request_timeout,
+        max_wait: settings.max_provider_wait,
     })
     .map_err(|e| DaemonError::Provider(e.to_string()))?;
     // Same identity as `recast run` against this base URL: a batch is the same batch either way.

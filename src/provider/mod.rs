@@ -93,6 +93,8 @@ pub struct HttpProviderConfig {
     pub api_key: ApiKey,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// The longest wait an answer may impose (`Retry-After`), at most [`MAX_PROVIDER_WAIT`].
+    pub max_wait: Duration,
 }
 
 /// The real client, speaking HTTP to reAPI (or to `recast sim`).
@@ -111,6 +113,18 @@ impl HttpProvider {
             .build()
             .map_err(|e| ProviderError::NotSent(format!("cannot build an HTTP client: {e}")))?;
         Ok(HttpProvider { client, config })
+    }
+
+    /// A `Retry-After` past the configured ceiling is taken as the ceiling.
+    fn cap_wait(&self, e: ProviderError) -> ProviderError {
+        match e {
+            ProviderError::RateLimited {
+                retry_after: Some(wait),
+            } => ProviderError::RateLimited {
+                retry_after: Some(wait.min(self.config.max_wait)),
+            },
+            other => other,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -278,7 +292,9 @@ impl Provider for HttpProvider {
             .bearer_auth(self.config.api_key.expose())
             .header("Idempotency-Key", idempotency_key)
             .json(request);
-        let (status, body) = exchange(request, None, &self.config.api_key).await?;
+        let (status, body) = exchange(request, None, &self.config.api_key)
+            .await
+            .map_err(|e| self.cap_wait(e))?;
         // A 2xx whose id we cannot read may still have created a task: unknown, not rejected.
         wire::task_id(&body).ok_or_else(|| {
             ProviderError::Ambiguous(format!(
@@ -293,7 +309,9 @@ impl Provider for HttpProvider {
             .client
             .get(self.task_url(task_id)?)
             .bearer_auth(self.config.api_key.expose());
-        let (_, body) = exchange(request, Some(task_id), &self.config.api_key).await?;
+        let (_, body) = exchange(request, Some(task_id), &self.config.api_key)
+            .await
+            .map_err(|e| self.cap_wait(e))?;
         wire::task_status(&body).ok_or_else(|| {
             ProviderError::Ambiguous("the task answer is not the JSON expected".to_owned())
         })
@@ -304,7 +322,10 @@ impl Provider for HttpProvider {
             .client
             .get(self.url("/api/v1/balance"))
             .bearer_auth(self.config.api_key.expose());
-        match exchange(request, None, &self.config.api_key).await {
+        match exchange(request, None, &self.config.api_key)
+            .await
+            .map_err(|e| self.cap_wait(e))
+        {
             Ok((_, body)) => wire::balance(&body).map(Some).ok_or_else(|| {
                 ProviderError::Ambiguous("the balance answer is not the JSON expected".to_owned())
             }),
