@@ -486,3 +486,79 @@ async fn a_folder_swapped_for_a_link_after_the_manifest_was_read_is_not_probed_o
         .expect("the probe ends");
     assert!(probed.is_err(), "read outside the root: {probed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_a_private_address_is_not_followed_and_chains_are_bounded() {
+    // The first hop is reached directly (as if it were public); its redirects are checked.
+    fn to_loopback() -> Response {
+        let mut r = (StatusCode::FOUND, "").into_response();
+        r.headers_mut().insert(
+            header::LOCATION,
+            "http://127.0.0.1:9/secret".parse().unwrap(),
+        );
+        r
+    }
+    let (addr, _) = serve(to_loopback).await;
+    let client = recast::netguard::client_builder(false).build().unwrap();
+    let err = client
+        .get(format!("http://{addr}/clip.mp4"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_redirect(), "{err:?}");
+    assert!(
+        format!("{err:?}").contains("allow_private_networks"),
+        "{err:?}"
+    );
+
+    // Allowed, a chain is still bounded.
+    let hops = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = hops.clone();
+    let app = Router::new().fallback(get(move |uri: Uri| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let mut r = (StatusCode::FOUND, "").into_response();
+            r.headers_mut().insert(
+                header::LOCATION,
+                format!("{}x", uri.path()).parse().unwrap(),
+            );
+            r
+        }
+    }));
+    let addr = serve_app(app).await;
+    let client = recast::netguard::client_builder(true).build().unwrap();
+    let err = client
+        .get(format!("http://{addr}/a"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_redirect(), "{err:?}");
+    assert!(hops.load(std::sync::atomic::Ordering::SeqCst) <= 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_that_drips_is_given_up_at_the_request_timeout() {
+    fn drip() -> Response {
+        let stream = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Some((Ok::<_, std::io::Error>(bytes::Bytes::from_static(b" ")), ()))
+        });
+        (StatusCode::OK, Body::from_stream(stream)).into_response()
+    }
+    let (addr, _) = serve(drip).await;
+    let provider = HttpProvider::new(HttpProviderConfig {
+        base_url: format!("http://{addr}"),
+        api_key: ApiKey::new("hostile-test-key").unwrap(),
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(2),
+        max_wait: MAX_PROVIDER_WAIT,
+    })
+    .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(30), provider.poll("task-1"))
+        .await
+        .expect("the poll ends by itself");
+    assert!(
+        matches!(answer, Err(ProviderError::Ambiguous(_))),
+        "{answer:?}"
+    );
+}
