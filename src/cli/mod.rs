@@ -10,6 +10,7 @@ mod daemon_cmd;
 mod exit;
 mod plan_cmd;
 mod run_cmd;
+mod run_report;
 mod status_cmd;
 
 use std::io::IsTerminal;

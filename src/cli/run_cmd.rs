@@ -10,12 +10,13 @@ use tokio_util::sync::CancellationToken;
 use super::ExitCode;
 use super::args::{GlobalArgs, RunArgs};
 use super::plan_cmd::{load_manifest, provider_identity};
-use crate::engine::{Engine, Halt, MediaPublisher, RegisterError, RunMode, RunReport, register};
+use super::run_report::{finish, show_progress};
+use crate::engine::{Engine, MediaPublisher, RegisterError, RunMode, register};
 use crate::manifest::{BatchSpec, MediaSource};
 use crate::plan::{JobStatus, Prober, make_plan};
 use crate::provider::{HttpProvider, HttpProviderConfig};
 use crate::settings::Settings;
-use crate::store::{BatchSummary, JobState, Scope, StateLock, Store, StoreError};
+use crate::store::{Scope, StateLock, Store, StoreError};
 
 pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> ExitCode {
     let batch = match load_manifest(&args.manifest, settings).await {
@@ -251,151 +252,7 @@ async fn start_simulator(batch: &BatchSpec) -> Result<crate::sim::Sim, String> {
         .map_err(|e| e.to_string())
 }
 
-async fn show_progress(store: Arc<Store>, batch_id: i64, stop: CancellationToken) {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} done · {msg} · ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    loop {
-        if let Ok(s) = store.batch_summary(batch_id) {
-            let c = &s.counts;
-            bar.set_length(c.total() - c.get(JobState::Cancelled));
-            bar.set_position(c.get(JobState::Done));
-            bar.set_message(format!(
-                "{} submitting · {} running · {} downloading · {} waiting · {:.3} USD spent",
-                c.get(JobState::Submitting),
-                c.get(JobState::Running),
-                c.get(JobState::Downloading),
-                c.get(JobState::Planned),
-                s.credits_spent as f64 / 1000.0
-            ));
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-    }
-    bar.finish_and_clear();
-}
-
-fn finish(
-    store: &Store,
-    batch_id: i64,
-    report: &RunReport,
-    mode: RunMode,
-    json: bool,
-    simulator: Option<&crate::sim::Sim>,
-) -> ExitCode {
-    let (summary, attention, held) = match (
-        store.batch_summary(batch_id),
-        store.attention_jobs(batch_id),
-        store.held_jobs(batch_id),
-    ) {
-        (Ok(s), Ok(a), Ok(h)) => (s, a, h),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return store_failure(e),
-    };
-    let in_progress = summary.counts.get(JobState::Submitting)
-        + summary.counts.get(JobState::Running)
-        + summary.counts.get(JobState::Downloading)
-        + summary.counts.get(JobState::Planned)
-        - held.len() as u64;
-    let code = if report.interrupted {
-        ExitCode::Interrupted
-    } else {
-        match &report.halted {
-            Some(Halt::Unauthorized(_) | Halt::OutOfCredits(_)) => ExitCode::ProviderRefused,
-            Some(Halt::Unpublishable(_)) => ExitCode::Invalid,
-            None if !attention.is_empty() => ExitCode::NeedsPerson,
-            None if !held.is_empty() => ExitCode::Invalid,
-            None => ExitCode::Ok,
-        }
-    };
-    if json {
-        let doc = serde_json::json!({
-            "batch": summary.name,
-            "provider": summary.provider,
-            "output_dir": summary.output_dir,
-            "counts": summary.counts.by_state,
-            "credits_spent": summary.credits_spent,
-            "credits_refunded": summary.credits_refunded,
-            "credits_uncertain": summary.credits_uncertain,
-            "needs_a_person": attention,
-            "held": held.iter().map(|(s, why)| serde_json::json!({"subject": s, "reason": why})).collect::<Vec<_>>(),
-            "halted": report.halted,
-            "interrupted": report.interrupted,
-            "in_progress": in_progress,
-            "exit_code": code as u8,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-    } else {
-        print_summary(&summary, report, in_progress, mode);
-        for job in &attention {
-            eprintln!(
-                "needs you: {} is {}: {}",
-                job.subject_id,
-                job.state,
-                job.reason.as_deref().unwrap_or("no reason recorded")
-            );
-        }
-        if !held.is_empty() {
-            eprintln!(
-                "stopped by the budget: {} job{} not submitted: {}",
-                held.len(),
-                if held.len() == 1 { "" } else { "s" },
-                held[0].1
-            );
-        }
-        if let Some(sim) = simulator {
-            let t = sim.ledger().totals;
-            eprintln!(
-                "simulator ledger (this run): {} billed tasks, {} credits billed, {} refunded",
-                t.billed_tasks, t.billed_credits, t.refunded_credits
-            );
-        }
-    }
-    code
-}
-
-fn print_summary(s: &BatchSummary, report: &RunReport, in_progress: u64, mode: RunMode) {
-    let c = &s.counts;
-    eprintln!(
-        "{}: {} done, {} in progress, {} need you · {:.3} {}USD spent, {:.3} refunded{} · {}",
-        s.name,
-        c.get(JobState::Done),
-        in_progress,
-        c.get(JobState::Rejected)
-            + c.get(JobState::Failed)
-            + c.get(JobState::Expired)
-            + c.get(JobState::Unknown)
-            + c.get(JobState::Lost),
-        s.credits_spent as f64 / 1000.0,
-        if s.provider == "simulator" {
-            "simulated "
-        } else {
-            ""
-        },
-        s.credits_refunded as f64 / 1000.0,
-        if s.credits_uncertain > 0 {
-            format!(", {:.3} uncertain", s.credits_uncertain as f64 / 1000.0)
-        } else {
-            String::new()
-        },
-        s.output_dir
-    );
-    if let Some(h) = &report.halted {
-        eprintln!("submissions stopped: {h}");
-    }
-    if report.interrupted {
-        eprintln!("interrupted: run the same command again to resume");
-    } else if mode == RunMode::NoWait && in_progress > 0 {
-        eprintln!(
-            "{in_progress} jobs still in progress: run the same command again later to continue"
-        );
-    }
-}
-
-fn store_failure(e: StoreError) -> ExitCode {
+pub(super) fn store_failure(e: StoreError) -> ExitCode {
     eprintln!("error: {e}");
     match e {
         StoreError::Busy { .. } => {

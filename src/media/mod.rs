@@ -40,7 +40,7 @@ fn open_regular(path: &Path) -> Result<(std::fs::File, u64), MediaError> {
         source,
     };
     let file = crate::safe_fs::open_regular(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
+    let len = size_of(&file, &path.display().to_string())?;
     Ok((file, len))
 }
 
@@ -130,14 +130,18 @@ pub fn probe_video_file(path: &Path) -> Result<VideoInfo, MediaError> {
 /// Probe a video already open (a clip just downloaded, read through its own handle); `what`
 /// names it in errors.
 pub fn probe_video_handle(file: std::fs::File, what: &str) -> Result<VideoInfo, MediaError> {
-    let len = file
-        .metadata()
+    let len = size_of(&file, what)?;
+    mp4::probe_open(file, len, what)
+}
+
+/// The size of an open file, from its handle.
+fn size_of(file: &std::fs::File, what: &str) -> Result<u64, MediaError> {
+    file.metadata()
+        .map(|m| m.len())
         .map_err(|source| MediaError::Io {
             what: what.to_owned(),
             source,
-        })?
-        .len();
-    mp4::probe_open(file, len, what)
+        })
 }
 
 /// Probe a video whose bytes are all in memory (the simulator fetches whole inputs, as the provider does).
@@ -159,13 +163,7 @@ pub fn probe_image_file(path: &Path) -> Result<ImageInfo, MediaError> {
 
 /// Probe an image already open; `what` names it in errors.
 pub fn probe_image_handle(file: std::fs::File, what: &str) -> Result<ImageInfo, MediaError> {
-    let size = file
-        .metadata()
-        .map_err(|source| MediaError::Io {
-            what: what.to_owned(),
-            source,
-        })?
-        .len();
+    let size = size_of(&file, what)?;
     image::probe_open(file, size, what)
 }
 
