@@ -7,7 +7,7 @@ use super::ExitCode;
 use super::args::{CancelArgs, RetryArgs, StatusArgs};
 use super::plan_cmd::{existing_store, provider_identity};
 use crate::settings::Settings;
-use crate::store::{JobState, RetrySelection, StateLock, Store, StoreError};
+use crate::store::{JobState, RetrySelection, Store, StoreError};
 
 pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
     let store = match existing_store(settings) {
@@ -169,11 +169,15 @@ fn account_view(store: &Store, provider: &str, json: bool) -> Option<serde_json:
     }))
 }
 
-/// Steering commands change jobs a running recast may be driving: they take the lock too.
-fn locked_store(settings: &Settings) -> Result<(StateLock, Store), ExitCode> {
-    let lock = StateLock::acquire(&settings.state_dir).map_err(failure)?;
-    let store = Store::open(&settings.state_dir).map_err(failure)?;
-    Ok((lock, store))
+/// The store of a state folder that must already hold batches, for a steering command.
+fn steering_store(settings: &Settings) -> Result<Store, ExitCode> {
+    match existing_store(settings)? {
+        Some(store) => Ok(store),
+        None => {
+            eprintln!("error: no batches yet in {}", settings.state_dir.display());
+            Err(ExitCode::Invalid)
+        }
+    }
 }
 
 fn batch_of(
@@ -208,7 +212,10 @@ pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
         );
         return ExitCode::Usage;
     }
-    let (_lock, store) = match locked_store(settings) {
+    // Without the lock, like cancel and pause: it works while a daemon runs. Each change is one
+    // transaction that only moves jobs in states the engine does not touch (failed, rejected,
+    // expired, unknown, lost); the engine's own moves of unknown submits check their state too.
+    let store = match steering_store(settings) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -261,12 +268,8 @@ pub fn cancel(settings: &Settings, args: CancelArgs) -> ExitCode {
     // works while a daemon (or a long `recast run`) drives the batch: one transaction that only
     // moves jobs nothing is being sent for (planned, unknown), and the engine claims nothing of a
     // cancelled batch from then on.
-    let store = match existing_store(settings) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            eprintln!("error: no batches yet in {}", settings.state_dir.display());
-            return ExitCode::Invalid;
-        }
+    let store = match steering_store(settings) {
+        Ok(s) => s,
         Err(code) => return code,
     };
     let id = match batch_of(&store, settings, &args.batch, args.simulate) {
