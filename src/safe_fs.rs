@@ -8,6 +8,15 @@ use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// `file` if its handle is a regular file; an error of kind `Other` for anything else (a folder,
+/// a FIFO, a device). Checked on the handle, so nothing can be swapped in after the check.
+pub fn only_regular(file: File) -> std::io::Result<File> {
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
+}
+
 /// Open `path` for reading: `ELOOP` for a symbolic link, an error of kind `Other` for anything
 /// that is not a regular file (a folder, a FIFO, a device).
 pub fn open_regular(path: &Path) -> std::io::Result<File> {
@@ -15,10 +24,7 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(file)
+    only_regular(file)
 }
 
 /// Open `rel` inside the folder `root` for reading, one component at a time from an open handle
@@ -52,11 +58,7 @@ pub fn open_beneath(root: &Path, rel: &Path) -> std::io::Result<File> {
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let file = File::from(fd);
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(file)
+    only_regular(File::from(fd))
 }
 
 /// Create `path` for writing only if nothing is there: not a file, not a link (dangling or not).
@@ -78,15 +80,14 @@ pub fn anything_at(path: &Path) -> bool {
 /// nothing) or a FIFO (never waited on) at `path` is an error instead.
 pub fn write_regular(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
+    let mut file = only_regular(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)?,
+    )?;
     file.set_len(0)?;
     file.write_all(bytes)
 }

@@ -100,11 +100,7 @@ impl OutputDir {
             OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let file = File::from(fd);
-        if !file.metadata()?.is_file() {
-            return Err(std::io::Error::other("not a regular file"));
-        }
-        Ok(file)
+        crate::safe_fs::only_regular(File::from(fd))
     }
 
     /// The sha256 of the regular file `name`; `None` for anything else.
@@ -139,11 +135,7 @@ impl OutputDir {
                 | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
         )?;
-        let file = File::from(fd);
-        if !file.metadata()?.is_file() {
-            return Err(std::io::Error::other("not a regular file"));
-        }
-        Ok(file)
+        crate::safe_fs::only_regular(File::from(fd))
     }
 }
 
