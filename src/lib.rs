@@ -32,6 +32,7 @@ pub mod digest;
 pub mod engine;
 pub mod manifest;
 pub mod media;
+pub mod media_store;
 pub mod netguard;
 pub mod output;
 pub mod plan;

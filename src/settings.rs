@@ -39,6 +39,9 @@ pub struct SettingsFile {
     /// `recast daemon`: inboxes, schedules, the HTTP endpoint (see `recast.example.yaml`).
     #[serde(default)]
     pub daemon: crate::daemon::DaemonSection,
+    /// Where local media are published for the provider (an S3-compatible bucket).
+    #[serde(default)]
+    pub media_store: crate::media_store::MediaStoreSection,
 }
 
 /// When tasks are polled (milliseconds). Defaults suit the real provider, whose generation takes
@@ -67,6 +70,8 @@ pub struct ProviderSection {
     /// Public URL of the manifest's folder, for local media.
     pub media_base_url: Option<String>,
     pub request_timeout_secs: Option<u64>,
+    /// The daemon warns when the account's balance falls under this many credits.
+    pub balance_warn_credits: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -83,6 +88,9 @@ pub struct LimitsSection {
     /// The longest wait a provider's `Retry-After` may impose, in seconds (default and at most
     /// 3600).
     pub max_provider_wait_secs: Option<u64>,
+    /// A task that has not reached a final status this many seconds after its submit is polled
+    /// no more (default 21600, six hours).
+    pub max_task_age_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -161,6 +169,10 @@ pub struct Settings {
     pub allowed_roots: Vec<PathBuf>,
     /// The settings file's `daemon:` section, as written; `daemon::DaemonConfig` resolves it.
     pub daemon: crate::daemon::DaemonSection,
+    /// `media_store.s3`, as written; [`Settings::open_media_store`] makes the client.
+    pub media_store: Option<crate::media_store::S3Settings>,
+    /// The daemon warns when the balance falls under this many credits.
+    pub balance_warn_credits: Option<u64>,
 }
 
 /// The state folder when none is set: one per user (`$XDG_STATE_HOME/recast`, else
@@ -224,6 +236,9 @@ impl Settings {
         }
         if let Some(secs) = l.download_timeout_secs {
             engine.download_timeout = Duration::from_secs(secs);
+        }
+        if let Some(secs) = l.max_task_age_secs {
+            engine.max_task_age = Duration::from_secs(secs.max(60));
         }
         let p = &file.polling;
         let ms = Duration::from_millis;
@@ -308,7 +323,26 @@ impl Settings {
             prices,
             allowed_roots,
             daemon: file.daemon,
+            media_store: file.media_store.s3,
+            balance_warn_credits: file.provider.balance_warn_credits,
         })
+    }
+
+    /// The media store's client, when `media_store.s3` is set; an error says what is missing.
+    pub fn open_media_store(
+        &self,
+    ) -> Result<Option<std::sync::Arc<crate::media_store::MediaStore>>, String> {
+        let Some(s3) = &self.media_store else {
+            return Ok(None);
+        };
+        let credentials = crate::media_store::S3Credentials::find(s3)?.ok_or_else(|| {
+            "media_store.s3 is set but no credentials were found: set AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or \
+             media_store.s3.credentials_file"
+                .to_owned()
+        })?;
+        crate::media_store::MediaStore::new(s3, credentials)
+            .map(|m| Some(std::sync::Arc::new(m)))
     }
 
     pub fn api_key(&self) -> Option<&ApiKey> {

@@ -131,7 +131,9 @@ fn file(rel: &str) -> Vec<u8> {
 async fn a_task_goes_pending_to_completed_and_its_clip_is_the_reference_video() {
     let h = H::start(config()).await;
     let answer = h.submit(&h.body(DANCE, "video"), None).await;
-    assert_eq!(answer["status"], "pending");
+    // reAPI's documented words: `processing`, then `completed`.
+    assert_eq!(answer["status"], "processing");
+    assert!(answer.get("error").is_none() || answer["error"].is_null());
     let id = answer["id"].as_str().unwrap();
     let done = h.poll_until(id, &["completed"]).await;
     assert_eq!(done["progress"], 100);
@@ -174,8 +176,10 @@ async fn a_task_goes_pending_to_completed_and_its_clip_is_the_reference_video() 
 
 #[tokio::test]
 async fn progress_is_reported_while_processing() {
+    // `pending` words set the queued phase (progress 0) apart from processing.
     let h = H::start(SimConfig {
         generation: Generation::Fixed(Duration::from_millis(400)),
+        status_words: StatusWords::Pending,
         ..config()
     })
     .await;
@@ -303,7 +307,9 @@ async fn an_unreachable_input_fails_the_task_and_bills_nothing() {
     let answer = h.submit(&body, None).await;
     let id = answer["id"].as_str().unwrap();
     let failed = h.poll_until(id, &["failed"]).await;
-    assert_eq!(failed["error"]["code"], "INVALID_IMAGE_URL");
+    assert_eq!(failed["error"]["name"], "INVALID_IMAGE_URL");
+    assert_eq!(failed["error"]["code"], 60001);
+    assert!(failed["error"]["request_id"].as_str().unwrap().starts_with("req_"));
     assert!(failed["error"]["message"].as_str().unwrap().contains("404"));
     let ledger = h.sim.ledger();
     assert_eq!(ledger.entries[0].credits, 0);
@@ -328,7 +334,7 @@ async fn bills_follow_the_rate_table_and_failed_tasks_are_refunded() {
     h.submit(&v26, None).await;
 
     let failed = h.poll_until(&failing, &["failed"]).await;
-    assert_eq!(failed["error"]["code"], "GENERATION_FAILED");
+    assert_eq!(failed["error"]["name"], "GENERATION_FAILED");
     assert_eq!(failed["usage"]["refunded"], true);
     h.poll_until(&v3_std, &["completed"]).await;
 

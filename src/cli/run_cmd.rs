@@ -23,8 +23,20 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         Ok(b) => b,
         Err(code) => return code,
     };
+    let media_store = if args.simulate {
+        None
+    } else {
+        match settings.open_media_store() {
+            Ok(m) => m,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::Invalid;
+            }
+        }
+    };
     if !args.simulate {
-        if let Some(message) = unpublishable_media(&batch, settings) {
+        let publisher = real_publisher(&batch, settings, media_store.clone());
+        if let Some(message) = unpublishable_media(&batch, &publisher) {
             eprintln!("error: {message}");
             return ExitCode::Invalid;
         }
@@ -64,12 +76,14 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         None => settings.clone(),
     };
     let provider_id = provider_identity(&settings, args.simulate);
-    let mut publisher = MediaPublisher::default();
-    match (&simulator, &settings.media_base_url) {
-        (Some(sim), _) => publisher.publish(&batch.base_dir, &format!("{}/media/", sim.base_url())),
-        (None, Some(url)) => publisher.publish(&batch.base_dir, url),
-        (None, None) => {}
-    }
+    let publisher = match &simulator {
+        Some(sim) => {
+            let mut p = MediaPublisher::default();
+            p.publish(&batch.base_dir, &format!("{}/media/", sim.base_url()));
+            p
+        }
+        None => real_publisher(&batch, &settings, media_store.clone()),
+    };
 
     let plan = match make_plan(batch, &provider_id, &settings.prices, Some(&store), &prober).await {
         Ok(p) => p,
@@ -220,20 +234,33 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     code
 }
 
-/// Local media need a public URL for the real provider; say so before anything is spent.
-fn unpublishable_media(batch: &BatchSpec, settings: &Settings) -> Option<String> {
-    if settings.media_base_url.is_some() {
-        return None;
+/// How local media reach the real provider: under `media_base_url`, else through the media store.
+pub(super) fn real_publisher(
+    batch: &BatchSpec,
+    settings: &Settings,
+    store: Option<Arc<crate::media_store::MediaStore>>,
+) -> MediaPublisher {
+    let mut publisher = MediaPublisher::default().with_store(store);
+    if let Some(url) = &settings.media_base_url {
+        publisher.publish(&batch.base_dir, url);
     }
+    publisher
+}
+
+/// Local media need a public URL for the real provider; say so before anything is spent.
+pub(super) fn unpublishable_media(batch: &BatchSpec, publisher: &MediaPublisher) -> Option<String> {
     let local = std::iter::once(&batch.reference_video)
         .chain(batch.jobs.iter().map(|j| &j.image))
         .filter(|m| matches!(m, MediaSource::Local { .. }))
+        .filter(|m| !publisher.can_publish(&crate::engine::StoredMedia::from(*m)))
         .count();
     (local > 0).then(|| {
         format!(
             "{}: {local} local media file{} need a public URL: the provider fetches media by URL. \
-             Publish the manifest's folder and set --media-base-url (or `provider.media_base_url`), \
-             use https:// URLs in the manifest, or try it with --simulate. Nothing was submitted.",
+             Set `media_store.s3` in a settings file (recast uploads them to your bucket: see the \
+             README's \"Against reAPI\"), publish the manifest's folder and set --media-base-url \
+             (or `provider.media_base_url`), use https:// URLs in the manifest, or try it with \
+             --simulate. Nothing was submitted.",
             batch.manifest_path.display(),
             if local == 1 { "" } else { "s" }
         )

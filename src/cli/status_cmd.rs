@@ -78,15 +78,25 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
         );
         println!("{table}");
         for job in &attention {
+            let reference = crate::provider::ErrorRef {
+                code: job.error_code.clone(),
+                request_id: job.request_id.clone(),
+            };
             println!(
-                "  needs you: {} [{}]{}: {}",
+                "  needs you: {} [{}]{}: {}{}",
                 job.subject_id,
                 job.state,
                 job.task_id
                     .as_deref()
                     .map(|t| format!(" task {t}"))
                     .unwrap_or_default(),
-                job.reason.as_deref().unwrap_or("no reason recorded")
+                job.reason.as_deref().unwrap_or("no reason recorded"),
+                // The request id is what the provider's support asks for.
+                if reference.is_empty() || job.reason.as_deref().is_some_and(|r| r.contains(&reference.to_string())) {
+                    String::new()
+                } else {
+                    reference.to_string()
+                }
             );
         }
         for (subject, why) in &held {

@@ -1,7 +1,7 @@
 //! The daemon's HTTP endpoint (loopback by default): `/healthz` and `/metrics`.
 //!
-//! Owns: the routes and the metrics' names, help and labels. Every number is read from the
-//! store at scrape time, through the same queries `recast status` uses, so a scrape and
+//! Owns: the routes and the metrics' names, help and labels. Every number but the account's
+//! balance (last read by `balance.rs`) is read from the store at scrape time, through the same queries `recast status` uses, so a scrape and
 //! `recast status --json` always agree, across restarts too. The exposition format is
 //! prometheus-client's (OpenMetrics text, which Prometheus reads).
 //!
@@ -22,6 +22,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::DaemonError;
+use super::balance::BalanceGauge;
 use crate::store::{JobState, Store, StoreError};
 
 /// A clip link expiring sooner than this, still not downloaded, is "at risk".
@@ -34,15 +35,22 @@ pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, DaemonErr
         .map_err(|source| DaemonError::Listen { addr, source })
 }
 
+#[derive(Clone)]
+struct Shared {
+    store: Arc<Store>,
+    balance: BalanceGauge,
+}
+
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<Store>,
+    balance: BalanceGauge,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(store);
+        .with_state(Shared { store, balance });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
@@ -51,7 +59,7 @@ pub async fn serve(
     Ok(())
 }
 
-async fn healthz(State(store): State<Arc<Store>>) -> impl IntoResponse {
+async fn healthz(State(Shared { store, .. }): State<Shared>) -> impl IntoResponse {
     match tokio::task::spawn_blocking(move || store.all_in_flight()).await {
         Ok(Ok(_)) => (StatusCode::OK, "ok\n".to_owned()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}\n")),
@@ -59,8 +67,8 @@ async fn healthz(State(store): State<Arc<Store>>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(store): State<Arc<Store>>) -> impl IntoResponse {
-    match tokio::task::spawn_blocking(move || render(&store)).await {
+async fn metrics(State(Shared { store, balance }): State<Shared>) -> impl IntoResponse {
+    match tokio::task::spawn_blocking(move || render(&store, balance.get())).await {
         Ok(Ok(text)) => (
             StatusCode::OK,
             [(
@@ -81,8 +89,8 @@ fn family() -> Family<Labels, Gauge> {
     Family::default()
 }
 
-/// The whole exposition, read from the store now.
-pub fn render(store: &Store) -> Result<String, StoreError> {
+/// The whole exposition, read from the store now (and the balance last read, if any).
+pub fn render(store: &Store, balance: Option<u64>) -> Result<String, StoreError> {
     let jobs = family();
     let sent = family();
     let rate_limited = family();
@@ -174,6 +182,15 @@ pub fn render(store: &Store) -> Result<String, StoreError> {
         "Finished clips not yet downloaded whose link expires within the hour",
         at_risk,
     );
+    if let Some(credits) = balance {
+        let gauge = Gauge::<i64>::default();
+        gauge.set(i64::try_from(credits).unwrap_or(i64::MAX));
+        r.register(
+            "account_balance_credits",
+            "The provider account's balance, as last read (every 5 minutes; 1000 credits = 1 USD)",
+            gauge,
+        );
+    }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &r)
         .expect("writing to a String cannot fail");

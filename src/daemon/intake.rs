@@ -148,14 +148,15 @@ impl Intake {
     fn unpublishable(&self, batch: &BatchSpec) -> Option<String> {
         let missing: Vec<String> = std::iter::once(&batch.reference_video)
             .chain(batch.jobs.iter().map(|j| &j.image))
-            .filter(|m| self.publisher.url_for(&StoredMedia::from(*m)).is_err())
+            .filter(|m| !self.publisher.can_publish(&StoredMedia::from(*m)))
             .map(|m| crate::plan::media_label(m).to_owned())
             .collect();
         let first = missing.first()?;
         Some(format!(
             "{}: {} local media file{} ({first}{}) have no public URL: the provider fetches media \
-             by URL. Drop the manifest into an inbox with a `media_base_url`, or use https:// \
-             URLs in the manifest. Nothing was registered.",
+             by URL. Set `media_store.s3` in the settings file, drop the manifest into an inbox \
+             with a `media_base_url`, or use https:// URLs in the manifest. Nothing was \
+             registered.",
             batch.manifest_path.display(),
             missing.len(),
             if missing.len() == 1 { "" } else { "s" },

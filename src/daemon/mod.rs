@@ -10,6 +10,7 @@
 //! schedule (cron folders) ─┴─> intake ─> store <────┘
 //!                                        store ──> engine ──> clips
 //!                                        store ──> http (/healthz, /metrics)
+//! balance (the account, every 5 min) ───────────────> http
 //! ```
 //!
 //! - `config`: the settings file's `daemon:` section, resolved.
@@ -17,6 +18,7 @@
 //! - `intake`: one manifest -> a registered batch.
 //! - `inbox`, `subjects`, `schedule`: the three ways work comes in.
 //! - `http`: health and Prometheus metrics, read from the store.
+//! - `balance`: the account's balance as a metric, and a warning under a threshold.
 //! - `lifecycle`: signals, pause and resume.
 //!
 //! Every worker has the same shape (`async fn(.., shutdown) -> Result<(), DaemonError>`) and runs
@@ -24,6 +26,7 @@
 //! on; a store failure is critical and stops the daemon in order. May not: hold SQL (the store
 //! does), print (it logs), or parse arguments (the CLI calls [`run`]).
 
+mod balance;
 mod config;
 mod http;
 mod inbox;
@@ -66,6 +69,8 @@ pub enum DaemonError {
     NoApiKey,
     #[error("cannot set up the provider client: {0}")]
     Provider(String),
+    #[error("{0}")]
+    MediaStore(String),
     #[error("cannot watch {}: {source}{}", path.as_ref().map_or("folders".to_owned(), |p| p.display().to_string()), watch_hint(source))]
     Watch {
         path: Option<PathBuf>,
@@ -127,10 +132,17 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     // Same identity as `recast run` against this base URL: a batch is the same batch either way.
     let provider_id = settings.provider_identity(false);
 
-    let mut publisher = MediaPublisher::default();
+    let media_store = settings.open_media_store().map_err(DaemonError::MediaStore)?;
+    let mut publisher = MediaPublisher::default().with_store(media_store.clone());
     for inbox in &config.inboxes {
-        if let Some(url) = &inbox.media_base_url {
-            publisher.publish(&inbox.path, url);
+        match &inbox.media_base_url {
+            Some(url) => publisher.publish(&inbox.path, url),
+            None if media_store.is_none() => tracing::warn!(
+                inbox = %inbox.path.display(),
+                "this inbox has no media_base_url and no media_store.s3 is set: manifests dropped \
+                 here with local images will be refused (the provider fetches media by URL)"
+            ),
+            None => {}
         }
     }
     for schedule in &config.schedules {
@@ -152,6 +164,9 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     }
     tracing::info!(http = %format!("http://{local}"), state = %settings.state_dir.display(), "daemon started");
 
+    let balance = balance::BalanceGauge::default();
+    let balance_provider = provider.clone();
+    let balance_warn = settings.balance_warn_credits;
     let engine = Engine::new(
         store.clone(),
         provider,
@@ -200,7 +215,16 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     ));
     workers.spawn(named(
         "http",
-        http::serve(listener, store.clone(), stop.clone()),
+        http::serve(listener, store.clone(), balance.clone(), stop.clone()),
+    ));
+    workers.spawn(named(
+        "balance",
+        balance::watch(
+            balance_provider,
+            balance,
+            balance_warn,
+            stop.clone(),
+        ),
     ));
 
     let mut outcome = Ok(());

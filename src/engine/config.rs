@@ -80,6 +80,8 @@ pub struct EngineConfig {
     pub max_link_refreshes: u32,
     /// How long a clip link is assumed to live when the provider does not say (about 24 h).
     pub assumed_link_ttl: Duration,
+    /// A task not final this long after its submit is polled no more: it fails, for a person.
+    pub max_task_age: Duration,
     /// The provider honours `Idempotency-Key`: a submit whose outcome is unknown is sent again
     /// under its same key. Off: it is held as `unknown` for a person.
     pub trust_idempotency: bool,
@@ -113,6 +115,7 @@ impl Default for EngineConfig {
             max_download_failures: 5,
             max_link_refreshes: 3,
             assumed_link_ttl: Duration::from_secs(23 * 3600),
+            max_task_age: Duration::from_secs(6 * 3600),
             trust_idempotency: false,
             max_unknown_resends: 5,
             dedicated_account: false,

@@ -35,7 +35,7 @@ pub use config::{EngineConfig, PollSchedule};
 pub use download::{DownloadError, clean_temp_files};
 pub use pacing::Pacing;
 pub use register::{RegisterError, register};
-pub use spec::{MediaPublisher, PublishError, StoredMedia, StoredSpec};
+pub use spec::{MediaPublisher, PublishError, Route, StoredMedia, StoredSpec};
 
 /// How long a run goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -133,6 +133,10 @@ impl<P: Provider> Engine<P> {
                             .unwrap_or_else(|| format!("the provider says `{}`", status.word));
                         let state = store.record_task_failed(&item, &why)?;
                         if state == JobState::Failed {
+                            store.note_error_reference(item.job_id, &status.reference)?;
+                        }
+                        let why = format!("{why}{}", status.reference);
+                        if state == JobState::Failed {
                             tracing::error!(subject = %item.subject_id, "failed for good: {why}");
                         } else {
                             tracing::warn!(subject = %item.subject_id, "task failed ({why}); retrying as a new attempt");
@@ -157,6 +161,9 @@ impl<P: Provider> Engine<P> {
                             if first {
                                 tracing::warn!(word = %status.word, "unknown status word; treating it as still running");
                             }
+                        }
+                        if self.too_old(&item)? {
+                            return Ok(());
                         }
                         store.record_progress(item.job_id, status.progress, later(item.polls))?;
                     }
@@ -195,9 +202,34 @@ impl<P: Provider> Engine<P> {
             }
             Err(e) => {
                 tracing::debug!(task = %item.task_id, "poll failed, will ask again: {e}");
+                if self.too_old(&item)? {
+                    return Ok(());
+                }
                 store.record_progress(item.job_id, None, later(item.polls))?;
             }
         }
         Ok(())
+    }
+}
+
+impl<P: Provider> Engine<P> {
+    /// A task still not final `max_task_age` after its submit is polled no more: it becomes
+    /// `failed`, for a person to look at (the provider may yet finish and bill it).
+    fn too_old(&self, item: &PollItem) -> Result<bool, EngineError> {
+        let age = Duration::from_millis((now_ms() - item.submitted_at_ms).max(0) as u64);
+        if age <= self.config.max_task_age {
+            return Ok(false);
+        }
+        let why = format!(
+            "task {} did not finish within {} h of its submit: polled no more (limits.max_task_age_secs). \
+             The provider may still finish and bill it; `recast retry --failed` makes the clip \
+             again as a new, paid task",
+            item.task_id,
+            self.config.max_task_age.as_secs_f64() / 3600.0
+        );
+        self.store
+            .record_needs_person(item.job_id, JobState::Failed, &why)?;
+        tracing::error!(subject = %item.subject_id, "{why}");
+        Ok(true)
     }
 }

@@ -140,8 +140,16 @@ impl<P: Provider> Engine<P> {
     }
 
     async fn send(self: Arc<Self>, intent: SubmitIntent) -> Result<(), EngineError> {
-        let request = match self.publisher.request_for(&intent.spec_json) {
+        // Media are published (uploaded if need be) before the output folder hears of the
+        // submit: until that line is written, nothing has left for the provider.
+        let request = match self.publisher.request_for(&intent.spec_json).await {
             Ok(r) => r,
+            Err(e) if e.is_transient() => {
+                self.store.record_not_sent(&intent, &e.to_string())?;
+                self.submit_pacing.pause(SERVER_TROUBLE_PAUSE);
+                tracing::warn!(subject = %intent.subject_id, "not submitted yet: {e}");
+                return Ok(());
+            }
             Err(e) => {
                 self.store.record_not_sent(&intent, &e.to_string())?;
                 self.halt(Halt::Unpublishable(e.to_string()));
@@ -211,9 +219,10 @@ impl<P: Provider> Engine<P> {
                     "provider rate limit (429): slowing every submit down"
                 );
             }
-            Err(ProviderError::Rejected { status, message }) => {
-                let why = format!("the provider rejected the request ({status}): {message}");
+            Err(e @ ProviderError::Rejected { .. }) => {
+                let why = e.to_string();
                 store.record_rejected(intent, &why)?;
+                store.note_error_reference(intent.job_id, &e.reference())?;
                 closed(self);
                 tracing::warn!(subject = %intent.subject_id, "{why}");
             }

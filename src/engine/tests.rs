@@ -50,6 +50,7 @@ impl Provider for Arc<ScriptedProvider> {
             video_url: None,
             error: None,
             billed_credits: None,
+            reference: Default::default(),
         })
     }
 }
@@ -63,6 +64,7 @@ fn out_of_credits_once() -> Arc<ScriptedProvider> {
         .unwrap()
         .push_back(Err(ProviderError::OutOfCredits {
             message: "balance is 0".into(),
+            reference: Default::default(),
         }));
     provider
 }

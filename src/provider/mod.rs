@@ -12,7 +12,7 @@ mod wire;
 use std::future::Future;
 use std::time::Duration;
 
-pub use wire::{SubmitRequest, TaskState, TaskStatus, is_task_id};
+pub use wire::{ErrorRef, RATE_LIMIT_CODE, SubmitRequest, TaskState, TaskStatus, is_task_id};
 
 /// The bearer key. Never printed: `Debug` shows `ApiKey(***)`.
 #[derive(Clone)]
@@ -45,20 +45,37 @@ pub enum ProviderError {
     #[error("rate limited by the provider{}", retry_after_text(.retry_after))]
     RateLimited { retry_after: Option<Duration> },
     /// 400/422: the provider refused this request; nothing was billed.
-    #[error("the provider rejected the request ({status}): {message}")]
-    Rejected { status: u16, message: String },
-    /// 401/403: the key is wrong or lacks access; stop submitting anything.
-    #[error("the provider refused the API key ({status}); check REAPI_API_KEY")]
-    Unauthorized { status: u16 },
+    #[error("the provider rejected the request ({status}): {message}{reference}")]
+    Rejected {
+        status: u16,
+        message: String,
+        reference: ErrorRef,
+    },
+    /// 401/403 (or an authentication-family code): the key is wrong or lacks access; stop
+    /// submitting anything.
+    #[error("the provider refused the API key ({status}); check REAPI_API_KEY{reference}")]
+    Unauthorized { status: u16, reference: ErrorRef },
     /// 402: out of credits; pause submissions.
-    #[error("the provider says the account is out of credits (402): {message}")]
-    OutOfCredits { message: String },
+    #[error("the provider says the account is out of credits (402): {message}{reference}")]
+    OutOfCredits { message: String, reference: ErrorRef },
     /// 404 on a poll: the provider does not know the task.
     #[error("the provider does not know task {task_id}")]
     TaskNotFound { task_id: String },
     /// The request was sent but the answer was lost or was a 5xx: the outcome is unknown.
     #[error("no usable answer from the provider: {0}")]
     Ambiguous(String),
+}
+
+impl ProviderError {
+    /// The provider's code and request id for this error, when its answer carried them.
+    pub fn reference(&self) -> ErrorRef {
+        match self {
+            ProviderError::Rejected { reference, .. }
+            | ProviderError::Unauthorized { reference, .. }
+            | ProviderError::OutOfCredits { reference, .. } => reference.clone(),
+            _ => ErrorRef::default(),
+        }
+    }
 }
 
 fn retry_after_text(retry_after: &Option<Duration>) -> String {
@@ -200,15 +217,25 @@ fn error_for_status(
             .unwrap_or("no reason given")
             .to_owned()
     });
-    match status.as_u16() {
+    let reference = wire::error_ref(body);
+    let code = reference.code.as_deref().unwrap_or_default();
+    let status_code = match status.as_u16() {
+        // The code family says more than a gateway's choice of status.
+        _ if reference.family() == Some("authentication") => 401,
+        _ if code == RATE_LIMIT_CODE => 429,
+        s => s,
+    };
+    match status_code {
         400 | 422 => ProviderError::Rejected {
             status: status.as_u16(),
             message,
+            reference,
         },
         401 | 403 => ProviderError::Unauthorized {
             status: status.as_u16(),
+            reference,
         },
-        402 => ProviderError::OutOfCredits { message },
+        402 => ProviderError::OutOfCredits { message, reference },
         404 if task_id.is_some() => ProviderError::TaskNotFound {
             task_id: task_id.unwrap_or_default().to_owned(),
         },
@@ -218,7 +245,7 @@ fn error_for_status(
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
         },
-        s => ProviderError::Ambiguous(format!("HTTP {s}: {message}")),
+        s => ProviderError::Ambiguous(format!("HTTP {s}: {message}{reference}")),
     }
 }
 

@@ -60,6 +60,87 @@ pub struct TaskStatus {
     pub error: Option<String>,
     /// Credits the provider says it billed, when it says.
     pub billed_credits: Option<u64>,
+    /// The failed task's error code and request id, when its envelope carries them.
+    pub reference: ErrorRef,
+}
+
+/// What reAPI's error envelope (`{"error":{"code","message","request_id"}}`) says beside its
+/// message: a five-digit code whose first digit is its family, and the request id the
+/// provider's support asks for. Both are checked to be short plain tokens before they are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorRef {
+    pub code: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// reAPI's rate-limit code (HTTP 429).
+pub const RATE_LIMIT_CODE: &str = "50001";
+
+impl ErrorRef {
+    pub fn is_empty(&self) -> bool {
+        self.code.is_none() && self.request_id.is_none()
+    }
+
+    /// The documented family of the code: its first digit.
+    pub fn family(&self) -> Option<&'static str> {
+        let code = self.code.as_deref()?;
+        if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        match code.as_bytes()[0] {
+            b'1' => Some("authentication"),
+            b'2' => Some("validation"),
+            b'5' if code == RATE_LIMIT_CODE => Some("rate limit"),
+            _ => None,
+        }
+    }
+
+    fn from_envelope(v: &Value) -> ErrorRef {
+        let token = |v: Option<&Value>| -> Option<String> {
+            let text = match v? {
+                Value::String(s) => s.trim().to_owned(),
+                Value::Number(n) => n.to_string(),
+                _ => return None,
+            };
+            is_task_id(&text).then_some(text)
+        };
+        let error = v.get("error").filter(|e| e.is_object());
+        ErrorRef {
+            code: token(error.and_then(|e| e.get("code"))),
+            request_id: token(
+                error
+                    .and_then(|e| e.get("request_id"))
+                    .or_else(|| v.get("request_id")),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(c) = &self.code {
+            parts.push(match self.family() {
+                Some(family) => format!("code {c}, {family}"),
+                None => format!("code {c}"),
+            });
+        }
+        if let Some(r) = &self.request_id {
+            parts.push(format!("request {r}"));
+        }
+        if parts.is_empty() {
+            Ok(())
+        } else {
+            write!(f, " [{}]", parts.join("; "))
+        }
+    }
+}
+
+/// The code and request id of an error answer's envelope (empty when it has none).
+pub fn error_ref(body: &str) -> ErrorRef {
+    serde_json::from_str::<Value>(body)
+        .map(|v| ErrorRef::from_envelope(&v))
+        .unwrap_or_default()
 }
 
 /// The balance answer: `{"balance": 12500}` (or under `data`, as other gateways wrap answers).
@@ -124,6 +205,7 @@ pub fn task_status(body: &str) -> Option<TaskStatus> {
         .and_then(Value::as_str)
         .map(str::to_owned);
     let error = message_in(v);
+    let reference = ErrorRef::from_envelope(v);
     let billed_credits = v
         .pointer("/usage/credits")
         .or_else(|| v.pointer("/usage/total_credits"))
@@ -136,6 +218,7 @@ pub fn task_status(body: &str) -> Option<TaskStatus> {
         video_url,
         error,
         billed_credits,
+        reference,
     })
 }
 
@@ -162,6 +245,25 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_error_envelope_keeps_its_code_and_request_id_and_nothing_hostile() {
+        let r = error_ref(
+            r#"{"error":{"code":20002,"message":"image too small","request_id":"req_01abc"}}"#,
+        );
+        assert_eq!(r.code.as_deref(), Some("20002"));
+        assert_eq!(r.request_id.as_deref(), Some("req_01abc"));
+        assert_eq!(r.to_string(), " [code 20002, validation; request req_01abc]");
+        let hostile = error_ref(r#"{"error":{"code":"1\n2","request_id":"req\u001b[31m"}}"#);
+        assert!(hostile.is_empty(), "{hostile:?}");
+        assert_eq!(error_ref("not json"), ErrorRef::default());
+        let failed = task_status(
+            r#"{"id":"t","status":"failed","error":{"code":30001,"message":"no face","request_id":"req_9"}}"#,
+        )
+        .unwrap();
+        assert_eq!(failed.error.as_deref(), Some("no face"));
+        assert_eq!(failed.reference.request_id.as_deref(), Some("req_9"));
+    }
 
     #[test]
     fn task_id_is_read_from_every_known_place() {

@@ -54,7 +54,9 @@ pub struct SimArgs {
     #[arg(long, value_enum, default_value_t, help_heading = "Wire format")]
     pub id_field: IdField,
 
-    /// Which family of status words to answer. Example: `--status-words alt1` (queued, running, succeeded, error).
+    /// Which family of status words to answer: `reapi` (processing, completed, failed: the
+    /// documented words), `pending` (pending first), `alt1` (queued, running, succeeded, error),
+    /// `alt2` (submitted, in_progress, success, failed).
     #[arg(long, value_enum, default_value_t, help_heading = "Wire format")]
     pub status_words: StatusWords,
 

@@ -28,9 +28,11 @@ pub enum IdField {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusWords {
-    /// pending, processing, completed, failed
+    /// processing, processing, completed, failed: reAPI's documented words
     #[default]
-    Default,
+    Reapi,
+    /// pending, processing, completed, failed
+    Pending,
     /// queued, running, succeeded, error
     Alt1,
     /// submitted, in_progress, success, failed
@@ -50,10 +52,13 @@ impl StatusWords {
     pub fn word(self, phase: Phase) -> &'static str {
         use Phase::*;
         match (self, phase) {
-            (StatusWords::Default, Pending) => "pending",
-            (StatusWords::Default, Processing) => "processing",
-            (StatusWords::Default, Completed) => "completed",
-            (StatusWords::Default, Failed) => "failed",
+            (StatusWords::Reapi, Pending | Processing) => "processing",
+            (StatusWords::Reapi, Completed) => "completed",
+            (StatusWords::Reapi, Failed) => "failed",
+            (StatusWords::Pending, Pending) => "pending",
+            (StatusWords::Pending, Processing) => "processing",
+            (StatusWords::Pending, Completed) => "completed",
+            (StatusWords::Pending, Failed) => "failed",
             (StatusWords::Alt1, Pending) => "queued",
             (StatusWords::Alt1, Processing) => "running",
             (StatusWords::Alt1, Completed) => "succeeded",
@@ -254,7 +259,7 @@ impl Default for SimConfig {
         SimConfig {
             api_key: "sim-key".to_owned(),
             id_field: IdField::Id,
-            status_words: StatusWords::Default,
+            status_words: StatusWords::Reapi,
             sound_as_yes_no: false,
             link_ttl: Duration::from_secs(24 * 3600),
             generation: Generation::Fixed(Duration::from_secs(4)),
@@ -308,6 +313,8 @@ mod tests {
     fn each_family_spells_every_phase() {
         assert_eq!(StatusWords::Alt1.word(Phase::Completed), "succeeded");
         assert_eq!(StatusWords::Alt2.word(Phase::Processing), "in_progress");
-        assert_eq!(StatusWords::Default.word(Phase::Failed), "failed");
+        assert_eq!(StatusWords::Reapi.word(Phase::Pending), "processing");
+        assert_eq!(StatusWords::Reapi.word(Phase::Failed), "failed");
+        assert_eq!(StatusWords::Pending.word(Phase::Pending), "pending");
     }
 }

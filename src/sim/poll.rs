@@ -84,6 +84,9 @@ pub async fn poll(
             "character_orientation": task.orientation,
             "keep_original_sound": sound,
             "prompt": task.prompt,
+            // reAPI's documented fields: creation time in Unix seconds, and `error: null`.
+            "created_at": unix_seconds_at(task.created, now),
+            "error": null,
             "usage": {
                 "billed_seconds": task.billed_seconds,
                 "credits": task.credits,
@@ -98,7 +101,12 @@ pub async fn poll(
             }
             Phase::Failed => {
                 if let Some(f) = &task.failure {
-                    body["error"] = json!({ "message": f.message, "code": f.code });
+                    body["error"] = json!({
+                        "code": GENERATION_FAILED_CODE,
+                        "message": f.message,
+                        "request_id": format!("req_{}", task.id),
+                        "name": f.code,
+                    });
                 }
             }
             Phase::Pending | Phase::Processing => {}
@@ -127,4 +135,16 @@ pub async fn poll(
         text,
     )
         .into_response()
+}
+
+/// The code a failed generation carries in the simulator's error envelope.
+const GENERATION_FAILED_CODE: u32 = 60001;
+
+/// The wall-clock second at which `then` (on tokio's clock, which tests may pause) happened.
+fn unix_seconds_at(then: Instant, now: Instant) -> u64 {
+    let ago = now.saturating_duration_since(then);
+    std::time::SystemTime::now()
+        .checked_sub(ago)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
 }

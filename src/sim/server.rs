@@ -123,10 +123,24 @@ impl App {
     }
 }
 
-/// An error answer in the gateway's shape: `{"error": {"message", "type", "code"}}`.
-pub fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response {
+/// An error answer in reAPI's documented envelope,
+/// `{"error": {"code": 20001, "message", "request_id": "req_..."}}`: a five-digit code whose
+/// first digit is its family. `kind` and `name` (`type`, `name`) are what other gateways send.
+pub fn error(status: StatusCode, kind: &str, name: &str, message: &str) -> Response {
+    let code: u32 = match status.as_u16() {
+        401 | 403 if kind == "authentication_error" => 10001,
+        400 | 422 => 20001,
+        402 => 30001,
+        403 | 404 => 20004,
+        429 => 50001,
+        _ => 90001,
+    };
+    let request_id = format!("req_{:016x}", rand::random::<u64>());
     let body = serde_json::json!({
-        "error": { "message": message, "type": kind, "code": code }
+        "error": {
+            "code": code, "message": message, "request_id": request_id,
+            "type": kind, "name": name,
+        }
     });
     (status, Json(body)).into_response()
 }

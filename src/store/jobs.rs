@@ -108,6 +108,8 @@ pub struct PollItem {
     pub task_id: String,
     pub polls: u32,
     pub duration_ms: u64,
+    /// When its attempt was committed, just before the submit (Unix milliseconds).
+    pub submitted_at_ms: i64,
 }
 
 /// A finished task whose clip is to be fetched.
@@ -180,7 +182,9 @@ pub(super) fn set_job_state(
     reason: Option<&str>,
 ) -> rusqlite::Result<()> {
     tx.execute(
-        "UPDATE jobs SET state = ?2, reason = ?3, updated_at = ?4 WHERE id = ?1",
+        // A new reason is not the old error's: its code and request id go with it.
+        "UPDATE jobs SET state = ?2, reason = ?3, updated_at = ?4, error_code = NULL,
+             request_id = NULL WHERE id = ?1",
         params![job_id, state.as_str(), reason, now_ms()],
     )?;
     Ok(())

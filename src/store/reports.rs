@@ -37,6 +37,9 @@ pub struct AttentionJob {
     pub state: JobState,
     pub reason: Option<String>,
     pub task_id: Option<String>,
+    /// The provider's error code and request id for `reason`, when it gave them.
+    pub error_code: Option<String>,
+    pub request_id: Option<String>,
 }
 
 /// One line of the event log.
@@ -236,7 +239,8 @@ impl Store {
         let conn = self.conn();
         let mut s = conn
             .prepare(
-                "SELECT b.name, j.subject_id, j.state, j.reason, j.task_id FROM jobs j
+                "SELECT b.name, j.subject_id, j.state, j.reason, j.task_id, j.error_code, j.request_id
+                 FROM jobs j
                  JOIN batches b ON b.id = j.batch_id
                  WHERE j.batch_id = ?1 AND j.state IN ('unknown', 'lost', 'failed', 'expired', 'rejected')
                  ORDER BY j.subject_id",
@@ -250,6 +254,8 @@ impl Store {
                 state: JobState::parse(&state).unwrap_or(JobState::Unknown),
                 reason: r.get(3)?,
                 task_id: r.get(4)?,
+                error_code: r.get(5)?,
+                request_id: r.get(6)?,
             })
         })
         .and_then(|rows| rows.collect())

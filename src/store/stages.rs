@@ -13,6 +13,24 @@ use super::jobs::{
 use super::{JobState, Scope, Store, StoreError, now_ms};
 
 impl Store {
+    /// Keep the provider's error code and request id beside the job's current reason.
+    pub fn note_error_reference(
+        &self,
+        job_id: i64,
+        reference: &crate::provider::ErrorRef,
+    ) -> Result<(), StoreError> {
+        if reference.is_empty() {
+            return Ok(());
+        }
+        self.write("keep an error's code and request id", |tx| {
+            tx.execute(
+                "UPDATE jobs SET error_code = ?2, request_id = ?3 WHERE id = ?1",
+                rusqlite::params![job_id, reference.code, reference.request_id],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Running tasks whose next poll is due, soonest first.
     pub fn due_polls(
         &self,
@@ -23,7 +41,9 @@ impl Store {
         let conn = self.conn();
         let mut s = conn
             .prepare_cached(&format!(
-                "SELECT id, attempt_id, batch_id, subject_id, task_id, polls, duration_ms FROM jobs
+                "SELECT id, attempt_id, batch_id, subject_id, task_id, polls, duration_ms,
+                     (SELECT a.created_at FROM attempts a WHERE a.id = jobs.attempt_id)
+                 FROM jobs
                  WHERE state = 'running' AND next_poll_at <= ?1 AND task_id IS NOT NULL {}
                  ORDER BY next_poll_at LIMIT ?2",
                 scope.filter("batch_id")
@@ -39,6 +59,7 @@ impl Store {
                     task_id: r.get(4)?,
                     polls: r.get(5)?,
                     duration_ms: r.get::<_, i64>(6)? as u64,
+                    submitted_at_ms: r.get::<_, Option<i64>>(7)?.unwrap_or(now),
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
