@@ -341,8 +341,7 @@ impl Settings {
              media_store.s3.credentials_file"
                 .to_owned()
         })?;
-        crate::media_store::MediaStore::new(s3, credentials)
-            .map(|m| Some(std::sync::Arc::new(m)))
+        crate::media_store::MediaStore::new(s3, credentials).map(|m| Some(std::sync::Arc::new(m)))
     }
 
     pub fn api_key(&self) -> Option<&ApiKey> {

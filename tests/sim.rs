@@ -309,7 +309,12 @@ async fn an_unreachable_input_fails_the_task_and_bills_nothing() {
     let failed = h.poll_until(id, &["failed"]).await;
     assert_eq!(failed["error"]["name"], "INVALID_IMAGE_URL");
     assert_eq!(failed["error"]["code"], 60001);
-    assert!(failed["error"]["request_id"].as_str().unwrap().starts_with("req_"));
+    assert!(
+        failed["error"]["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("req_")
+    );
     assert!(failed["error"]["message"].as_str().unwrap().contains("404"));
     let ledger = h.sim.ledger();
     assert_eq!(ledger.entries[0].credits, 0);

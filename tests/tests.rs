@@ -12,4 +12,5 @@ mod explore;
 mod hostile;
 mod manifest;
 mod media;
+mod media_store;
 mod sim;

@@ -248,6 +248,11 @@ pub struct RunArgs {
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// When the account's balance cannot pay for everything to submit, submit what it pays
+    /// for anyway (the provider refuses the rest with 402). Without it, such a run stops
+    /// before the first submit.
+    #[arg(long)]
+    pub spend_available: bool,
 }
 
 #[derive(Debug, Args)]

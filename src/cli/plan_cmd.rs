@@ -66,6 +66,21 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
         Err(code) => return code,
     };
     let provider = provider_identity(settings, args.simulate);
+    // How local media would reach the real provider: looked at before probing, and never
+    // uploaded by a plan.
+    let reach = if args.simulate {
+        Vec::new()
+    } else {
+        let store = match settings.open_media_store() {
+            Ok(s) => s,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return ExitCode::Invalid;
+            }
+        };
+        let publisher = super::run_cmd::real_publisher(&batch, settings, store);
+        super::reach::media_reach(&batch, &publisher).await
+    };
     let plan = match make_plan(
         batch,
         &provider,
@@ -82,15 +97,35 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
             return ExitCode::Invalid;
         }
     };
+    let account = match (args.simulate, plan.to_submit()) {
+        (false, (n, Some(credits))) if n > 0 => {
+            super::reach::account_check(settings, credits).await
+        }
+        _ => None,
+    };
+    let mut code = plan_exit_code(&plan);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&plan.to_json()).unwrap_or_default()
-        );
-    } else {
-        print_plan(&plan);
+        let mut doc = plan.to_json();
+        doc["media"] = serde_json::json!(reach);
+        doc["account"] = serde_json::json!(account);
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        if reach.iter().any(|r| r.how == "none") || account.as_ref().is_some_and(|a| !a.enough()) {
+            code = ExitCode::Invalid;
+        }
+        return code;
     }
-    plan_exit_code(&plan)
+    print_plan(&plan);
+    if let Err(message) = super::reach::print_media(&reach) {
+        eprintln!("error: {message}");
+        code = ExitCode::Invalid;
+    }
+    if let Some(account) = &account {
+        println!("{}", account.describe());
+        if !account.enough() {
+            code = ExitCode::Invalid;
+        }
+    }
+    code
 }
 
 pub fn plan_exit_code(plan: &Plan) -> ExitCode {

@@ -40,6 +40,15 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             eprintln!("error: {message}");
             return ExitCode::Invalid;
         }
+        if let Some(ttl) = media_store.as_ref().and_then(|s| s.url_lifetime())
+            && ttl < SHORT_URL_TTL
+        {
+            eprintln!(
+                "warning: presigned media URLs live {} s (media_store.s3.url_ttl_secs): a task \
+                 that waits longer in the provider's queue before fetching its media fails",
+                ttl.as_secs()
+            );
+        }
         if settings.api_key().is_none() {
             eprintln!(
                 "error: no API key: set REAPI_API_KEY (or `provider.api_key_file` in a settings file), \
@@ -152,6 +161,20 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             ""
         },
     );
+    if to_submit > 0
+        && let Some(needed) = credits
+        && let Some(account) = super::reach::account_check(&settings, needed).await
+    {
+        eprintln!("{}", account.describe());
+        if !account.enough() && !args.spend_available {
+            eprintln!(
+                "error: stopped before the first submit: the balance cannot pay for this run. Top \
+                 the account up, or run with --spend-available to submit what the balance pays \
+                 for (the provider refuses the rest with 402)"
+            );
+            return ExitCode::Invalid;
+        }
+    }
     for job in plan.jobs.iter().filter(|j| j.status == JobStatus::Invalid) {
         eprintln!(
             "left out: {}: {}",
@@ -181,7 +204,7 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     let engine = match Engine::new(
         store.clone(),
         provider,
-        publisher,
+        publisher.clone(),
         settings.engine.clone(),
         Scope::batches(&provider_id, vec![batch_id]),
     ) {
@@ -198,10 +221,12 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     } else {
         RunMode::UntilDone
     };
+    let uploads = publisher.store().map(|s| s.progress.clone());
     let progress = (!args.json && std::io::stderr().is_terminal()).then(|| {
         tokio::spawn(show_progress(
             store.clone(),
             batch_id,
+            uploads.clone(),
             shutdown.child_token(),
         ))
     });
@@ -220,6 +245,12 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             return ExitCode::Internal;
         }
     };
+    if let Some(line) = uploads
+        .as_deref()
+        .and_then(super::run_report::upload_summary)
+    {
+        eprintln!("{line}");
+    }
     let code = finish(
         &store,
         batch_id,
@@ -233,6 +264,10 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     }
     code
 }
+
+/// Presigned URLs shorter-lived than this are warned about: a provider's queue can hold a task
+/// about this long before it fetches the media.
+const SHORT_URL_TTL: Duration = Duration::from_secs(3600);
 
 /// How local media reach the real provider: under `media_base_url`, else through the media store.
 pub(super) fn real_publisher(

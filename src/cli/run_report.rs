@@ -11,7 +11,12 @@ use super::run_cmd::store_failure;
 use crate::engine::{Halt, RunMode, RunReport};
 use crate::store::{BatchSummary, JobState, Store};
 
-pub(super) async fn show_progress(store: Arc<Store>, batch_id: i64, stop: CancellationToken) {
+pub(super) async fn show_progress(
+    store: Arc<Store>,
+    batch_id: i64,
+    uploads: Option<Arc<crate::media_store::UploadProgress>>,
+    stop: CancellationToken,
+) {
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} done · {msg} · ETA {eta}")
@@ -22,14 +27,16 @@ pub(super) async fn show_progress(store: Arc<Store>, batch_id: i64, stop: Cancel
             let c = &s.counts;
             bar.set_length(c.total() - c.get(JobState::Cancelled));
             bar.set_position(c.get(JobState::Done));
-            bar.set_message(format!(
-                "{} submitting · {} running · {} downloading · {} waiting · {:.3} USD spent",
-                c.get(JobState::Submitting),
-                c.get(JobState::Running),
-                c.get(JobState::Downloading),
-                c.get(JobState::Planned),
-                s.credits_spent as f64 / 1000.0
-            ));
+            bar.set_message(
+                format!(
+                    "{} submitting · {} running · {} downloading · {} waiting · {:.3} USD spent",
+                    c.get(JobState::Submitting),
+                    c.get(JobState::Running),
+                    c.get(JobState::Downloading),
+                    c.get(JobState::Planned),
+                    s.credits_spent as f64 / 1000.0
+                ) + &uploads.as_deref().map(upload_text).unwrap_or_default(),
+            );
         }
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -37,6 +44,37 @@ pub(super) async fn show_progress(store: Arc<Store>, batch_id: i64, stop: Cancel
         }
     }
     bar.finish_and_clear();
+}
+
+/// ` · uploading 3.1/12.0 MB` while media go up to the bucket.
+fn upload_text(u: &crate::media_store::UploadProgress) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (sent, total) = (u.bytes_sent.load(Relaxed), u.bytes_total.load(Relaxed));
+    if sent >= total {
+        return String::new();
+    }
+    format!(
+        " · uploading {:.1}/{:.1} MB",
+        sent as f64 / 1e6,
+        total as f64 / 1e6
+    )
+}
+
+/// What the media store did in this run, for the closing lines.
+pub(super) fn upload_summary(u: &crate::media_store::UploadProgress) -> Option<String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (uploaded, present) = (
+        u.files_uploaded.load(Relaxed),
+        u.files_present.load(Relaxed),
+    );
+    (uploaded + present > 0).then(|| {
+        format!(
+            "media: {uploaded} file{} uploaded ({:.1} MB), {present} use{} of files already in the bucket",
+            if uploaded == 1 { "" } else { "s" },
+            u.bytes_sent.load(Relaxed) as f64 / 1e6,
+            if present == 1 { "" } else { "s" },
+        )
+    })
 }
 
 pub(super) fn finish(

@@ -92,7 +92,12 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
                     .unwrap_or_default(),
                 job.reason.as_deref().unwrap_or("no reason recorded"),
                 // The request id is what the provider's support asks for.
-                if reference.is_empty() || job.reason.as_deref().is_some_and(|r| r.contains(&reference.to_string())) {
+                if reference.is_empty()
+                    || job
+                        .reason
+                        .as_deref()
+                        .is_some_and(|r| r.contains(&reference.to_string()))
+                {
                     String::new()
                 } else {
                     reference.to_string()

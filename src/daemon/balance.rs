@@ -34,8 +34,10 @@ impl BalanceGauge {
     }
 
     fn set(&self, credits: u64) {
-        self.0
-            .store(i64::try_from(credits).unwrap_or(i64::MAX), Ordering::Relaxed);
+        self.0.store(
+            i64::try_from(credits).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
     }
 }
 

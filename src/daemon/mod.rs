@@ -132,7 +132,9 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     // Same identity as `recast run` against this base URL: a batch is the same batch either way.
     let provider_id = settings.provider_identity(false);
 
-    let media_store = settings.open_media_store().map_err(DaemonError::MediaStore)?;
+    let media_store = settings
+        .open_media_store()
+        .map_err(DaemonError::MediaStore)?;
     let mut publisher = MediaPublisher::default().with_store(media_store.clone());
     for inbox in &config.inboxes {
         match &inbox.media_base_url {
@@ -219,12 +221,7 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     ));
     workers.spawn(named(
         "balance",
-        balance::watch(
-            balance_provider,
-            balance,
-            balance_warn,
-            stop.clone(),
-        ),
+        balance::watch(balance_provider, balance, balance_warn, stop.clone()),
     ));
 
     let mut outcome = Ok(());

@@ -20,7 +20,10 @@ pub enum StoredMedia {
     /// A local file, as jobs registered before the media store kept it (no hash).
     Local(PathBuf),
     /// A local file and the sha256 of the bytes its job was planned with.
-    File { path: PathBuf, sha256: String },
+    File {
+        path: PathBuf,
+        sha256: String,
+    },
     Url(String),
 }
 
@@ -106,7 +109,10 @@ pub enum PublishError {
 impl PublishError {
     /// A failure that may pass by itself (the bucket or the network): retry the submit later.
     pub fn is_transient(&self) -> bool {
-        matches!(self, PublishError::Store(PublishFailure::Unavailable { .. }))
+        matches!(
+            self,
+            PublishError::Store(PublishFailure::Unavailable { .. })
+        )
     }
 }
 

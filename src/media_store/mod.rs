@@ -99,8 +99,16 @@ impl S3Credentials {
                 token: env("AWS_SESSION_TOKEN"),
             }));
         }
-        let Some(path) = &settings.credentials_file else {
+        if settings.credentials_file.is_none() {
             return Ok(None);
+        }
+        S3Credentials::from_file(settings).map(Some)
+    }
+
+    /// The settings' credentials file alone (the environment not looked at).
+    pub fn from_file(settings: &S3Settings) -> Result<S3Credentials, String> {
+        let Some(path) = &settings.credentials_file else {
+            return Err("media_store.s3.credentials_file is not set".to_owned());
         };
         let text = crate::safe_fs::read_small(path, 64 << 10).ok_or_else(|| {
             format!(
@@ -110,15 +118,13 @@ impl S3Credentials {
             )
         })?;
         let profile = settings.profile.as_deref().unwrap_or("default");
-        parse_credentials_file(&text, profile)
-            .map(Some)
-            .ok_or_else(|| {
-                format!(
-                    "media_store.s3.credentials_file: {} has no [{profile}] section with \
+        parse_credentials_file(&text, profile).ok_or_else(|| {
+            format!(
+                "media_store.s3.credentials_file: {} has no [{profile}] section with \
                      aws_access_key_id and aws_secret_access_key",
-                    path.display()
-                )
-            })
+                path.display()
+            )
+        })
     }
 }
 
@@ -206,6 +212,9 @@ mod tests {
         assert_eq!(s3.prefix, "recast/");
         assert_eq!(s3.url_ttl_secs, 86_400);
         assert!(s3.public_base_url.is_none());
-        assert!(serde_saphyr::from_str::<MediaStoreSection>("s3:\n  bucket: b\n  buckett: c\n").is_err());
+        assert!(
+            serde_saphyr::from_str::<MediaStoreSection>("s3:\n  bucket: b\n  buckett: c\n")
+                .is_err()
+        );
     }
 }

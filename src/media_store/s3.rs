@@ -173,7 +173,11 @@ impl MediaStore {
     /// The URL the provider fetches `path` at, uploading it first unless it is there already.
     /// `sha256` is what the job key holds; `None` (a job stored before the media store existed)
     /// hashes the file now.
-    pub async fn url_for(&self, path: &Path, sha256: Option<&str>) -> Result<String, PublishFailure> {
+    pub async fn url_for(
+        &self,
+        path: &Path,
+        sha256: Option<&str>,
+    ) -> Result<String, PublishFailure> {
         let sha256 = match sha256 {
             Some(s) => s.to_owned(),
             None => hash_file(path).await?,
@@ -265,12 +269,17 @@ impl MediaStore {
             .put_object(Some(&self.credentials), name)
             .sign(REQUEST_TTL);
         let content_type = content_type(path);
-        self.call(name, "upload", || {
-            self.client
-                .put(url.clone())
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(bytes.clone())
-        }, &[])
+        self.call(
+            name,
+            "upload",
+            || {
+                self.client
+                    .put(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .body(bytes.clone())
+            },
+            &[],
+        )
         .await?;
         self.progress.bytes_sent.fetch_add(len, Ordering::Relaxed);
         Ok(())
@@ -331,8 +340,10 @@ impl MediaStore {
 
 fn refusal_hint(status: u16) -> &'static str {
     match status {
-        401 | 403 => ": check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and \
-                     that they may read and write the bucket",
+        401 | 403 => {
+            ": check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) and \
+                     that they may read and write the bucket"
+        }
         404 => ": check media_store.s3.bucket and endpoint",
         _ => "",
     }
@@ -474,7 +485,10 @@ mod tests {
     fn presigned_urls_carry_a_signature_and_the_ttl_but_never_the_secret() {
         let s = store(None);
         let url = s.fetch_url("campaigns/abc.png");
-        assert!(url.starts_with("http://127.0.0.1:9/recast-media/campaigns/abc.png?"), "{url}");
+        assert!(
+            url.starts_with("http://127.0.0.1:9/recast-media/campaigns/abc.png?"),
+            "{url}"
+        );
         assert!(url.contains("X-Amz-Signature="), "{url}");
         assert!(url.contains("X-Amz-Expires=3600"), "{url}");
         assert!(!url.contains("very-secret-key"));

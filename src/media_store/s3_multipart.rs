@@ -57,7 +57,12 @@ pub(super) async fn upload(
             .abort_multipart_upload(Some(creds), name, &upload_id)
             .sign(REQUEST_TTL);
         let _ = store
-            .call(name, "abort a multipart upload", || store.http().delete(url.clone()), &[404])
+            .call(
+                name,
+                "abort a multipart upload",
+                || store.http().delete(url.clone()),
+                &[404],
+            )
             .await;
     }
     result

@@ -57,7 +57,10 @@ pub enum ProviderError {
     Unauthorized { status: u16, reference: ErrorRef },
     /// 402: out of credits; pause submissions.
     #[error("the provider says the account is out of credits (402): {message}{reference}")]
-    OutOfCredits { message: String, reference: ErrorRef },
+    OutOfCredits {
+        message: String,
+        reference: ErrorRef,
+    },
     /// 404 on a poll: the provider does not know the task.
     #[error("the provider does not know task {task_id}")]
     TaskNotFound { task_id: String },
