@@ -19,11 +19,34 @@ fn recast(dir: &std::path::Path, args: &[&str]) -> Output {
 fn the_example_plans_every_subject_with_its_estimate_and_the_total() {
     let state = tempfile::tempdir().unwrap();
     let state_arg = state.path().to_str().unwrap();
+    // Against the simulator the plan passes; against reAPI it prices the same subjects and
+    // exits 1, since its local files have no way to the provider without a media store.
     let out = recast(
+        &repo_root(),
+        &[
+            "plan",
+            "jobs.example.yaml",
+            "--state-dir",
+            state_arg,
+            "--simulate",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let real = recast(
         &repo_root(),
         &["plan", "jobs.example.yaml", "--state-dir", state_arg],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(real.status.code(), Some(1), "{}", describe(&real));
+    assert!(
+        String::from_utf8_lossy(&real.stderr).contains("media_store.s3"),
+        "{}",
+        describe(&real)
+    );
+    assert!(
+        String::from_utf8_lossy(&real.stdout).contains("estimated 1698 credits"),
+        "{}",
+        describe(&real)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     for subject in ["fox", "owl", "robot"] {
         let line = text

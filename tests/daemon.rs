@@ -368,6 +368,13 @@ async fn a_slow_manifest_is_taken_once_whole_a_bad_one_is_rejected_and_metrics_m
     }
     assert_eq!(value("recast_submits", &[("batch", "slow")]), 3.0);
     assert_eq!(value("recast_tasks_in_flight", &[]), 0.0);
+    // The balance, read at start (before or between the first submits).
+    let balance = value("recast_account_balance_credits", &[]);
+    let unlimited = recast::sim::UNLIMITED_BALANCE as f64;
+    assert!(
+        (unlimited - 3.0 * 566.0..=unlimited).contains(&balance),
+        "{balance}"
+    );
 
     let (_, code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");

@@ -433,3 +433,70 @@ async fn a_plan_with_local_media_and_no_way_to_publish_them_exits_1_with_the_fix
     assert!(stderr.contains("media_store.s3"), "{stderr}");
     assert!(stderr.contains("--media-base-url"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_the_balance_cannot_pay_stops_before_the_first_submit_with_the_numbers() {
+    let ws = Workspace::new(3, "");
+    // Three clips at 566 credits each; the account holds 1000.
+    let sim = Sim::start(SimConfig {
+        credit_balance: Some(1000),
+        ..ws.sim_config()
+    })
+    .await
+    .unwrap();
+    let plan = ws.recast(&sim, &["plan", "jobs.yaml"]).await;
+    assert_eq!(plan.status.code(), Some(1), "{}", describe(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("short by 698 credits"),
+        "{}",
+        describe(&plan)
+    );
+    let run = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(run.status.code(), Some(1), "{}", describe(&run));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("account: 1000 credits"), "{stderr}");
+    assert!(stderr.contains("costs up to 1698 credits"), "{stderr}");
+    assert!(
+        stderr.contains("stopped before the first submit"),
+        "{stderr}"
+    );
+    let stats = sim.stats();
+    assert_eq!(stats.submits_accepted + stats.rejected_402, 0, "{stderr}");
+    assert!(sim.ledger().entries.is_empty());
+
+    // Told to spend what there is, it submits what the balance pays for and stops at the 402.
+    let run = ws
+        .recast(&sim, &["run", "jobs.yaml", "--spend-available"])
+        .await;
+    assert_ne!(run.status.code(), Some(0), "{}", describe(&run));
+    assert_eq!(sim.ledger().entries.len(), 1, "{}", describe(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("out of credits"),
+        "{}",
+        describe(&run)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_keeps_the_providers_code_and_request_id_for_support() {
+    let ws = Workspace::new(1, "retries: 0\n");
+    let mut config = ws.sim_config();
+    config.faults.task_failure = "first=1".parse().unwrap();
+    let sim = Sim::start(config).await.unwrap();
+    let run = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(run.status.code(), Some(3), "{}", describe(&run));
+    let task = &sim.ledger().entries[0].task_id;
+
+    let status = ws.recast(&sim, &["status", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let job = &doc["batches"][0]["needs_a_person"][0];
+    assert_eq!(job["state"], "failed", "{doc}");
+    assert_eq!(job["error_code"], "60001", "{doc}");
+    assert_eq!(job["request_id"], format!("req_{task}"), "{doc}");
+
+    let text = ws.recast(&sim, &["status"]).await;
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    assert!(stdout.contains(&format!("request req_{task}")), "{stdout}");
+    sim.shutdown().await;
+}

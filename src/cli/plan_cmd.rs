@@ -101,7 +101,14 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
         (false, (n, Some(credits))) if n > 0 => {
             super::reach::account_check(settings, credits).await
         }
-        _ => None,
+        _ => Ok(None),
+    };
+    let account = match account {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::ProviderRefused;
+        }
     };
     let mut code = plan_exit_code(&plan);
     if args.json {

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use crate::engine::{MediaPublisher, Route, StoredMedia};
 use crate::manifest::{BatchSpec, MediaSource};
 use crate::media_store::Presence;
-use crate::provider::{HttpProvider, HttpProviderConfig, Provider};
+use crate::provider::{HttpProvider, HttpProviderConfig, Provider, ProviderError};
 use crate::settings::Settings;
 
 /// Files looked up in the bucket by one plan, at most; the rest are said to be "to check".
@@ -152,27 +152,33 @@ impl AccountCheck {
     }
 }
 
-/// Read the balance (when a key is at hand) and set it against `needed_credits`. `None` when
-/// there is no key, the provider has no balance call, or it cannot be read now (said on stderr).
-pub async fn account_check(settings: &Settings, needed_credits: u64) -> Option<AccountCheck> {
-    let key = settings.api_key()?.clone();
+/// Read the balance (when a key is at hand) and set it against `needed_credits`. `Ok(None)`
+/// when there is no key, the provider has no balance call, or it cannot be read now (said on
+/// stderr); `Err` when the provider refused the key, which no submit would get past either.
+pub async fn account_check(
+    settings: &Settings,
+    needed_credits: u64,
+) -> Result<Option<AccountCheck>, ProviderError> {
+    let Some(key) = settings.api_key().cloned() else {
+        return Ok(None);
+    };
     let provider = HttpProvider::new(HttpProviderConfig {
         base_url: settings.api_base.clone(),
         api_key: key,
         connect_timeout: Duration::from_secs(10),
         request_timeout: Duration::from_secs(20),
         max_wait: settings.max_provider_wait,
-    })
-    .ok()?;
+    })?;
     match provider.balance().await {
-        Ok(Some(balance_credits)) => Some(AccountCheck {
+        Ok(Some(balance_credits)) => Ok(Some(AccountCheck {
             balance_credits,
             needed_credits,
-        }),
-        Ok(None) => None,
+        })),
+        Ok(None) => Ok(None),
+        Err(e @ ProviderError::Unauthorized { .. }) => Err(e),
         Err(e) => {
             eprintln!("warning: cannot read the account's balance now: {e}");
-            None
+            Ok(None)
         }
     }
 }

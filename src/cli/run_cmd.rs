@@ -161,10 +161,19 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             ""
         },
     );
-    if to_submit > 0
-        && let Some(needed) = credits
-        && let Some(account) = super::reach::account_check(&settings, needed).await
-    {
+    let account = match credits {
+        Some(needed) if to_submit > 0 => super::reach::account_check(&settings, needed).await,
+        _ => Ok(None),
+    };
+    let account = match account {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            eprintln!("nothing was submitted");
+            return ExitCode::ProviderRefused;
+        }
+    };
+    if let Some(account) = account {
         eprintln!("{}", account.describe());
         if !account.enough() && !args.spend_available {
             eprintln!(

@@ -237,3 +237,38 @@ async fn a_panic_in_a_stage_stops_the_run_with_an_error() {
         other => panic!("expected a panic error, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_never_ends_is_polled_no_more_after_the_maximum_age() {
+    let (store, batch) = registered_store(1);
+    // The scripted provider answers `processing` for ever.
+    let provider = Arc::new(ScriptedProvider::default());
+    let engine = Engine::new(
+        store.clone(),
+        provider.clone(),
+        MediaPublisher::default(),
+        EngineConfig {
+            submit_per_minute: 6000,
+            poll_schedule: PollSchedule::for_simulator(),
+            max_task_age: Duration::ZERO,
+            ..EngineConfig::default()
+        },
+        Scope::batches("scripted", vec![batch]),
+    )
+    .unwrap();
+    let report = engine
+        .run(RunMode::UntilDone, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(report.halted.is_none());
+    let jobs = store.attention_jobs(batch).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, JobState::Failed);
+    let why = jobs[0].reason.as_deref().unwrap();
+    assert!(why.contains("polled no more"), "{why}");
+    assert_eq!(
+        provider.submits.load(Ordering::SeqCst),
+        1,
+        "never re-sent by itself"
+    );
+}

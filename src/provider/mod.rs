@@ -364,3 +364,49 @@ impl Provider for HttpProvider {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+    use reqwest::header::HeaderMap;
+
+    fn envelope(code: u32) -> String {
+        format!(r#"{{"error":{{"code":{code},"message":"m","request_id":"req_1"}}}}"#)
+    }
+
+    #[test]
+    fn the_documented_code_families_decide_over_the_status() {
+        let headers = HeaderMap::new();
+        let e = error_for_status(StatusCode::BAD_REQUEST, &headers, &envelope(20002), None);
+        assert!(matches!(e, ProviderError::Rejected { .. }), "{e:?}");
+        assert_eq!(e.reference().request_id.as_deref(), Some("req_1"));
+        assert!(
+            e.to_string()
+                .contains("[code 20002, validation; request req_1]"),
+            "{e}"
+        );
+        // An authentication code stops submits whatever status carried it.
+        let e = error_for_status(StatusCode::BAD_REQUEST, &headers, &envelope(10003), None);
+        assert!(matches!(e, ProviderError::Unauthorized { .. }), "{e:?}");
+        let mut retry = HeaderMap::new();
+        retry.insert(reqwest::header::RETRY_AFTER, "7".parse().unwrap());
+        let e = error_for_status(
+            StatusCode::TOO_MANY_REQUESTS,
+            &retry,
+            &envelope(50001),
+            None,
+        );
+        assert_eq!(
+            e,
+            ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(7))
+            }
+        );
+        let e = error_for_status(StatusCode::BAD_GATEWAY, &headers, &envelope(90001), None);
+        assert!(
+            matches!(&e, ProviderError::Ambiguous(m) if m.contains("request req_1")),
+            "{e:?}"
+        );
+    }
+}

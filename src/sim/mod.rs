@@ -51,6 +51,7 @@ pub use config::{
 };
 pub use ledger::{FaultCounts, Ledger, LedgerEntry, LedgerTotals, Stats};
 pub use poll::UNKNOWN_STATUS_WORD;
+pub use server::UNLIMITED_BALANCE;
 
 use conn::{Conn, CutListener};
 use faults::{FaultPlan, splitmix64};
