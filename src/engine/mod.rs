@@ -221,8 +221,18 @@ impl<P: Provider> Engine<P> {
             mode == RunMode::Forever,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let interrupted = self.store.interrupted_submits()?;
+        let (unknown, sent_back) = self
+            .store
+            .recover_interrupted_submits(&submit::never_sent(&interrupted))?;
+        if sent_back > 0 {
+            tracing::info!(
+                count = sent_back,
+                "submits a previous crash stopped before they were sent: submitted again"
+            );
+        }
         let mut report = RunReport {
-            interrupted_submits: self.store.recover_interrupted_submits()?,
+            interrupted_submits: unknown,
             ..Default::default()
         };
         if report.interrupted_submits > 0 {

@@ -94,6 +94,13 @@ pub fn register(
     check_name_is_free(store, &batch.name, provider, &manifest_path)?;
     let state_dir = store.path().parent().unwrap_or(Path::new("."));
     output::hold(output_dir, state_dir)?;
+    // The results file exists from the batch's first registration on, so after a crash its lack
+    // of a submit's line proves the submit never left (see `engine::submit::never_sent`).
+    if let Err(e) =
+        output::OutputDir::open(output_dir).and_then(|d| d.open_append(output::RESULTS_FILE))
+    {
+        tracing::warn!(folder = %output_dir.display(), "cannot create {}: {e}", output::RESULTS_FILE);
+    }
     let made = output::read(output_dir);
     // Built one at a time as the store takes them: a large batch is not held twice.
     let jobs = plan.jobs.iter().map(|j| {

@@ -112,6 +112,16 @@ pub struct PollItem {
     pub submitted_at_ms: i64,
 }
 
+/// A submit a crash interrupted: its intent was committed, its answer never recorded.
+#[derive(Debug, Clone)]
+pub struct InterruptedSubmit {
+    pub job_id: i64,
+    pub attempt_id: Option<i64>,
+    pub job_key: String,
+    pub idempotency_key: Option<String>,
+    pub output_dir: String,
+}
+
 /// A finished task whose clip is to be fetched.
 #[derive(Debug, Clone)]
 pub struct DownloadItem {

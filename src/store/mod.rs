@@ -31,8 +31,8 @@ use rusqlite::Connection;
 
 pub use account::{AccountLedger, BalanceRead};
 pub use jobs::{
-    AdoptedSubmit, ClaimOutcome, DownloadItem, JobStateCounts, LandedClip, NewBatch, NewJob,
-    PollItem, ReconcileReport, RetrySelection, SubmitIntent,
+    AdoptedSubmit, ClaimOutcome, DownloadItem, InterruptedSubmit, JobStateCounts, LandedClip,
+    NewBatch, NewJob, PollItem, ReconcileReport, RetrySelection, SubmitIntent,
 };
 pub use lock::StateLock;
 pub use reports::{AttentionJob, BatchSource, BatchSummary, EventLine, KnownJob, SubmitCounts};

@@ -6,7 +6,8 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::jobs::{
-    ClaimOutcome, SubmitIntent, event, release_budget_holds, set_attempt_state, set_job_state,
+    ClaimOutcome, InterruptedSubmit, SubmitIntent, event, release_budget_holds, set_attempt_state,
+    set_job_state,
 };
 use super::{JobState, Scope, Store, StoreError, now_ms};
 
@@ -254,10 +255,41 @@ impl Store {
         })
     }
 
-    /// After a crash: intents that were committed but whose answers were not become `unknown`.
-    pub fn recover_interrupted_submits(&self) -> Result<usize, StoreError> {
+    /// Submits a crash interrupted: intents committed, answers never recorded.
+    pub fn interrupted_submits(&self) -> Result<Vec<InterruptedSubmit>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare(
+                "SELECT j.id, j.attempt_id, j.job_key, a.idempotency_key, b.output_dir
+                 FROM jobs j JOIN batches b ON b.id = j.batch_id
+                 LEFT JOIN attempts a ON a.id = j.attempt_id
+                 WHERE j.state = 'submitting'",
+            )
+            .map_err(self.sql_error("list interrupted submits"))?;
+        s.query_map([], |r| {
+            Ok(InterruptedSubmit {
+                job_id: r.get(0)?,
+                attempt_id: r.get(1)?,
+                job_key: r.get(2)?,
+                idempotency_key: r.get(3)?,
+                output_dir: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.sql_error("list interrupted submits"))
+    }
+
+    /// After a crash: interrupted submits whose attempts are in `never_sent` (the output folder
+    /// shows they never left) go back to be submitted; the others become `unknown`. Returns
+    /// (unknown, sent back).
+    pub fn recover_interrupted_submits(
+        &self,
+        never_sent: &std::collections::HashSet<i64>,
+    ) -> Result<(usize, usize), StoreError> {
         self.write("recover interrupted submits", |tx| {
             let why = "recast stopped between sending a submit and recording its answer";
+            let unsent = "recast stopped before this submit was sent (its output folder never \
+                          recorded it): submitted again";
             let ids: Vec<(i64, i64, Option<i64>)> = {
                 let mut s = tx.prepare(
                     "SELECT id, batch_id, attempt_id FROM jobs WHERE state = 'submitting'",
@@ -265,14 +297,31 @@ impl Store {
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                     .collect::<Result<_, _>>()?
             };
+            let (mut unknown, mut released) = (0, 0);
             for (job_id, batch_id, attempt_id) in &ids {
-                if let Some(a) = attempt_id {
-                    set_attempt_state(tx, *a, "unknown", Some(why))?;
+                match attempt_id {
+                    Some(a) if never_sent.contains(a) => {
+                        set_attempt_state(tx, *a, "not_sent", Some(unsent))?;
+                        tx.execute(
+                            "UPDATE jobs SET state = 'planned', attempt_id = NULL, reason = ?2,
+                                 updated_at = ?3 WHERE id = ?1",
+                            params![job_id, unsent, now_ms()],
+                        )?;
+                        release_budget_holds(tx, *batch_id)?;
+                        event(tx, Some(*batch_id), Some(*job_id), "not-sent", unsent)?;
+                        released += 1;
+                    }
+                    _ => {
+                        if let Some(a) = attempt_id {
+                            set_attempt_state(tx, *a, "unknown", Some(why))?;
+                        }
+                        set_job_state(tx, *job_id, JobState::Unknown, Some(why))?;
+                        event(tx, Some(*batch_id), Some(*job_id), "unknown", why)?;
+                        unknown += 1;
+                    }
                 }
-                set_job_state(tx, *job_id, JobState::Unknown, Some(why))?;
-                event(tx, Some(*batch_id), Some(*job_id), "unknown", why)?;
             }
-            Ok(ids.len())
+            Ok((unknown, released))
         })
     }
 

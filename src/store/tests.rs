@@ -248,7 +248,13 @@ fn an_intent_is_committed_with_its_idempotency_key_before_the_answer() {
     assert!(intent.idempotency_key.contains("-a1"));
     assert_eq!(store.provider_in_flight(&all()).unwrap(), 1);
     // A crash now: the intent becomes unknown, never planned.
-    assert_eq!(store.recover_interrupted_submits().unwrap(), 1);
+    assert_eq!(store.interrupted_submits().unwrap().len(), 1);
+    assert_eq!(
+        store
+            .recover_interrupted_submits(&Default::default())
+            .unwrap(),
+        (1, 0)
+    );
     assert_eq!(
         store
             .batch_counts(intent.batch_id)
@@ -450,4 +456,23 @@ fn re_registering_never_creates_a_second_attempt_for_a_job_in_flight() {
     assert_eq!(counts.get(JobState::Running), 1, "{counts:?}");
     assert_eq!(counts.get(JobState::Unknown), 1, "{counts:?}");
     assert_eq!(store.submit_counts(r.batch_id).unwrap().sent, 2);
+}
+
+#[test]
+fn an_interrupted_submit_the_output_folder_never_saw_is_sent_back_not_held() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .register_batch(&batch("b", None, 0), jobs("k", 2))
+        .unwrap();
+    let first = claim(&store).unwrap();
+    let second = claim(&store).unwrap();
+    let never_sent = std::collections::HashSet::from([second.attempt_id]);
+    assert_eq!(
+        store.recover_interrupted_submits(&never_sent).unwrap(),
+        (1, 1)
+    );
+    let counts = store.batch_counts(first.batch_id).unwrap();
+    assert_eq!(counts.get(JobState::Unknown), 1);
+    assert_eq!(counts.get(JobState::Planned), 1);
+    assert_eq!(claim(&store).unwrap().job_id, second.job_id);
 }
