@@ -14,3 +14,4 @@ mod manifest;
 mod media;
 mod media_store;
 mod sim;
+mod terminal;

@@ -78,6 +78,22 @@ pub enum Command {
     Sim(Box<crate::sim::SimArgs>),
 }
 
+impl Command {
+    /// Commands that only read and print (and change at most one database row), so a reader
+    /// that goes away may simply end them.
+    pub fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Plan(_)
+                | Command::Status(_)
+                | Command::Retry(_)
+                | Command::Cancel(_)
+                | Command::Pause(_)
+                | Command::Resume(_)
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, ValueEnum)]
 pub enum LogFormat {
     #[default]

@@ -37,6 +37,9 @@ pub fn main() -> std::process::ExitCode {
         }
     };
     init_logging(&cli.global);
+    if cli.command.only_prints() {
+        restore_default_sigpipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -83,6 +86,18 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 }
             }
         }
+    }
+}
+
+/// Rust ignores SIGPIPE, so `recast status --json | head -1` made `println!` panic (exit 101)
+/// once `head` had gone. Commands that only read and print take the default back: a closed
+/// pipe ends them quietly, as it ends `cat`. Commands that spend money (`run`) or serve
+/// (`daemon`, `sim`) keep it ignored and finish their work whatever their reader does.
+fn restore_default_sigpipe() {
+    // SAFETY: called once at start, before any thread of ours exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
