@@ -44,3 +44,47 @@ fn a_reader_that_goes_away_ends_a_printing_command_quietly_not_with_a_panic() {
         );
     }
 }
+
+#[test]
+fn the_plan_table_fits_a_narrow_terminal() {
+    let state = tempfile::tempdir().unwrap();
+    for width in [60usize, 80] {
+        let out = recast()
+            .args(["plan", "jobs.example.yaml", "--simulate", "--state-dir"])
+            .arg(state.path())
+            .env("COLUMNS", width.to_string())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let table: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with(['┌', '│', '╞', '└']))
+            .collect();
+        assert!(table.len() > 4, "{text}");
+        for line in table {
+            assert!(line.chars().count() <= width, "wider than {width}: {line}\n{text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_show_the_time_a_person_reads_not_epoch_milliseconds() {
+    let ws = crate::helper::workspace::Workspace::new(1, "");
+    let sim = recast::sim::Sim::start(ws.sim_config()).await.unwrap();
+    let run = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(run.status.code(), Some(0), "{}", describe(&run));
+    let out = ws.recast(&sim, &["status", "--events", "5"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<&str> = text.lines().filter(|l| l.starts_with("  20")).collect();
+    assert!(!events.is_empty(), "{text}");
+    let year = chrono::Local::now().format("%Y-").to_string();
+    for line in events {
+        assert!(line.trim_start().starts_with(&year), "{line}");
+        assert!(
+            !line.split_whitespace().any(|w| w.len() >= 13 && w.bytes().all(|b| b.is_ascii_digit())),
+            "epoch milliseconds in: {line}"
+        );
+    }
+    sim.shutdown().await;
+}

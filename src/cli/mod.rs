@@ -13,6 +13,7 @@ mod reach;
 mod run_cmd;
 mod run_report;
 mod status_cmd;
+mod table;
 
 use std::io::IsTerminal;
 

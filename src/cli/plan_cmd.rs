@@ -1,6 +1,6 @@
 //! `recast plan`: the manifest validated, probed and priced, as a table or a JSON document.
 
-use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_BORDERS_ONLY};
+use comfy_table::{Cell, CellAlignment};
 
 use super::ExitCode;
 use super::args::PlanArgs;
@@ -159,8 +159,8 @@ pub fn print_plan(plan: &Plan) {
         r.height,
         plan.provider
     );
-    let mut table = Table::new();
-    table.load_style(UTF8_BORDERS_ONLY).set_header(vec![
+    let mut table = super::table::new_table();
+    table.set_header(vec![
         "subject", "image", "mode", "status", "credits", "USD", "notes",
     ]);
     for job in &plan.jobs {

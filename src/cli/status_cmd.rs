@@ -1,7 +1,6 @@
 //! `recast status`, `recast retry` and `recast cancel`: reading and steering batches in the
 //! state folder.
 
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 
 use super::ExitCode;
 use super::args::{CancelArgs, RetryArgs, StatusArgs};
@@ -63,8 +62,7 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
                 summary.name
             );
         }
-        let mut table = Table::new();
-        table.load_style(UTF8_BORDERS_ONLY);
+        let mut table = super::table::new_table();
         let present: Vec<JobState> = JobState::ALL
             .into_iter()
             .filter(|s| c.get(*s) > 0)
@@ -109,7 +107,7 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
         }
         if let Some(n) = args.events {
             for e in store.events(id, n).unwrap_or_default() {
-                println!("  {} {:<16} {}", e.at_ms, e.kind, e.message);
+                println!("  {} {:<16} {}", local_time(e.at_ms), e.kind, e.message);
             }
         }
     }
@@ -182,6 +180,17 @@ fn account_view(store: &Store, provider: &str, json: bool) -> Option<serde_json:
         "ledger_explains_credits": explained,
         "unaccounted_credits": unaccounted,
     }))
+}
+
+/// Unix milliseconds as the local wall-clock time a person reads (`2026-11-26 14:03:07`).
+pub(super) fn local_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// The store of a state folder that must already hold batches, for a steering command.
