@@ -399,6 +399,20 @@ async fn a_changed_subject_is_made_again_beside_its_old_clip_never_over_it() {
     assert_eq!(status("s001"), "done");
     assert_eq!(doc["totals"]["to_submit"], 1);
     assert_eq!(doc["totals"]["credits"], 566);
+    // The plan names the file the new clip will really land as: beside the old one.
+    let job = |id: &str| {
+        doc["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["subject"] == id)
+            .unwrap()
+            .clone()
+    };
+    let lands_as = job("s000")["lands_as"].as_str().unwrap().to_owned();
+    let key = job("s000")["key"].as_str().unwrap().to_owned();
+    assert_eq!(lands_as, format!("s000.{}.mp4", &key[..12]));
+    assert_eq!(job("s001")["lands_as"], "s001.mp4");
 
     let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
@@ -416,6 +430,18 @@ async fn a_changed_subject_is_made_again_beside_its_old_clip_never_over_it() {
         .modified()
         .unwrap();
     assert_eq!(before, after, "the first clip was rewritten");
+    assert!(outputs.contains(&lands_as), "{outputs:?} lacks {lands_as}");
+    // Two subjects, not "3 done": the earlier version is named as such.
+    let status = ws.recast(&sim, &["status"]).await;
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("2 subjects, 3 jobs (1 an earlier version of a changed subject"),
+        "{text}"
+    );
+    let json = ws.recast(&sim, &["status", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["batches"][0]["batch"]["subjects"], 2);
+    assert_eq!(doc["batches"][0]["batch"]["earlier_versions"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

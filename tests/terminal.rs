@@ -63,7 +63,10 @@ fn the_plan_table_fits_a_narrow_terminal() {
             .collect();
         assert!(table.len() > 4, "{text}");
         for line in table {
-            assert!(line.chars().count() <= width, "wider than {width}: {line}\n{text}");
+            assert!(
+                line.chars().count() <= width,
+                "wider than {width}: {line}\n{text}"
+            );
         }
     }
 }
@@ -82,9 +85,40 @@ async fn events_show_the_time_a_person_reads_not_epoch_milliseconds() {
     for line in events {
         assert!(line.trim_start().starts_with(&year), "{line}");
         assert!(
-            !line.split_whitespace().any(|w| w.len() >= 13 && w.bytes().all(|b| b.is_ascii_digit())),
+            !line
+                .split_whitespace()
+                .any(|w| w.len() >= 13 && w.bytes().all(|b| b.is_ascii_digit())),
             "epoch milliseconds in: {line}"
         );
     }
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_tells_jobs_in_flight_from_jobs_never_submitted() {
+    let ws = crate::helper::workspace::Workspace::new(3, "");
+    ws.write_settings("  submit_per_minute: 6000\n  submit_burst: 50\n  max_in_flight: 1\n");
+    let sim = recast::sim::Sim::start(recast::sim::SimConfig {
+        generation: recast::sim::Generation::Fixed(std::time::Duration::from_secs(30)),
+        ..ws.sim_config()
+    })
+    .await
+    .unwrap();
+    let tick = ws.recast(&sim, &["run", "jobs.yaml", "--no-wait"]).await;
+    assert_eq!(tick.status.code(), Some(0), "{}", describe(&tick));
+    let stderr = String::from_utf8_lossy(&tick.stderr);
+    assert!(
+        stderr.contains("0 done, 1 in flight, 2 not yet submitted"),
+        "{stderr}"
+    );
+    let json = ws
+        .recast(&sim, &["run", "jobs.yaml", "--no-wait", "--json"])
+        .await;
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        (doc["in_flight"].as_u64(), doc["waiting"].as_u64()),
+        (Some(1), Some(2)),
+        "{doc}"
+    );
     sim.shutdown().await;
 }

@@ -9,6 +9,7 @@ mod args;
 mod daemon_cmd;
 mod exit;
 mod plan_cmd;
+mod progress;
 mod reach;
 mod run_cmd;
 mod run_report;

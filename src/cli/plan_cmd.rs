@@ -113,6 +113,12 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
     let mut code = plan_exit_code(&plan);
     if args.json {
         let mut doc = plan.to_json();
+        let folder = clip_folder(&plan, args.simulate);
+        if let Some(jobs) = doc["jobs"].as_array_mut() {
+            for (entry, job) in jobs.iter_mut().zip(&plan.jobs) {
+                entry["lands_as"] = serde_json::json!(lands_as(job, &folder));
+            }
+        }
         doc["media"] = serde_json::json!(reach);
         doc["account"] = serde_json::json!(account);
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -121,7 +127,7 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
         }
         return code;
     }
-    print_plan(&plan);
+    print_plan(&plan, args.simulate);
     if let Err(message) = super::reach::print_media(&reach) {
         eprintln!("error: {message}");
         code = ExitCode::Invalid;
@@ -147,7 +153,27 @@ fn usd(credits: u64) -> String {
     format!("{:.3}", round_usd(credits_to_usd(credits)))
 }
 
-pub fn print_plan(plan: &Plan) {
+/// Where the plan's clips land: a `--simulate` run keeps its own under `simulated/`.
+fn clip_folder(plan: &Plan, simulate: bool) -> std::path::PathBuf {
+    if simulate {
+        plan.batch.output_dir.join("simulated")
+    } else {
+        plan.batch.output_dir.clone()
+    }
+}
+
+/// The name a job's clip lands under: for one still to make, the first free name (a changed
+/// subject's new clip goes beside its old one).
+fn lands_as(job: &crate::plan::PlannedJob, folder: &std::path::Path) -> String {
+    if job.status.would_submit() {
+        crate::engine::planned_name(folder, &job.spec.output_name, &job.spec.key.0)
+    } else {
+        job.spec.output_name.clone()
+    }
+}
+
+pub fn print_plan(plan: &Plan, simulate: bool) {
+    let folder = clip_folder(plan, simulate);
     let r = &plan.reference;
     println!(
         "batch {} · reference {} ({:?}, {:.1} s, {}x{}) · provider {}",
@@ -182,7 +208,7 @@ pub fn print_plan(plan: &Plan) {
             Cell::new(if job.status == JobStatus::Invalid {
                 job.problems.join("; ")
             } else {
-                job.spec.output_name.clone()
+                lands_as(job, &folder)
             }),
         ]);
     }

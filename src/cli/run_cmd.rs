@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::ExitCode;
 use super::args::{GlobalArgs, RunArgs};
 use super::plan_cmd::{load_manifest, provider_identity};
-use super::run_report::{finish, show_progress};
+use super::progress::show_progress;
+use super::run_report::finish;
 use crate::engine::{Engine, MediaPublisher, RegisterError, RunMode, register};
 use crate::manifest::{BatchSpec, MediaSource};
 use crate::plan::{JobStatus, Prober, make_plan};
@@ -236,6 +237,10 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             store.clone(),
             batch_id,
             uploads.clone(),
+            (
+                settings.engine.max_in_flight,
+                settings.engine.submit_per_minute,
+            ),
             shutdown.child_token(),
         ))
     });

@@ -1,64 +1,10 @@
-//! What a `recast run` shows: the progress bar on a terminal, and the closing summary (text
-//! or `--json`) with the exit code it earns. May not: drive the run (that is `run_cmd`).
-
-use std::sync::Arc;
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
+//! What a `recast run` shows when it ends: the closing summary (text or `--json`) with the exit
+//! code it earns (the live line is `progress.rs`). May not: drive the run (that is `run_cmd`).
 
 use super::ExitCode;
 use super::run_cmd::store_failure;
 use crate::engine::{Halt, RunMode, RunReport};
 use crate::store::{BatchSummary, JobState, Store};
-
-pub(super) async fn show_progress(
-    store: Arc<Store>,
-    batch_id: i64,
-    uploads: Option<Arc<crate::media_store::UploadProgress>>,
-    stop: CancellationToken,
-) {
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} done · {msg} · ETA {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    loop {
-        if let Ok(s) = store.batch_summary(batch_id) {
-            let c = &s.counts;
-            bar.set_length(c.total() - c.get(JobState::Cancelled));
-            bar.set_position(c.get(JobState::Done));
-            bar.set_message(
-                format!(
-                    "{} submitting · {} running · {} downloading · {} waiting · {:.3} USD spent",
-                    c.get(JobState::Submitting),
-                    c.get(JobState::Running),
-                    c.get(JobState::Downloading),
-                    c.get(JobState::Planned),
-                    s.credits_spent as f64 / 1000.0
-                ) + &uploads.as_deref().map(upload_text).unwrap_or_default(),
-            );
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-    }
-    bar.finish_and_clear();
-}
-
-/// ` · uploading 3.1/12.0 MB` while media go up to the bucket.
-fn upload_text(u: &crate::media_store::UploadProgress) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
-    let (sent, total) = (u.bytes_sent.load(Relaxed), u.bytes_total.load(Relaxed));
-    if sent >= total {
-        return String::new();
-    }
-    format!(
-        " · uploading {:.1}/{:.1} MB",
-        sent as f64 / 1e6,
-        total as f64 / 1e6
-    )
-}
 
 /// What the media store did in this run, for the closing lines.
 pub(super) fn upload_summary(u: &crate::media_store::UploadProgress) -> Option<String> {
@@ -93,11 +39,15 @@ pub(super) fn finish(
         (Ok(s), Ok(a), Ok(h)) => (s, a, h),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return store_failure(e),
     };
-    let in_progress = summary.counts.get(JobState::Submitting)
+    let in_flight = summary.counts.get(JobState::Submitting)
         + summary.counts.get(JobState::Running)
-        + summary.counts.get(JobState::Downloading)
-        + summary.counts.get(JobState::Planned)
-        - held.len() as u64;
+        + summary.counts.get(JobState::Downloading);
+    // Jobs never submitted are not "in progress": they wait (for the pace, the cap, a resume).
+    let waiting = summary
+        .counts
+        .get(JobState::Planned)
+        .saturating_sub(held.len() as u64);
+    let in_progress = in_flight + waiting;
     let code = if report.interrupted {
         ExitCode::Interrupted
     } else {
@@ -123,11 +73,13 @@ pub(super) fn finish(
             "halted": report.halted,
             "interrupted": report.interrupted,
             "in_progress": in_progress,
+            "in_flight": in_flight,
+            "waiting": waiting,
             "exit_code": code as u8,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
-        print_summary(&summary, report, in_progress, mode);
+        print_summary(&summary, report, (in_flight, waiting), mode);
         for job in &attention {
             eprintln!(
                 "needs you: {} is {}: {}",
@@ -155,13 +107,18 @@ pub(super) fn finish(
     code
 }
 
-fn print_summary(s: &BatchSummary, report: &RunReport, in_progress: u64, mode: RunMode) {
+fn print_summary(
+    s: &BatchSummary,
+    report: &RunReport,
+    (in_flight, waiting): (u64, u64),
+    mode: RunMode,
+) {
     let c = &s.counts;
+    let in_progress = in_flight + waiting;
     eprintln!(
-        "{}: {} done, {} in progress, {} need you · {:.3} {}USD spent, {:.3} refunded{} · {}",
+        "{}: {} done, {in_flight} in flight, {waiting} not yet submitted, {} need you · {:.3} {}USD spent, {:.3} refunded{} · {}",
         s.name,
         c.get(JobState::Done),
-        in_progress,
         c.get(JobState::Rejected)
             + c.get(JobState::Failed)
             + c.get(JobState::Expired)

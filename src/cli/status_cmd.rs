@@ -1,7 +1,6 @@
 //! `recast status`, `recast retry` and `recast cancel`: reading and steering batches in the
 //! state folder.
 
-
 use super::ExitCode;
 use super::args::{CancelArgs, RetryArgs, StatusArgs};
 use super::plan_cmd::{existing_store, provider_identity};
@@ -44,10 +43,10 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
         }
         let c = &summary.counts;
         println!(
-            "{} ({}) · {} jobs · spent {:.3} USD, refunded {:.3}{}{}",
+            "{} ({}) · {} · spent {:.3} USD, refunded {:.3}{}{}",
             summary.name,
             summary.provider,
-            c.total(),
+            subjects_and_jobs(&summary),
             summary.credits_spent as f64 / 1000.0,
             summary.credits_refunded as f64 / 1000.0,
             summary
@@ -180,6 +179,21 @@ fn account_view(store: &Store, provider: &str, json: bool) -> Option<serde_json:
         "ledger_explains_credits": explained,
         "unaccounted_credits": unaccounted,
     }))
+}
+
+/// `3 subjects`, or `3 subjects, 4 jobs (1 an earlier version of a changed subject, its clip
+/// kept)` when a subject was made again.
+fn subjects_and_jobs(s: &crate::store::BatchSummary) -> String {
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let subjects = plural(s.subjects, "subject", "subjects");
+    if s.earlier_versions == 0 {
+        return subjects;
+    }
+    format!(
+        "{subjects}, {} ({} an earlier version of a changed subject, its clip kept)",
+        plural(s.counts.total(), "job", "jobs"),
+        s.earlier_versions
+    )
 }
 
 /// Unix milliseconds as the local wall-clock time a person reads (`2026-11-26 14:03:07`).

@@ -26,15 +26,7 @@ pub(super) fn land(
     owned_by_another: &dyn Fn(&Path) -> bool,
 ) -> Result<PathBuf, DownloadError> {
     let local = |path: PathBuf| move |source| DownloadError::Local { path, source };
-    let (stem, ext) = match name.rsplit_once('.') {
-        Some((s, e)) => (s.to_owned(), format!(".{e}")),
-        None => (name.to_owned(), String::new()),
-    };
-    let short = &key[..key.len().min(12)];
-    let candidates = std::iter::once(name.to_owned())
-        .chain(std::iter::once(format!("{stem}.{short}{ext}")))
-        .chain((2..1000).map(|n| format!("{stem}.{short}-{n}{ext}")));
-    for candidate in candidates {
+    for candidate in candidates(name, key) {
         let target = dir.path().join(&candidate);
         match dir.link(temp.name(), &candidate) {
             Ok(()) => {
@@ -57,6 +49,26 @@ pub(super) fn land(
         path: dir.path().join(name),
         source: std::io::Error::other("every name beside it is taken"),
     })
+}
+
+/// The names a clip may land under, in order: `NAME`, then `STEM.KEY12.EXT`, then numbered.
+fn candidates(name: &str, key: &str) -> impl Iterator<Item = String> {
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) => (s.to_owned(), format!(".{e}")),
+        None => (name.to_owned(), String::new()),
+    };
+    let short = key[..key.len().min(12)].to_owned();
+    std::iter::once(name.to_owned())
+        .chain(std::iter::once(format!("{stem}.{short}{ext}")))
+        .chain((2..1000).map(move |n| format!("{stem}.{short}-{n}{ext}")))
+}
+
+/// The name a clip not yet made would land under in `dir` today: the first name nothing holds
+/// (a changed subject's new clip goes beside the old one). What a plan shows.
+pub fn planned_name(dir: &Path, name: &str, key: &str) -> String {
+    candidates(name, key)
+        .find(|c| std::fs::symlink_metadata(dir.join(c)).is_err())
+        .unwrap_or_else(|| name.to_owned())
 }
 
 #[cfg(test)]

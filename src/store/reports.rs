@@ -27,6 +27,11 @@ pub struct BatchSummary {
     pub credits_refunded: u64,
     /// Submits whose outcome is unknown: possibly billed.
     pub credits_uncertain: u64,
+    /// Subjects of the batch (a subject whose clip changed has more than one job).
+    pub subjects: u64,
+    /// Jobs that are an earlier version of a subject made again under a new key: their clips
+    /// stay beside the new ones, and they count among the jobs, not the subjects.
+    pub earlier_versions: u64,
 }
 
 /// A job that needs a person, with why.
@@ -210,6 +215,20 @@ impl Store {
         let credits_spent = sum("('accepted', 'completed')")?;
         let credits_refunded = sum("('failed', 'abandoned')")?;
         let credits_uncertain = sum("('unknown', 'submitting')")?;
+        let count = |sql: &str| -> Result<u64, StoreError> {
+            conn.query_row(sql, [batch_id], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(self.sql_error("count a batch's subjects"))
+        };
+        let current = "(cancelled_by IS NULL OR cancelled_by != 'manifest')";
+        let subjects = count(&format!(
+            "SELECT count(DISTINCT subject_id) FROM jobs WHERE batch_id = ?1 AND {current}"
+        ))?;
+        let earlier_versions = count(&format!(
+            "SELECT count(*) FROM jobs j WHERE j.batch_id = ?1 AND EXISTS (SELECT 1 FROM jobs n
+                 WHERE n.batch_id = j.batch_id AND n.subject_id = j.subject_id AND n.id > j.id
+                     AND {current})"
+        ))?;
         conn.query_row(
             "SELECT id, name, provider, manifest_path, output_dir, budget_credits, paused,
                  cancelled FROM batches WHERE id = ?1",
@@ -228,6 +247,8 @@ impl Store {
                     credits_spent,
                     credits_refunded,
                     credits_uncertain,
+                    subjects,
+                    earlier_versions,
                 })
             },
         )
