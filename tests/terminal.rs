@@ -122,3 +122,79 @@ async fn a_tick_tells_jobs_in_flight_from_jobs_never_submitted() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_named_the_same_way_in_every_steering_command() {
+    let ws = crate::helper::workspace::Workspace::new(1, "");
+    let sim = recast::sim::Sim::start(ws.sim_config()).await.unwrap();
+    // A batch only the simulator has: its name alone reaches it, in every command.
+    let trial = ws.recast(&sim, &["run", "jobs.yaml", "--simulate"]).await;
+    assert_eq!(trial.status.code(), Some(0), "{}", describe(&trial));
+    let other_provider = "http://127.0.0.1:9";
+    for args in [
+        &["pause", "e2e"][..],
+        &["resume", "e2e"][..],
+        &["cancel", "e2e"][..],
+        &["resume", "e2e"][..],
+        &["retry", "e2e", "--failed"][..],
+    ] {
+        let out = against(&ws, other_provider, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", describe(&out));
+    }
+    // A real batch of the same name: the name means the configured provider's; --simulate the
+    // simulator's; a provider without one is told which flag reaches each.
+    let real = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(real.status.code(), Some(0), "{}", describe(&real));
+    let pause = ws.recast(&sim, &["pause", "e2e"]).await;
+    assert_eq!(pause.status.code(), Some(0), "{}", describe(&pause));
+    let status = ws.recast(&sim, &["status", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let paused: Vec<(String, bool)> = doc["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["batch"]["provider"].as_str().unwrap().to_owned(),
+                b["batch"]["paused"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        paused.contains(&("simulator".to_owned(), false)),
+        "{paused:?}"
+    );
+    assert!(
+        paused.contains(&(sim.base_url().trim_end_matches('/').to_owned(), true)),
+        "{paused:?}"
+    );
+    let sim_pause = ws.recast(&sim, &["pause", "e2e", "--simulate"]).await;
+    assert_eq!(sim_pause.status.code(), Some(0), "{}", describe(&sim_pause));
+    let miss = against(&ws, other_provider, &["cancel", "e2e"]);
+    assert_eq!(miss.status.code(), Some(1), "{}", describe(&miss));
+    let stderr = String::from_utf8_lossy(&miss.stderr);
+    assert!(
+        stderr.contains("the simulator's (add --simulate)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "(add --api-base {}",
+            sim.base_url().trim_end_matches('/')
+        )),
+        "{stderr}"
+    );
+    sim.shutdown().await;
+}
+
+/// A steering command with the workspace's state folder and `api_base` as the provider.
+fn against(ws: &crate::helper::workspace::Workspace, api_base: &str, args: &[&str]) -> Output {
+    recast()
+        .current_dir(ws.path())
+        .args(args)
+        .arg("--state-dir")
+        .arg(ws.state())
+        .args(["--api-base", api_base])
+        .output()
+        .unwrap()
+}

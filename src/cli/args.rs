@@ -307,7 +307,8 @@ pub struct RetryArgs {
     /// --trust-idempotency, --lost). Without it the price is shown and nothing changes.
     #[arg(long)]
     pub yes: bool,
-    /// The simulator's batch of that name rather than the real provider's.
+    /// The simulator's batch of that name, when a real batch has the same name (a name only
+    /// one batch has needs no flag).
     #[arg(long)]
     pub simulate: bool,
 }
@@ -317,6 +318,9 @@ pub struct PauseArgs {
     /// A batch name; every batch when left out. `recast resume BATCH` also undoes a
     /// `recast cancel BATCH` (only with a name: a bare `resume` never revives cancelled work).
     pub batch: Option<String>,
+    /// The simulator's batch of that name, when a real batch has the same name.
+    #[arg(long)]
+    pub simulate: bool,
 }
 
 #[derive(Debug, Args)]
@@ -326,7 +330,8 @@ pub struct CancelArgs {
     /// provider still bills them).
     #[arg(long)]
     pub abandon: bool,
-    /// The simulator's batch of that name rather than the real provider's.
+    /// The simulator's batch of that name, when a real batch has the same name (a name only
+    /// one batch has needs no flag).
     #[arg(long)]
     pub simulate: bool,
 }

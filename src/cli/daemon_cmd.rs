@@ -42,51 +42,69 @@ pub async fn daemon(settings: Settings) -> ExitCode {
 
 pub fn pause(settings: &Settings, args: PauseArgs, paused: bool) -> ExitCode {
     let word = if paused { "paused" } else { "resumed" };
-    match daemon::lifecycle::set_paused(&settings.state_dir, args.batch.as_deref(), paused) {
-        Ok(n) => {
-            eprintln!(
-                "{n} batch{} {word}{}",
-                if n == 1 { "" } else { "es" },
-                if paused {
-                    "; tasks already running still finish and are downloaded"
-                } else {
-                    ""
-                }
-            );
-            match (&args.batch, paused) {
-                (Some(name), false) => uncancel(settings, name),
-                _ => ExitCode::Ok,
+    let Some(name) = &args.batch else {
+        // Every batch: nothing to name.
+        return match daemon::lifecycle::set_paused(&settings.state_dir, None, paused) {
+            Ok(n) => {
+                eprintln!("{n} batch{} {word}", if n == 1 { "" } else { "es" });
+                ExitCode::Ok
             }
-        }
-        Err(StoreError::NoSuchBatch(name)) => {
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::Internal
+            }
+        };
+    };
+    let store = match super::plan_cmd::existing_store(settings) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
             eprintln!(
-                "error: no batch named `{name}` in {}",
+                "error: no batch named `{name}` in {} (it has no batches yet)",
                 settings.state_dir.display()
             );
-            ExitCode::Invalid
+            return ExitCode::Invalid;
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::Internal
-        }
+        Err(code) => return code,
+    };
+    let id = match super::batch_ref::select_batch(&store, settings, name, args.simulate) {
+        Ok(id) => id,
+        Err(code) => return code,
+    };
+    if let Err(e) = store.set_paused(Some(id), paused) {
+        eprintln!("error: {e}");
+        return ExitCode::Internal;
     }
-}
-
-/// `recast resume BATCH` also undoes a person's `recast cancel BATCH`, saying what it submits.
-fn uncancel(settings: &Settings, name: &str) -> ExitCode {
-    match daemon::lifecycle::uncancel(&settings.state_dir, name) {
-        Ok(resumed) => {
-            for (provider, price, n) in resumed {
-                eprintln!(
-                    "{name} ({provider}) was cancelled: {n} jobs resumed; {} will be submitted, \
-                     at most {} credits ≈ {:.3} USD",
-                    price.submits,
-                    price.credits,
-                    price.credits as f64 / 1000.0
-                );
-            }
+    eprintln!(
+        "{name} {word}{}",
+        if paused {
+            "; tasks already running still finish and are downloaded"
+        } else {
+            ""
+        }
+    );
+    if paused {
+        return ExitCode::Ok;
+    }
+    // `recast resume BATCH` also undoes a person's `recast cancel BATCH`, saying what it submits.
+    let resumed = store.batch_summary(id).and_then(|s| {
+        if !s.cancelled {
+            return Ok(None);
+        }
+        let price = store.uncancel_price(id)?;
+        Ok(Some((s.provider, price, store.uncancel(id)?)))
+    });
+    match resumed {
+        Ok(Some((provider, price, n))) => {
+            eprintln!(
+                "{name} ({provider}) was cancelled: {n} jobs resumed; {} will be submitted, \
+                 at most {} credits ≈ {:.3} USD",
+                price.submits,
+                price.credits,
+                price.credits as f64 / 1000.0
+            );
             ExitCode::Ok
         }
+        Ok(None) => ExitCode::Ok,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::Internal

@@ -6,6 +6,7 @@
 //! here is a thin layer over `manifest`, `plan`, `store` and `engine`.
 
 mod args;
+mod batch_ref;
 mod daemon_cmd;
 mod exit;
 mod plan_cmd;

@@ -3,7 +3,7 @@
 
 use super::ExitCode;
 use super::args::{CancelArgs, RetryArgs, StatusArgs};
-use super::plan_cmd::{existing_store, provider_identity};
+use super::plan_cmd::existing_store;
 use crate::settings::Settings;
 use crate::store::{JobState, RetrySelection, Store, StoreError};
 
@@ -218,31 +218,6 @@ fn steering_store(settings: &Settings) -> Result<Store, ExitCode> {
     }
 }
 
-fn batch_of(
-    store: &Store,
-    settings: &Settings,
-    name: &str,
-    simulate: bool,
-) -> Result<i64, ExitCode> {
-    let provider = provider_identity(settings, simulate);
-    match store.batch_id(name, &provider) {
-        Ok(Some(id)) => Ok(id),
-        Ok(None) => {
-            eprintln!(
-                "error: no batch named `{name}` for {provider} in {}{}",
-                settings.state_dir.display(),
-                if simulate {
-                    ""
-                } else {
-                    " (add --simulate for the simulator's)"
-                }
-            );
-            Err(ExitCode::Invalid)
-        }
-        Err(e) => Err(failure(e)),
-    }
-}
-
 pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
     if !(args.failed || args.expired || args.unknown || args.rejected || args.lost) {
         eprintln!(
@@ -257,7 +232,7 @@ pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let id = match batch_of(&store, settings, &args.batch, args.simulate) {
+    let id = match super::batch_ref::select_batch(&store, settings, &args.batch, args.simulate) {
         Ok(id) => id,
         Err(code) => return code,
     };
@@ -310,7 +285,7 @@ pub fn cancel(settings: &Settings, args: CancelArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let id = match batch_of(&store, settings, &args.batch, args.simulate) {
+    let id = match super::batch_ref::select_batch(&store, settings, &args.batch, args.simulate) {
         Ok(id) => id,
         Err(code) => return code,
     };

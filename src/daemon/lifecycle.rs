@@ -63,30 +63,6 @@ pub fn set_paused(
     }
 }
 
-/// A person's `recast resume BATCH`: undo a cancel of the batches named `batch` (one per
-/// provider). Returns, per batch that was cancelled, its provider, what it will submit and how
-/// many jobs came back.
-pub fn uncancel(
-    state_dir: &Path,
-    batch: &str,
-) -> Result<Vec<(String, crate::store::RetryPrice, usize)>, StoreError> {
-    if !state_dir.join("recast.db").exists() {
-        return Err(StoreError::NoSuchBatch(batch.to_owned()));
-    }
-    let store = Store::open(state_dir)?;
-    let mut resumed = Vec::new();
-    for id in store.batch_ids_named(Some(batch))? {
-        let summary = store.batch_summary(id)?;
-        if !summary.cancelled {
-            continue;
-        }
-        let price = store.uncancel_price(id)?;
-        let n = store.uncancel(id)?;
-        resumed.push((summary.provider, price, n));
-    }
-    Ok(resumed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

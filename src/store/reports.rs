@@ -181,6 +181,17 @@ impl Store {
         .map_err(self.sql_error("find a batch"))
     }
 
+    /// The batches named `name` with their providers (one per provider).
+    pub fn batches_named(&self, name: &str) -> Result<Vec<(i64, String)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare("SELECT id, provider FROM batches WHERE name = ?1 ORDER BY provider")
+            .map_err(self.sql_error("find batches by name"))?;
+        s.query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("find batches by name"))
+    }
+
     /// Batches named `name` (one per provider), or every batch.
     pub fn batch_ids_named(&self, name: Option<&str>) -> Result<Vec<i64>, StoreError> {
         let conn = self.conn();
