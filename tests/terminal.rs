@@ -198,3 +198,57 @@ fn against(ws: &crate::helper::workspace::Workspace, api_base: &str, args: &[&st
         .output()
         .unwrap()
 }
+
+#[test]
+fn a_settings_file_gets_every_mistake_at_once_and_the_documented_examples_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("recast.yaml");
+    std::fs::write(
+        &bad,
+        "limits:\n  max_in_fligth: 3\n  poll_per_minute: -1\nprovider:\n  dedicated_acount: true\n",
+    )
+    .unwrap();
+    let out = recast()
+        .args(["status", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let at = |line: usize, col: usize| format!("{}:{line}:{col}: ", bad.display());
+    assert!(
+        stderr.contains(&format!(
+            "{}limits.max_in_fligth: unknown field `max_in_fligth`; did you mean `max_in_flight`?",
+            at(2, 3)
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{}limits.poll_per_minute: must be a whole number",
+            at(3, 20)
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("{}provider.dedicated_acount: unknown field `dedicated_acount`; did you mean `dedicated_account`?", at(5, 3))), "{stderr}");
+
+    // The README's settings example and recast.example.yaml are read without a mistake.
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let block = readme
+        .split("```yaml\n")
+        .find(|b| b.starts_with("state_dir:"))
+        .and_then(|b| b.split("```").next())
+        .expect("the README's settings example");
+    for (name, text) in [
+        ("README", block.to_owned()),
+        (
+            "recast.example.yaml",
+            std::fs::read_to_string(repo_root().join("recast.example.yaml")).unwrap(),
+        ),
+    ] {
+        let file = dir.path().join("example.yaml");
+        std::fs::write(&file, text).unwrap();
+        let loaded = recast::settings::SettingsFile::load(&file);
+        assert!(loaded.is_ok(), "{name}: {}", loaded.unwrap_err());
+    }
+}

@@ -64,7 +64,15 @@ async fn dispatch(cli: Cli) -> ExitCode {
     let settings = match resolve_settings(&cli.global) {
         Ok(s) => s,
         Err(message) => {
-            eprintln!("error: {message}");
+            for line in message.lines() {
+                eprintln!("error: {line}");
+            }
+            if message.lines().count() > 1 {
+                eprintln!(
+                    "{} mistakes in the settings file; nothing was done",
+                    message.lines().count()
+                );
+            }
             return ExitCode::Invalid;
         }
     };

@@ -21,8 +21,8 @@
 mod expand;
 mod key;
 mod paths;
-mod schema;
-mod yaml;
+pub(crate) mod schema;
+pub(crate) mod yaml;
 
 pub use key::{JOB_KEY_SCHEME, job_key};
 pub use paths::is_temporary_name;

@@ -392,7 +392,7 @@ fn list_names(names: &[&str]) -> String {
 }
 
 /// The allowed name nearest to a misspelling, if it is near enough to be what was meant.
-fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
+pub(crate) fn closest<'a>(name: &str, allowed: &[&'a str]) -> Option<&'a str> {
     // The distance costs length x length; a key this long is no typo of a field name.
     if name.chars().count() > 64 {
         return None;

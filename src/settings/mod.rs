@@ -6,6 +6,8 @@
 //! settings. May not: read manifests or touch the store. The API key is read here and kept in
 //! an [`ApiKey`], which never prints.
 
+mod check;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -111,6 +113,9 @@ pub enum SettingsError {
     },
     #[error("the settings file {path} is not valid: {message}")]
     Invalid { path: PathBuf, message: String },
+    /// Every mistake found, each `file:line:column: field: message`.
+    #[error("{}", .0.join("\n"))]
+    Mistakes(Vec<String>),
     #[error("cannot read the API key file {path}: {source}")]
     KeyFile {
         path: PathBuf,
@@ -127,6 +132,12 @@ impl SettingsFile {
             path: path.to_path_buf(),
             source,
         })?;
+        let mistakes = check::mistakes(&text, path);
+        if !mistakes.is_empty() {
+            return Err(SettingsError::Mistakes(
+                mistakes.iter().map(ToString::to_string).collect(),
+            ));
+        }
         serde_saphyr::from_str(&text).map_err(|e| SettingsError::Invalid {
             path: path.to_path_buf(),
             message: e.to_string(),
