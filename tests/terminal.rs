@@ -252,3 +252,104 @@ fn a_settings_file_gets_every_mistake_at_once_and_the_documented_examples_have_n
         assert!(loaded.is_ok(), "{name}: {}", loaded.unwrap_err());
     }
 }
+
+#[test]
+fn shell_completions_and_a_manual_page_are_printed_even_with_a_broken_settings_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(&broken, "limitz: {}\n").unwrap();
+    for (args, needle) in [
+        (&["completions", "bash"][..], "_recast()"),
+        (&["completions", "zsh"][..], "#compdef recast"),
+        (&["completions", "fish"][..], "complete -c recast"),
+        (&["man"][..], ".TH recast"),
+    ] {
+        let out = recast()
+            .args(args)
+            .env("RECAST_CONFIG", &broken)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", describe(&out));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(needle), "{args:?}: {text}");
+        assert!(text.contains("daemon"), "{args:?} lacks the commands");
+    }
+}
+
+/// The first ```sh block after `heading` in the README.
+fn readme_block(readme: &str, heading: &str) -> String {
+    let after = &readme[readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading}"))..];
+    let start = after.find("```sh\n").unwrap() + "```sh\n".len();
+    let len = after[start..].find("```").unwrap();
+    after[start..start + len].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_curl_walkthrough_works_when_pasted() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_recast"))
+        .args([
+            "sim",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--generation-secs",
+            "0.2",
+        ])
+        .arg("--media-dir")
+        .arg(repo_root().join("examples"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    crate::helper::wait_for(
+        "the simulator to listen",
+        std::time::Duration::from_secs(20),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    let paste =
+        |heading: &str| readme_block(&readme, heading).replace("http://127.0.0.1:8700", &base);
+    // What a person pastes, in order; between the poll and the download they wait a moment.
+    let script = format!(
+        "set -euo pipefail\n{}\n{}\nfor i in $(seq 100); do\n  \
+         curl -s -H 'Authorization: Bearer sim-key' $B/api/v1/tasks/$TASK | grep -q '\"completed\"' && break\n  \
+         sleep 0.1\ndone\n{}\n{}\n",
+        paste("### 2. Submit a job"),
+        paste("### 3. Poll it"),
+        paste("### 4. Download the clip"),
+        paste("### 5. Read the ledger"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}\n{}", describe(&out));
+    let clip = std::fs::read(dir.path().join("clip.mp4")).unwrap();
+    assert_eq!(
+        clip,
+        std::fs::read(repo_root().join("examples/media/dance-5s.mp4")).unwrap()
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\"billed_tasks\":1"),
+        "{}",
+        describe(&out)
+    );
+    let _ = sim.kill().await;
+}

@@ -76,6 +76,17 @@ pub enum Command {
     ///
     /// Example: `recast sim --listen 127.0.0.1:8700 --media-dir examples`
     Sim(Box<crate::sim::SimArgs>),
+    /// Print a shell completion script.
+    ///
+    /// Example: `recast completions bash > ~/.local/share/bash-completion/completions/recast`
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    ///
+    /// Example: `recast man > ~/.local/share/man/man1/recast.1 && man recast`
+    Man,
 }
 
 impl Command {
@@ -90,6 +101,8 @@ impl Command {
                 | Command::Cancel(_)
                 | Command::Pause(_)
                 | Command::Resume(_)
+                | Command::Completions { .. }
+                | Command::Man
         )
     }
 }

@@ -61,6 +61,12 @@ pub fn main() -> std::process::ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> ExitCode {
+    // These two need no settings: a broken settings file must not stop a shell from completing.
+    match &cli.command {
+        Command::Completions { shell } => return completions(*shell),
+        Command::Man => return manual(),
+        _ => {}
+    }
     let settings = match resolve_settings(&cli.global) {
         Ok(s) => s,
         Err(message) => {
@@ -85,6 +91,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Daemon => daemon_cmd::daemon(settings).await,
         Command::Pause(a) => daemon_cmd::pause(&settings, a, true),
         Command::Resume(a) => daemon_cmd::pause(&settings, a, false),
+        Command::Completions { .. } | Command::Man => unreachable!("answered above"),
         Command::Sim(a) => {
             let shutdown = async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -109,6 +116,23 @@ fn restore_default_sigpipe() {
     // disposition for SIGPIPE.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    use clap::CommandFactory;
+    clap_complete::generate(shell, &mut Cli::command(), "recast", &mut std::io::stdout());
+    ExitCode::Ok
+}
+
+fn manual() -> ExitCode {
+    use clap::CommandFactory;
+    match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::Ok,
+        Err(e) => {
+            eprintln!("error: cannot write the manual: {e}");
+            ExitCode::Internal
+        }
     }
 }
 
