@@ -353,3 +353,90 @@ async fn the_readme_curl_walkthrough_works_when_pasted() {
     );
     let _ = sim.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_can_be_looked_at_job_by_job_and_listed_with_its_spend() {
+    let ws = crate::helper::workspace::Workspace::new(3, "retries: 0\nbudget:\n  max_usd: 5.00\n");
+    let mut config = ws.sim_config();
+    config.faults.task_failure = "first=1".parse().unwrap();
+    config.generation = recast::sim::Generation::Fixed(std::time::Duration::from_millis(400));
+    let sim = recast::sim::Sim::start(config).await.unwrap();
+    // Watch it live while a run drives it: --follow ends by itself when the batch settles.
+    let run = ws
+        .recast_command(&sim, &["run", "jobs.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::helper::wait_for(
+        "the run to register the batch",
+        std::time::Duration::from_secs(30),
+        || async {
+            let status = ws.recast(&sim, &["status", "--json"]).await;
+            let doc: serde_json::Value = serde_json::from_slice(&status.stdout).ok()?;
+            (doc["batches"].as_array()?.len() == 1).then_some(())
+        },
+    )
+    .await;
+    let follow = ws
+        .recast_command(&sim, &["status", "e2e", "--jobs", "--follow", "--json"])
+        .output();
+    let (follow, run) = tokio::join!(follow, run.wait_with_output());
+    assert_eq!(run.unwrap().status.code(), Some(3));
+    let follow = follow.unwrap();
+    assert_eq!(follow.status.code(), Some(0), "{}", describe(&follow));
+    let looks: Vec<serde_json::Value> = String::from_utf8_lossy(&follow.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!looks.is_empty());
+    let last = looks.last().unwrap();
+    let jobs = last["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 3, "{last}");
+    let failed: Vec<&serde_json::Value> = jobs.iter().filter(|j| j["state"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{last}");
+    assert_eq!(failed[0]["error_code"], "60001");
+    assert!(
+        failed[0]["request_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("req_")
+    );
+    for done in jobs.iter().filter(|j| j["state"] == "done") {
+        assert_eq!(done["credits_estimated"], 566);
+        assert_eq!(done["attempt"], 1);
+        let clip = done["clip"].as_str().unwrap();
+        assert!(std::path::Path::new(clip).is_file(), "{clip}");
+        assert_eq!(done["sha256"].as_str().unwrap().len(), 64);
+    }
+
+    // The table, filtered by state.
+    let table = ws
+        .recast(&sim, &["status", "e2e", "--jobs", "--state", "failed"])
+        .await;
+    assert_eq!(table.status.code(), Some(0), "{}", describe(&table));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("│ s00")).count(),
+        1,
+        "{text}"
+    );
+    assert!(text.contains("failed") && text.contains("req_"), "{text}");
+    let bad = ws
+        .recast(&sim, &["status", "e2e", "--jobs", "--state", "flying"])
+        .await;
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+
+    // Every batch with its spend against its budget.
+    let list = ws.recast(&sim, &["batches"]).await;
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("e2e") && text.contains("2/3") && text.contains("1.132 / 5.000"),
+        "{text}"
+    );
+    let json = ws.recast(&sim, &["batches", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc[0]["name"], "e2e");
+    assert_eq!(doc[0]["budget_credits"], 5000);
+    sim.shutdown().await;
+}

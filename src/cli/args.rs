@@ -43,6 +43,11 @@ pub enum Command {
     ///
     /// Example: `recast status spring-campaign --json`
     Status(StatusArgs),
+    /// List the state folder's batches: provider, progress, spend against the budget, state
+    /// counts, paused or cancelled, and the manifest each came from.
+    ///
+    /// Example: `recast batches --json`
+    Batches(BatchesArgs),
     /// Send a batch's held jobs back to work, saying first what it may cost.
     ///
     /// Example: `recast retry spring-campaign --failed --expired`
@@ -97,6 +102,7 @@ impl Command {
             self,
             Command::Plan(_)
                 | Command::Status(_)
+                | Command::Batches(_)
                 | Command::Retry(_)
                 | Command::Cancel(_)
                 | Command::Pause(_)
@@ -293,6 +299,28 @@ pub struct StatusArgs {
     /// Also show the batch's latest events.
     #[arg(long, value_name = "N")]
     pub events: Option<usize>,
+    /// One row per job: subject, state, attempt, task id, credits estimated and billed, clip,
+    /// error with the provider's code and request id, when it last changed. Needs BATCH.
+    /// Example: `recast status spring --jobs --state failed,expired`
+    #[arg(long, requires = "batch")]
+    pub jobs: bool,
+    /// Only jobs in these states (with --jobs): planned, submitting, running, downloading,
+    /// done, rejected, failed, expired, unknown, lost, cancelled.
+    #[arg(long, value_delimiter = ',', value_name = "STATE", requires = "jobs")]
+    pub state: Vec<String>,
+    /// Keep the view live (every second) until nothing of the batch is in flight or waiting:
+    /// for watching a batch a daemon (or another `recast run`) drives. Needs BATCH.
+    #[arg(long, requires = "batch")]
+    pub follow: bool,
+    /// The simulator's batch of that name, when a real batch has the same name.
+    #[arg(long)]
+    pub simulate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchesArgs {
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -16,6 +16,7 @@ mod run_cmd;
 mod run_report;
 mod status_cmd;
 mod table;
+mod views;
 
 use std::io::IsTerminal;
 
@@ -85,7 +86,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Plan(a) => plan_cmd::plan(&settings, a).await,
         Command::Run(a) => run_cmd::run(&settings, &cli.global, a).await,
+        Command::Status(a) if a.jobs || a.follow => views::status_views(&settings, a).await,
         Command::Status(a) => status_cmd::status(&settings, a),
+        Command::Batches(a) => views::batches(&settings, a),
         Command::Retry(a) => status_cmd::retry(&settings, a),
         Command::Cancel(a) => status_cmd::cancel(&settings, a),
         Command::Daemon => daemon_cmd::daemon(settings).await,

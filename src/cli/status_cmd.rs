@@ -24,6 +24,17 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
         Ok(ids) => ids,
         Err(e) => return failure(e),
     };
+    // A name shows every batch of that name (reading needs no choosing); --simulate only the
+    // simulator's.
+    let ids: Vec<i64> = ids
+        .into_iter()
+        .filter(|id| {
+            !args.simulate
+                || store
+                    .batch_summary(*id)
+                    .is_ok_and(|s| s.provider == "simulator")
+        })
+        .collect();
     let mut docs = Vec::new();
     let mut needs_person = false;
     for id in ids {

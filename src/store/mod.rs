@@ -22,6 +22,7 @@ mod scope;
 mod stages;
 mod steer;
 mod submits;
+mod views;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -38,6 +39,7 @@ pub use lock::StateLock;
 pub use reports::{AttentionJob, BatchSource, BatchSummary, EventLine, KnownJob, SubmitCounts};
 pub use scope::Scope;
 pub use steer::RetryPrice;
+pub use views::JobRow;
 
 /// A job's state. Stored as its lowercase name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
