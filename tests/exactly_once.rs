@@ -265,3 +265,53 @@ async fn a_state_folder_lost_mid_flight_follows_the_tasks_the_output_folder_reco
     assert_eq!(sim.ledger().totals.billed_tasks, 3, "{}", describe(&out));
     ws.assert_all_clips_whole();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_submits_its_first_subjects_and_nothing_more_until_a_person_approves() {
+    let ws = Workspace::new(5, "canary: 2\n");
+    let sim = start(ws.sim_config()).await;
+    let plan = ws.recast(&sim, &["plan", "jobs.yaml"]).await;
+    let text = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        text.contains("canary: 2 subjects first (1.132 USD), then 3 more (1.698 USD) wait for `recast approve e2e`"),
+        "{}",
+        describe(&plan)
+    );
+
+    let first = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(first.status.code(), Some(3), "{}", describe(&first));
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("canary: 3 jobs wait"),
+        "{}",
+        describe(&first)
+    );
+    assert_eq!(ws.outputs().len(), 2);
+    assert_eq!(sim.ledger().entries.len(), 2);
+    // A cron tick, and a manifest whose canary was taken out, release nothing.
+    let tick = ws.recast(&sim, &["run", "jobs.yaml", "--no-wait"]).await;
+    assert_eq!(tick.status.code(), Some(3), "{}", describe(&tick));
+    let manifest = std::fs::read_to_string(ws.manifest())
+        .unwrap()
+        .replace("canary: 2\n", "");
+    std::fs::write(ws.manifest(), manifest).unwrap();
+    let edited = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(edited.status.code(), Some(3), "{}", describe(&edited));
+    assert_eq!(sim.ledger().entries.len(), 2, "nothing before approval");
+    let status = ws.recast(&sim, &["status"]).await;
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("CANARY: 3 jobs wait"),
+        "{}",
+        describe(&status)
+    );
+
+    let approve = ws.recast(&sim, &["approve", "e2e"]).await;
+    assert_eq!(approve.status.code(), Some(0), "{}", describe(&approve));
+    assert!(String::from_utf8_lossy(&approve.stderr).contains("3 more jobs may be submitted"));
+    let rest = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(rest.status.code(), Some(0), "{}", describe(&rest));
+    assert_eq!(ws.outputs().len(), 5);
+    let bills = crate::helper::net_bills_per_subject(&sim.ledger());
+    assert_eq!(bills.len(), 5);
+    assert!(bills.values().all(|n| *n == 1), "{bills:?}");
+    sim.shutdown().await;
+}

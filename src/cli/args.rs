@@ -58,6 +58,11 @@ pub enum Command {
     ///
     /// Example: `recast cancel spring-campaign`
     Cancel(CancelArgs),
+    /// Approve a canary: after its first subjects' clips (`canary: N` in the manifest), let the
+    /// rest of the batch be submitted. Works while a daemon runs.
+    ///
+    /// Example: `recast approve spring-campaign`
+    Approve(ApproveArgs),
     /// Keep running: watch inbox folders for manifests, standing performances for new subject
     /// images, reconcile scheduled folders, and drive every batch through one engine. Serves
     /// `/healthz` and `/metrics` on loopback. Stops cleanly on SIGINT/SIGTERM; a restart resumes.
@@ -105,6 +110,7 @@ impl Command {
                 | Command::Batches(_)
                 | Command::Retry(_)
                 | Command::Cancel(_)
+                | Command::Approve(_)
                 | Command::Pause(_)
                 | Command::Resume(_)
                 | Command::Completions { .. }
@@ -283,6 +289,11 @@ pub struct RunArgs {
     /// Print the final summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Submit this many subjects first and hold the rest until `recast approve` (overrides
+    /// the manifest's `canary:`). A canary is never lowered or lifted by a later run: only
+    /// approval releases the rest.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub canary: Option<u32>,
     /// When the account's balance cannot pay for everything to submit, submit what it pays
     /// for anyway (the provider refuses the rest with 402). Without it, such a run stops
     /// before the first submit.
@@ -312,6 +323,14 @@ pub struct StatusArgs {
     /// for watching a batch a daemon (or another `recast run`) drives. Needs BATCH.
     #[arg(long, requires = "batch")]
     pub follow: bool,
+    /// The simulator's batch of that name, when a real batch has the same name.
+    #[arg(long)]
+    pub simulate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    pub batch: String,
     /// The simulator's batch of that name, when a real batch has the same name.
     #[arg(long)]
     pub simulate: bool,

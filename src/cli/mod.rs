@@ -91,6 +91,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Batches(a) => views::batches(&settings, a),
         Command::Retry(a) => status_cmd::retry(&settings, a),
         Command::Cancel(a) => status_cmd::cancel(&settings, a),
+        Command::Approve(a) => status_cmd::approve(&settings, a),
         Command::Daemon => daemon_cmd::daemon(settings).await,
         Command::Pause(a) => daemon_cmd::pause(&settings, a, true),
         Command::Resume(a) => daemon_cmd::pause(&settings, a, false),

@@ -120,6 +120,7 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
             }
         }
         doc["media"] = serde_json::json!(reach);
+        doc["canary"] = serde_json::json!(plan.batch.canary);
         doc["account"] = serde_json::json!(account);
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         if reach.iter().any(|r| r.how == "none") || account.as_ref().is_some_and(|a| !a.enough()) {
@@ -228,6 +229,9 @@ pub fn print_plan(plan: &Plan, simulate: bool) {
             n
         ),
     }
+    if let Some(n) = plan.batch.canary {
+        print_canary(plan, n);
+    }
     if plan.invalid_count() > 0 {
         println!(
             "{} subject{} left out: they break the provider's input rules (see notes)",
@@ -262,4 +266,28 @@ pub fn print_plan(plan: &Plan, simulate: bool) {
             subjects.join(", ")
         ),
     }
+}
+
+/// The canary's first subjects and the fan-out that waits for approval, with their costs.
+fn print_canary(plan: &Plan, n: u32) {
+    let to_submit: Vec<_> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.status.would_submit())
+        .collect();
+    let (first, rest) = to_submit.split_at(to_submit.len().min(n as usize));
+    let credits = |jobs: &[&crate::plan::PlannedJob]| -> u64 {
+        jobs.iter()
+            .filter_map(|j| j.estimate.map(|e| e.credits))
+            .sum()
+    };
+    println!(
+        "canary: {} subject{} first ({} USD), then {} more ({} USD) wait for `recast approve {}`",
+        first.len(),
+        if first.len() == 1 { "" } else { "s" },
+        usd(credits(first)),
+        rest.len(),
+        usd(credits(rest)),
+        plan.batch.name
+    );
 }

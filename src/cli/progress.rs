@@ -44,6 +44,8 @@ pub fn progress_message(s: &BatchSummary, ctx: &Context) -> String {
     if waiting > 0 {
         let why = if s.cancelled {
             "cancelled".to_owned()
+        } else if s.awaiting_approval > 0 {
+            format!("canary: `recast approve {}` releases them", s.name)
         } else if s.paused {
             "paused: `recast resume` lets them go".to_owned()
         } else if ctx.held >= waiting {
@@ -188,6 +190,9 @@ mod tests {
             credits_uncertain: 0,
             subjects: 0,
             earlier_versions: 0,
+            canary: None,
+            approved: false,
+            awaiting_approval: 0,
         }
     }
 

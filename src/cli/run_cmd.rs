@@ -20,10 +20,13 @@ use crate::settings::Settings;
 use crate::store::{Scope, StateLock, Store, StoreError};
 
 pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> ExitCode {
-    let batch = match load_manifest(&args.manifest, settings).await {
+    let mut batch = match load_manifest(&args.manifest, settings).await {
         Ok(b) => b,
         Err(code) => return code,
     };
+    if args.canary.is_some() {
+        batch.canary = args.canary;
+    }
     let media_store = if args.simulate {
         None
     } else {

@@ -46,7 +46,7 @@ pub(super) fn finish(
     let waiting = summary
         .counts
         .get(JobState::Planned)
-        .saturating_sub(held.len() as u64);
+        .saturating_sub(held.len() as u64 + summary.awaiting_approval);
     let in_progress = in_flight + waiting;
     let code = if report.interrupted {
         ExitCode::Interrupted
@@ -54,7 +54,7 @@ pub(super) fn finish(
         match &report.halted {
             Some(Halt::Unauthorized(_) | Halt::OutOfCredits(_)) => ExitCode::ProviderRefused,
             Some(Halt::Unpublishable(_)) => ExitCode::Invalid,
-            None if !attention.is_empty() => ExitCode::NeedsPerson,
+            None if !attention.is_empty() || summary.awaiting_approval > 0 => ExitCode::NeedsPerson,
             None if !held.is_empty() => ExitCode::Invalid,
             None => ExitCode::Ok,
         }
@@ -75,6 +75,7 @@ pub(super) fn finish(
             "in_progress": in_progress,
             "in_flight": in_flight,
             "waiting": waiting,
+            "awaiting_approval": summary.awaiting_approval,
             "exit_code": code as u8,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
@@ -86,6 +87,12 @@ pub(super) fn finish(
                 job.subject_id,
                 job.state,
                 job.reason.as_deref().unwrap_or("no reason recorded")
+            );
+        }
+        if summary.awaiting_approval > 0 {
+            eprintln!(
+                "canary: {} jobs wait until you approve the first clips: look at them in {}, then `recast approve {}`",
+                summary.awaiting_approval, summary.output_dir, summary.name
             );
         }
         if !held.is_empty() {

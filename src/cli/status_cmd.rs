@@ -2,7 +2,7 @@
 //! state folder.
 
 use super::ExitCode;
-use super::args::{CancelArgs, RetryArgs, StatusArgs};
+use super::args::{ApproveArgs, CancelArgs, RetryArgs, StatusArgs};
 use super::plan_cmd::existing_store;
 use crate::settings::Settings;
 use crate::store::{JobState, RetrySelection, Store, StoreError};
@@ -69,6 +69,14 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
         if summary.cancelled {
             println!(
                 "  CANCELLED by a person: nothing of it is submitted until `recast resume {}`",
+                summary.name
+            );
+        }
+        if summary.awaiting_approval > 0 {
+            println!(
+                "  CANARY: {} jobs wait until you approve the first {} clips: `recast approve {}`",
+                summary.awaiting_approval,
+                summary.canary.unwrap_or_default(),
                 summary.name
             );
         }
@@ -279,6 +287,40 @@ pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
         Ok(n) => {
             eprintln!(
                 "{n} jobs of {} sent back to work; `recast run` drives them",
+                args.batch
+            );
+            ExitCode::Ok
+        }
+        Err(e) => failure(e),
+    }
+}
+
+pub fn approve(settings: &Settings, args: ApproveArgs) -> ExitCode {
+    // Through the database, like pause: a running daemon sees it at its next claim.
+    let store = match steering_store(settings) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let id = match super::batch_ref::select_batch(&store, settings, &args.batch, args.simulate) {
+        Ok(id) => id,
+        Err(code) => return code,
+    };
+    let summary = match store.batch_summary(id) {
+        Ok(s) => s,
+        Err(e) => return failure(e),
+    };
+    if summary.canary.is_none() {
+        eprintln!("{} has no canary: nothing waits for approval", args.batch);
+        return ExitCode::Ok;
+    }
+    if summary.approved {
+        eprintln!("{} was approved already", args.batch);
+        return ExitCode::Ok;
+    }
+    match store.approve(id) {
+        Ok(n) => {
+            eprintln!(
+                "{} approved: {n} more jobs may be submitted; `recast run` (or a daemon) submits them",
                 args.batch
             );
             ExitCode::Ok

@@ -161,6 +161,7 @@ pub fn register(
             budget_credits: batch.budget_usd.map(usd_to_credits_floor),
             retries: batch.retries,
             priority,
+            canary: batch.canary,
         },
         jobs,
     )?;

@@ -91,6 +91,7 @@ fn registered_store(jobs: usize) -> (Arc<Store>, i64) {
                 budget_credits: None,
                 retries: 0,
                 priority: 0,
+                canary: None,
             },
             (0..jobs).map(|i| NewJob {
                 key: format!("key{i}"),

@@ -114,6 +114,8 @@ pub struct BatchSpec {
     pub output_dir: PathBuf,
     pub budget_usd: Option<f64>,
     pub retries: u32,
+    /// `canary: N`: N subjects are submitted first, the rest wait for `recast approve`.
+    pub canary: Option<u32>,
     pub jobs: Vec<JobSpec>,
     /// Canonical folders declared with `subjects: [{watch: ...}]`: their images are subjects, and
     /// the daemon turns each image that arrives there into a job of this batch.
@@ -390,6 +392,7 @@ fn parse_with_hint(
         output_dir,
         budget_usd: manifest.budget_usd,
         retries: manifest.retries,
+        canary: manifest.canary,
         jobs: expanded.jobs,
         watch_dirs: expanded.watch_dirs,
     })

@@ -37,6 +37,7 @@ const ROOT_FIELDS: &[&str] = &[
     "output",
     "budget",
     "retries",
+    "canary",
 ];
 const SUBJECT_FIELDS: &[&str] = &[
     "id",
@@ -101,6 +102,8 @@ pub(crate) struct Manifest {
     pub output_name: At<String>,
     pub budget_usd: Option<f64>,
     pub retries: u32,
+    /// Submit this many subjects first and hold the rest until a person approves.
+    pub canary: Option<u32>,
 }
 
 /// Check the tree against the schema, reporting every mistake into `problems`.
@@ -121,6 +124,7 @@ pub(crate) fn read_manifest(root: &Node, problems: &mut Problems) -> Manifest {
         },
         budget_usd: None,
         retries: DEFAULT_RETRIES,
+        canary: None,
     };
     if root.value == Value::Null {
         problems.push(
@@ -270,6 +274,23 @@ pub(crate) fn read_manifest(root: &Node, problems: &mut Problems) -> Manifest {
         && let Some(budget) = fields_of(node, "budget", BUDGET_FIELDS, problems)
     {
         manifest.budget_usd = budget.get("max_usd").and_then(|n| max_usd(n, problems));
+    }
+
+    if let Some(node) = fields.get("canary") {
+        match &node.value {
+            Value::Null => {}
+            Value::Int(n) if (1..=i128::from(u32::MAX)).contains(n) => {
+                manifest.canary = Some(*n as u32)
+            }
+            other => problems.push(
+                node.at,
+                "canary",
+                format!(
+                    "must be how many subjects go first, a whole number of at least 1, not {}",
+                    other.describe()
+                ),
+            ),
+        }
     }
 
     if let Some(node) = fields.get("retries") {

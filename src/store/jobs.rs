@@ -19,6 +19,8 @@ pub struct NewBatch {
     pub budget_credits: Option<u64>,
     pub retries: u32,
     pub priority: i64,
+    /// Subjects submitted before a person approves the rest (`None`: no canary).
+    pub canary: Option<u32>,
 }
 
 /// A job as planned, for [`Store::register_batch`].

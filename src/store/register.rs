@@ -70,10 +70,11 @@ impl Store {
 fn upsert_batch(tx: &Transaction<'_>, batch: &NewBatch) -> rusqlite::Result<(i64, bool)> {
     tx.execute(
         "INSERT INTO batches (name, provider, manifest_path, base_dir, output_dir,
-             budget_credits, retries, priority, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+             budget_credits, retries, priority, created_at, updated_at, canary)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
          ON CONFLICT (name, provider) DO UPDATE SET manifest_path = ?3, base_dir = ?4,
-             output_dir = ?5, budget_credits = ?6, retries = ?7, priority = ?8, updated_at = ?9",
+             output_dir = ?5, budget_credits = ?6, retries = ?7, priority = ?8, updated_at = ?9,
+             canary = coalesce(?10, canary)",
         params![
             batch.name,
             batch.provider,
@@ -83,7 +84,8 @@ fn upsert_batch(tx: &Transaction<'_>, batch: &NewBatch) -> rusqlite::Result<(i64
             batch.budget_credits.map(|c| c as i64),
             batch.retries,
             batch.priority,
-            now_ms()
+            now_ms(),
+            batch.canary
         ],
     )?;
     let (batch_id, cancelled): (i64, bool) = tx.query_row(

@@ -32,6 +32,11 @@ pub struct BatchSummary {
     /// Jobs that are an earlier version of a subject made again under a new key: their clips
     /// stay beside the new ones, and they count among the jobs, not the subjects.
     pub earlier_versions: u64,
+    /// `canary: N` of the manifest, and whether a person approved the rest.
+    pub canary: Option<u32>,
+    pub approved: bool,
+    /// Planned jobs held until a person approves the canary (`recast approve`).
+    pub awaiting_approval: u64,
 }
 
 /// A job that needs a person, with why.
@@ -240,9 +245,15 @@ impl Store {
                  WHERE n.batch_id = j.batch_id AND n.subject_id = j.subject_id AND n.id > j.id
                      AND {current})"
         ))?;
+        let awaiting_approval = count(&format!(
+            "SELECT CASE WHEN {} THEN 0 ELSE (SELECT count(*) FROM jobs
+                 WHERE batch_id = b.id AND state = 'planned') END
+             FROM batches b WHERE b.id = ?1",
+            super::scope::CANARY_OPEN
+        ))?;
         conn.query_row(
             "SELECT id, name, provider, manifest_path, output_dir, budget_credits, paused,
-                 cancelled FROM batches WHERE id = ?1",
+                 cancelled, canary, approved FROM batches WHERE id = ?1",
             [batch_id],
             |r| {
                 Ok(BatchSummary {
@@ -260,6 +271,9 @@ impl Store {
                     credits_uncertain,
                     subjects,
                     earlier_versions,
+                    canary: r.get(8)?,
+                    approved: r.get(9)?,
+                    awaiting_approval,
                 })
             },
         )

@@ -57,6 +57,12 @@ fn sql_text(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// SQL true when batch `b` may submit another job as far as its canary goes: it has none, a
+/// person approved it, or fewer of its jobs than the canary were ever submitted.
+pub(super) const CANARY_OPEN: &str = "(b.canary IS NULL OR b.approved = 1
+    OR (SELECT count(DISTINCT a.job_id) FROM attempts a JOIN jobs c ON c.id = a.job_id
+        WHERE c.batch_id = b.id) < b.canary)";
+
 pub(super) fn id_list(ids: &[i64]) -> String {
     if ids.is_empty() {
         // `IN ()` is a syntax error in SQLite; no id matches -1.
@@ -67,7 +73,8 @@ pub(super) fn id_list(ids: &[i64]) -> String {
 
 impl Store {
     /// Whether any job in scope will still move by itself: submitting, running, downloading, or
-    /// (when `with_planned`) planned, not held back, in a batch neither paused nor cancelled.
+    /// (when `with_planned`) planned, not held back, in a batch neither paused, cancelled nor
+    /// waiting for its canary's approval.
     /// Asked often by a running engine, so it stops at the first such job.
     pub fn has_active_jobs(&self, scope: &Scope, with_planned: bool) -> Result<bool, StoreError> {
         let conn = self.conn();
@@ -75,7 +82,8 @@ impl Store {
         let planned = if with_planned {
             format!(
                 "OR EXISTS (SELECT 1 FROM jobs WHERE state = 'planned' AND held IS NULL {filter}
-                     AND batch_id IN (SELECT id FROM batches WHERE paused = 0 AND cancelled = 0))"
+                     AND batch_id IN (SELECT id FROM batches b WHERE paused = 0 AND cancelled = 0
+                         AND {CANARY_OPEN}))"
             )
         } else {
             String::new()

@@ -42,6 +42,26 @@ fn states(which: RetrySelection) -> String {
 }
 
 impl Store {
+    /// A person approved the canary's clips: the rest of the batch may be submitted. Returns
+    /// how many jobs it releases.
+    pub fn approve(&self, batch_id: i64) -> Result<u64, StoreError> {
+        let waiting = self.batch_summary(batch_id)?.awaiting_approval;
+        self.write("approve a canary", |tx| {
+            tx.execute(
+                "UPDATE batches SET approved = 1, updated_at = ?2 WHERE id = ?1",
+                rusqlite::params![batch_id, now_ms()],
+            )?;
+            event(
+                tx,
+                Some(batch_id),
+                None,
+                "approved",
+                &format!("a person approved the canary: {waiting} jobs may be submitted"),
+            )
+        })?;
+        Ok(waiting)
+    }
+
     /// What [`Store::retry`] would do, without doing it. `trust_idempotency`: the provider
     /// de-duplicates, so an unknown submit re-sent under its key cannot bill twice.
     pub fn retry_price(

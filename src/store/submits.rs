@@ -9,6 +9,7 @@ use super::jobs::{
     ClaimOutcome, InterruptedSubmit, SubmitIntent, event, release_budget_holds, set_attempt_state,
     set_job_state,
 };
+use super::scope::CANARY_OPEN;
 use super::{JobState, Scope, Store, StoreError, now_ms};
 
 impl Store {
@@ -47,7 +48,8 @@ impl Store {
                 .query_row(
                     &format!(
                         "SELECT b.id FROM batches b
-                         WHERE b.paused = 0 AND b.cancelled = 0 {scope} AND EXISTS (SELECT 1 FROM jobs j
+                         WHERE b.paused = 0 AND b.cancelled = 0 {scope} AND {CANARY_OPEN}
+                             AND EXISTS (SELECT 1 FROM jobs j
                              WHERE j.batch_id = b.id AND j.state = 'planned' AND j.held IS NULL)
                          ORDER BY b.priority DESC,
                              (SELECT count(*) FROM jobs x WHERE x.batch_id = b.id

@@ -13,6 +13,7 @@ fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> NewBatch {
         budget_credits,
         retries: 1,
         priority,
+        canary: None,
     }
 }
 
@@ -475,4 +476,40 @@ fn an_interrupted_submit_the_output_folder_never_saw_is_sent_back_not_held() {
     assert_eq!(counts.get(JobState::Unknown), 1);
     assert_eq!(counts.get(JobState::Planned), 1);
     assert_eq!(claim(&store).unwrap().job_id, second.job_id);
+}
+
+#[test]
+fn a_canary_batch_submits_its_first_subjects_then_waits_for_approval() {
+    let store = Store::open_in_memory().unwrap();
+    let r = store
+        .register_batch(
+            &NewBatch {
+                canary: Some(2),
+                ..batch("b", None, 0)
+            },
+            jobs("k", 5),
+        )
+        .unwrap();
+    assert!(claim(&store).is_some());
+    assert!(claim(&store).is_some());
+    assert!(claim(&store).is_none(), "the fan-out waits for a person");
+    assert!(
+        !store.has_active_jobs(&all(), true).unwrap()
+            || store.provider_in_flight(&all()).unwrap() > 0
+    );
+    let summary = store.batch_summary(r.batch_id).unwrap();
+    assert_eq!(summary.awaiting_approval, 3);
+    // A re-registration without a canary does not release it: only approval does.
+    store
+        .register_batch(&batch("b", None, 0), jobs("k", 5))
+        .unwrap();
+    assert!(claim(&store).is_none());
+    store.approve(r.batch_id).unwrap();
+    assert_eq!(
+        store.batch_summary(r.batch_id).unwrap().awaiting_approval,
+        0
+    );
+    for _ in 0..3 {
+        assert!(claim(&store).is_some());
+    }
 }
