@@ -440,3 +440,53 @@ async fn a_batch_can_be_looked_at_job_by_job_and_listed_with_its_spend() {
     assert_eq!(doc[0]["budget_credits"], 5000);
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_markdown_is_a_pull_request_comment_of_what_changed_and_what_it_costs() {
+    let ws = crate::helper::workspace::Workspace::new(3, "budget:\n  max_usd: 3.00\ncanary: 1\n");
+    let sim = recast::sim::Sim::start(ws.sim_config()).await.unwrap();
+    let first = ws.recast(&sim, &["plan", "jobs.yaml", "--markdown"]).await;
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+    let md = String::from_utf8_lossy(&first.stdout);
+    assert!(md.starts_with("### recast plan: `e2e`"), "{md}");
+    assert!(
+        md.contains("**3 to submit** of 3 subjects · at most **1.698 USD**"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| subject | status | credits | USD | clip | notes |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| s001 | new | 566 | 0.566 | s001.mp4 |  |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("- Budget: within (0.000 spent + 1.698 to submit of 3.000 USD)"),
+        "{md}"
+    );
+    assert!(md.contains("- Canary: 1 subjects first"), "{md}");
+
+    let run = ws
+        .recast(&sim, &["run", "jobs.yaml", "--canary", "3"])
+        .await;
+    assert_eq!(run.status.code(), Some(0), "{}", describe(&run));
+    let manifest = std::fs::read_to_string(ws.manifest()).unwrap().replace(
+        "    image: ./subjects/s002.png\n",
+        "    image: ./subjects/s002.png\n    prompt: \"a | pipe\"\n",
+    );
+    std::fs::write(ws.manifest(), manifest).unwrap();
+    let second = ws.recast(&sim, &["plan", "jobs.yaml", "--markdown"]).await;
+    let md = String::from_utf8_lossy(&second.stdout);
+    assert!(md.contains("**1 to submit** of 3 subjects"), "{md}");
+    assert!(md.contains("| s002 | changed | 566 |"), "{md}");
+    assert!(
+        !md.contains("| s000 |"),
+        "unchanged subjects stay out of the table: {md}"
+    );
+    assert!(
+        md.contains("2 more subjects are made already: unchanged."),
+        "{md}"
+    );
+    sim.shutdown().await;
+}

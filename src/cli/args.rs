@@ -267,8 +267,12 @@ pub struct PlanArgs {
     /// The manifest. Example: jobs.example.yaml
     pub manifest: PathBuf,
     /// Print a stable JSON document instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "markdown")]
     pub json: bool,
+    /// Print the plan as a Markdown comment for a pull request: what would be submitted and
+    /// what it costs, the budget verdict, what changed since the last run.
+    #[arg(long)]
+    pub markdown: bool,
     /// Show status against the simulator's record instead of the real provider's.
     #[arg(long)]
     pub simulate: bool,

@@ -10,6 +10,7 @@ mod batch_ref;
 mod daemon_cmd;
 mod exit;
 mod plan_cmd;
+mod plan_markdown;
 mod progress;
 mod reach;
 mod run_cmd;

@@ -128,6 +128,21 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
         }
         return code;
     }
+    if args.markdown {
+        let folder = clip_folder(&plan, args.simulate);
+        print!(
+            "{}",
+            super::plan_markdown::render(&plan, &|j| lands_as(j, &folder))
+        );
+        if let Some(account) = &account {
+            println!("- {}", account.describe());
+        }
+        if reach.iter().any(|r| r.how == "none") {
+            code = ExitCode::Invalid;
+            println!("- **Local media cannot reach the provider**: set `media_store.s3`");
+        }
+        return code;
+    }
     print_plan(&plan, args.simulate);
     if let Err(message) = super::reach::print_media(&reach) {
         eprintln!("error: {message}");
