@@ -34,6 +34,7 @@ pub mod manifest;
 pub mod media;
 pub mod media_store;
 pub mod netguard;
+pub mod notify;
 pub mod output;
 pub mod plan;
 pub mod pricing;

@@ -162,7 +162,7 @@ fn missing_required_fields_and_wrong_types() {
     jobs.yaml:1:1: model: missing required field `model` (e.g. `kling-v3-motion-control`)
     jobs.yaml:1:1: subjects: missing required field `subjects` (a list of `id` + `image`, or `glob`)
     jobs.yaml:1:10: version: unsupported version 2: this recast reads version 1
-    jobs.yaml:2:1: subject: unknown field `subject`; did you mean `subjects`? allowed here: `version`, `name`, `reference`, `model`, `mode`, `character_orientation`, `keep_original_sound`, `prompt`, `subjects`, `output`, `budget`, `retries`
+    jobs.yaml:2:1: subject: unknown field `subject`; did you mean `subjects`? allowed here: `version`, `name`, `reference`, `model`, `mode`, `character_orientation`, `keep_original_sound`, `prompt`, `subjects`, `output`, `budget`, `retries`, `canary`
     jobs.yaml:3:9: prompt: `prompt` must be a string (quote it), not the number `5`
     ");
 }

@@ -13,5 +13,6 @@ mod hostile;
 mod manifest;
 mod media;
 mod media_store;
+mod notify;
 mod sim;
 mod terminal;

@@ -229,6 +229,16 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     };
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::daemon::lifecycle::cancel_on_signal(shutdown.clone()));
+    let notifier = match crate::notify::resolve(&settings.notifications) {
+        Ok(destinations) => crate::notify::Notifier::new(store.clone(), destinations),
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::Invalid;
+        }
+    };
+    let notifying = notifier
+        .clone()
+        .map(|n| tokio::spawn(n.run(shutdown.child_token())));
     let mode = if args.no_wait {
         RunMode::NoWait
     } else {
@@ -268,6 +278,20 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     {
         eprintln!("{line}");
     }
+    if let Some(task) = notifying {
+        let _ = task.await;
+    }
+    if let Some(n) = &notifier {
+        // Webhooks and the hook for what this run finished, retries included, within a bound:
+        // what is left goes out with the next run or the daemon.
+        match n.flush(NOTIFY_FLUSH).await {
+            Ok(0) => {}
+            Ok(left) => eprintln!(
+                "{left} notifications not delivered yet: the next run (or the daemon) tries again"
+            ),
+            Err(e) => eprintln!("warning: notifications: {e}"),
+        }
+    }
     let code = finish(
         &store,
         batch_id,
@@ -281,6 +305,9 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     }
     code
 }
+
+/// How long a run waits at its end for its notifications to be delivered.
+const NOTIFY_FLUSH: Duration = Duration::from_secs(20);
 
 /// Presigned URLs shorter-lived than this are warned about: a provider's queue can hold a task
 /// about this long before it fetches the media.

@@ -2,8 +2,9 @@
 //! (`recast_account_balance_credits`), and a warning in the log when it falls under
 //! `provider.balance_warn_credits`.
 //!
-//! Owns: the read schedule and the warning. May not: decide anything about submits (the engine
-//! stops on a 402 by itself) or write the store: the dedicated-account settling in
+//! Owns: the read schedule and the warning (a `balance.low` notice too, when notifications
+//! are set). May not: decide anything about submits (the engine stops on a 402 by itself) or
+//! write the store beyond queuing a notice: the dedicated-account settling in
 //! `engine::balance` keeps its own, stricter reads.
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ pub async fn watch<P: Provider>(
     provider: P,
     gauge: BalanceGauge,
     warn_under: Option<u64>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
     stop: CancellationToken,
 ) -> Result<(), DaemonError> {
     let mut was_low = false;
@@ -61,6 +63,9 @@ pub async fn watch<P: Provider>(
                          ({credits} credits ≈ {:.2} USD): top it up before submits are refused",
                         credits as f64 / 1000.0
                     );
+                    if let (Some(n), Some(floor)) = (&notifier, warn_under) {
+                        n.balance_low(credits, floor)?;
+                    }
                 }
                 was_low = low;
             }

@@ -18,7 +18,9 @@
 //! - `intake`: one manifest -> a registered batch.
 //! - `inbox`, `subjects`, `schedule`: the three ways work comes in.
 //! - `http`: health and Prometheus metrics, read from the store.
-//! - `balance`: the account's balance as a metric, and a warning under a threshold.
+//! - `balance`: the account's balance as a metric, and a warning (and a `balance.low` notice)
+//!   under a threshold.
+//! - `notify` (the crate's module) runs beside them: webhooks and the `on_batch_done` hook.
 //! - `lifecycle`: signals, pause and resume.
 //!
 //! Every worker has the same shape (`async fn(.., shutdown) -> Result<(), DaemonError>`) and runs
@@ -166,6 +168,10 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     }
     tracing::info!(http = %format!("http://{local}"), state = %settings.state_dir.display(), "daemon started");
 
+    let notifier = crate::notify::Notifier::new(
+        store.clone(),
+        crate::notify::resolve(&settings.notifications).map_err(DaemonError::Config)?,
+    );
     let balance = balance::BalanceGauge::default();
     let balance_provider = provider.clone();
     let balance_warn = settings.balance_warn_credits;
@@ -221,8 +227,20 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     ));
     workers.spawn(named(
         "balance",
-        balance::watch(balance_provider, balance, balance_warn, stop.clone()),
+        balance::watch(
+            balance_provider,
+            balance,
+            balance_warn,
+            notifier.clone(),
+            stop.clone(),
+        ),
     ));
+    if let Some(notifier) = notifier {
+        let stop = stop.clone();
+        workers.spawn(named("notify", async move {
+            notifier.run(stop).await.map_err(DaemonError::Store)
+        }));
+    }
 
     let mut outcome = Ok(());
     let mut deadline = None;

@@ -92,6 +92,10 @@ const DAEMON: &[(&str, Kind)] = &[
     ("schedules", Maps(SCHEDULE)),
 ];
 
+const WEBHOOK: &[(&str, Kind)] = &[("url", Text), ("secret_file", Text), ("events", Texts)];
+
+const NOTIFICATIONS: &[(&str, Kind)] = &[("webhooks", Maps(WEBHOOK)), ("on_batch_done", Text)];
+
 /// The whole file.
 const SCHEMA: &[(&str, Kind)] = &[
     ("state_dir", Text),
@@ -103,6 +107,7 @@ const SCHEMA: &[(&str, Kind)] = &[
     ("polling", Map(POLLING)),
     ("daemon", Map(DAEMON)),
     ("media_store", Map(&[("s3", Map(S3))])),
+    ("notifications", Map(NOTIFICATIONS)),
 ];
 
 /// Every mistake the tree of `text` shows against the schema, in file order (empty: none).

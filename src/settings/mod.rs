@@ -44,6 +44,9 @@ pub struct SettingsFile {
     /// Where local media are published for the provider (an S3-compatible bucket).
     #[serde(default)]
     pub media_store: crate::media_store::MediaStoreSection,
+    /// Webhooks and the `on_batch_done` hook.
+    #[serde(default)]
+    pub notifications: crate::notify::NotifySection,
 }
 
 /// When tasks are polled (milliseconds). Defaults suit the real provider, whose generation takes
@@ -184,6 +187,8 @@ pub struct Settings {
     pub media_store: Option<crate::media_store::S3Settings>,
     /// The daemon warns when the balance falls under this many credits.
     pub balance_warn_credits: Option<u64>,
+    /// `notifications:`, as written; [`crate::notify::resolve`] reads its secrets.
+    pub notifications: crate::notify::NotifySection,
 }
 
 /// The state folder when none is set: one per user (`$XDG_STATE_HOME/recast`, else
@@ -336,6 +341,7 @@ impl Settings {
             daemon: file.daemon,
             media_store: file.media_store.s3,
             balance_warn_credits: file.provider.balance_warn_credits,
+            notifications: file.notifications,
         })
     }
 

@@ -16,6 +16,7 @@ mod account;
 mod jobs;
 mod lock;
 mod migrations;
+mod notices;
 mod register;
 mod reports;
 mod scope;
@@ -36,6 +37,7 @@ pub use jobs::{
     NewBatch, NewJob, PollItem, ReconcileReport, RetrySelection, SubmitIntent,
 };
 pub use lock::StateLock;
+pub use notices::{DueNotice, JobBrief, LoggedEvent, NoticeRecord};
 pub use reports::{AttentionJob, BatchSource, BatchSummary, EventLine, KnownJob, SubmitCounts};
 pub use scope::Scope;
 pub use steer::RetryPrice;
