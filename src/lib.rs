@@ -28,6 +28,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod dashboard;
 pub mod digest;
 pub mod engine;
 pub mod manifest;

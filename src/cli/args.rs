@@ -86,6 +86,12 @@ pub enum Command {
     ///
     /// Example: `recast sim --listen 127.0.0.1:8700 --media-dir examples`
     Sim(Box<crate::sim::SimArgs>),
+    /// Serve the dashboard for this state folder (without a daemon): batches, a grid of
+    /// subjects with thumbnails and clips, and pause/resume/cancel/retry/approve buttons.
+    /// Loopback by default; another address needs RECAST_DASHBOARD_TOKEN.
+    ///
+    /// Example: `recast dashboard --listen 127.0.0.1:8710`, then open http://127.0.0.1:8710/
+    Dashboard(DashboardArgs),
     /// Print a shell completion script.
     ///
     /// Example: `recast completions bash > ~/.local/share/bash-completion/completions/recast`
@@ -338,6 +344,13 @@ pub struct ApproveArgs {
     /// The simulator's batch of that name, when a real batch has the same name.
     #[arg(long)]
     pub simulate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// Where to listen (port 0 picks a free one; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8710")]
+    pub listen: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 use tokio_util::sync::CancellationToken;
 
 use super::ExitCode;
-use super::args::PauseArgs;
+use super::args::{DashboardArgs, PauseArgs};
 use crate::daemon::{self, DaemonConfig, DaemonError};
 use crate::settings::Settings;
 use crate::store::StoreError;
@@ -107,6 +107,49 @@ pub fn pause(settings: &Settings, args: PauseArgs, paused: bool) -> ExitCode {
         Ok(None) => ExitCode::Ok,
         Err(e) => {
             eprintln!("error: {e}");
+            ExitCode::Internal
+        }
+    }
+}
+
+/// `recast dashboard`: the daemon's dashboard for a state folder, without a daemon.
+pub async fn dashboard(settings: &Settings, args: DashboardArgs) -> ExitCode {
+    let store = match super::plan_cmd::existing_store(settings) {
+        Ok(Some(s)) => std::sync::Arc::new(s),
+        Ok(None) => {
+            eprintln!("error: no batches yet in {}", settings.state_dir.display());
+            return ExitCode::Invalid;
+        }
+        Err(code) => return code,
+    };
+    let token = std::env::var("RECAST_DASHBOARD_TOKEN").ok();
+    let state = match crate::dashboard::Dashboard::new(
+        store,
+        args.listen,
+        token,
+        settings.engine.trust_idempotency,
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::Invalid;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::Invalid;
+        }
+    };
+    let addr = listener.local_addr().map_or(args.listen, |a| a);
+    eprintln!("dashboard on http://{addr}/ (Ctrl-C stops it)");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(daemon::lifecycle::cancel_on_signal(shutdown.clone()));
+    match crate::dashboard::serve(listener, state, shutdown).await {
+        Ok(()) => ExitCode::Ok,
+        Err(e) => {
+            eprintln!("error: the dashboard failed: {e}");
             ExitCode::Internal
         }
     }

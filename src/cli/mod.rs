@@ -90,6 +90,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Command::Status(a) if a.jobs || a.follow => views::status_views(&settings, a).await,
         Command::Status(a) => status_cmd::status(&settings, a),
         Command::Batches(a) => views::batches(&settings, a),
+        Command::Dashboard(a) => daemon_cmd::dashboard(&settings, a).await,
         Command::Retry(a) => status_cmd::retry(&settings, a),
         Command::Cancel(a) => status_cmd::cancel(&settings, a),
         Command::Approve(a) => status_cmd::approve(&settings, a),

@@ -1,11 +1,12 @@
-//! The daemon's HTTP endpoint (loopback by default): `/healthz` and `/metrics`.
+//! The daemon's HTTP endpoint (loopback by default): `/healthz`, `/metrics`, and the dashboard
+//! (`crate::dashboard`) at `/`.
 //!
 //! Owns: the routes and the metrics' names, help and labels. Every number but the account's
 //! balance (last read by `balance.rs`) is read from the store at scrape time, through the same queries `recast status` uses, so a scrape and
 //! `recast status --json` always agree, across restarts too. The exposition format is
 //! prometheus-client's (OpenMetrics text, which Prometheus reads).
 //!
-//! May not: change anything: every route is read-only.
+//! May not: change anything: every route here is read-only (the dashboard's actions are its own).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,12 +46,16 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<Store>,
     balance: BalanceGauge,
+    dashboard: Option<crate::dashboard::Shared>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(Shared { store, balance });
+    if let Some(dashboard) = dashboard {
+        app = app.merge(crate::dashboard::router(dashboard));
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

@@ -155,6 +155,16 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
         }
     }
 
+    // Beyond loopback without a token, /healthz and /metrics are served and the dashboard,
+    // which can act on batches, is not.
+    let dashboard = crate::dashboard::Dashboard::new(
+        store.clone(),
+        config.listen,
+        std::env::var("RECAST_DASHBOARD_TOKEN").ok(),
+        settings.engine.trust_idempotency,
+    )
+    .inspect_err(|e| tracing::warn!("no dashboard: {e}"))
+    .ok();
     let listener = http::bind(config.listen).await?;
     let local = listener
         .local_addr()
@@ -223,7 +233,13 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
     ));
     workers.spawn(named(
         "http",
-        http::serve(listener, store.clone(), balance.clone(), stop.clone()),
+        http::serve(
+            listener,
+            store.clone(),
+            balance.clone(),
+            dashboard,
+            stop.clone(),
+        ),
     ));
     workers.spawn(named(
         "balance",

@@ -72,4 +72,21 @@ impl Store {
             .filter(|r| states.is_empty() || states.contains(&r.state))
             .collect())
     }
+
+    /// A job's stored request (with its subject image) and its landed clip, by key.
+    pub fn job_files(
+        &self,
+        batch_id: i64,
+        job_key: &str,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT spec_json, output_path FROM jobs WHERE batch_id = ?1 AND job_key = ?2",
+            rusqlite::params![batch_id, job_key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(self.sql_error("find a job's files"))
+    }
 }

@@ -1,0 +1,100 @@
+//! The dashboard's actions: pause, resume (which also undoes a cancel), cancel, retry (after
+//! its price was shown, and with an explicit yes when it may bill twice) and approve a canary.
+//! Each is a POST that must carry the page's CSRF token, and, when the browser says where it
+//! comes from, come from this dashboard.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::Shared;
+use crate::store::RetrySelection;
+
+#[derive(serde::Deserialize)]
+pub(super) struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    failed: bool,
+    #[serde(default)]
+    expired: bool,
+    #[serde(default)]
+    unknown: bool,
+    #[serde(default)]
+    yes: bool,
+}
+
+/// A browser's word on where a request comes from, when it gives one.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("same-origin");
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|o| url::Url::parse(o).ok())
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| u.port().map_or(h.to_owned(), |p| format!("{h}:{p}")))
+        });
+    !matches!(site, "same-origin" | "none")
+        || matches!((origin_host, host), (Some(o), Some(h)) if o != h)
+}
+
+pub(super) async fn act(
+    State(d): State<Shared>,
+    Path((id, action)): Path<(i64, String)>,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<ActionForm>,
+) -> Response {
+    if !super::same(&form.csrf, &d.csrf) || cross_site(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "refused: this form did not come from this dashboard (reload the page)\n",
+        )
+            .into_response();
+    }
+    let store = &d.store;
+    let done = match action.as_str() {
+        "pause" => store.set_paused(Some(id), true).map(|_| ()),
+        "resume" => store
+            .set_paused(Some(id), false)
+            .and_then(|_| store.uncancel(id))
+            .map(|_| ()),
+        "cancel" => store.cancel(id, false).map(|_| ()),
+        "approve" => store.approve(id).map(|_| ()),
+        "retry" => {
+            let which = RetrySelection {
+                failed: form.failed,
+                expired: form.expired,
+                unknown: form.unknown,
+                ..Default::default()
+            };
+            match store.retry_price(id, which, d.trust_idempotency) {
+                Ok(price) if price.may_bill_twice > 0 && !form.yes => {
+                    return (
+                        StatusCode::CONFLICT,
+                        "this retry may bill a clip twice: go back and tick \"I accept that\"\n",
+                    )
+                        .into_response();
+                }
+                Ok(_) => store.retry(id, which, d.trust_idempotency).map(|_| ()),
+                Err(e) => Err(e),
+            }
+        }
+        _ => return (StatusCode::NOT_FOUND, "no such action\n").into_response(),
+    };
+    match done {
+        Ok(()) => {
+            tracing::info!(batch = id, action = %action, "dashboard action");
+            (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, format!("/batches/{id}"))],
+            )
+                .into_response()
+        }
+        Err(e) => super::pages::failure(e),
+    }
+}
