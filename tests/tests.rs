@@ -6,6 +6,7 @@ mod helper;
 mod cli;
 mod crash;
 mod daemon;
+mod dashboard;
 mod engine;
 mod exactly_once;
 mod explore;
