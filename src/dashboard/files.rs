@@ -17,6 +17,9 @@ use crate::engine::{StoredMedia, StoredSpec};
 const THUMB_SIDE: u32 = 360;
 /// The largest subject image decoded for a thumbnail (the provider takes 10 MB).
 const MAX_IMAGE_BYTES: u64 = 20 << 20;
+/// The widest and tallest subject image decoded (the provider's own limit is 3850 px for
+/// videos; images far larger are refused rather than decoded).
+const MAX_IMAGE_SIDE: u32 = 12_000;
 /// Thumbnails kept in memory, at most; past it the cache starts again.
 const MAX_CACHED: usize = 2000;
 
@@ -74,7 +77,16 @@ fn scale(path: &std::path::Path) -> Option<Vec<u8>> {
     let file = crate::safe_fs::open_regular(path).ok()?;
     let mut bytes = Vec::new();
     file.take(MAX_IMAGE_BYTES).read_to_end(&mut bytes).ok()?;
-    let image = image::load_from_memory(&bytes).ok()?;
+    // A planted image may claim any size: decoding stays within bounds whatever it says.
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?;
+    reader.limits(limits);
+    let image = reader.decode().ok()?;
     let thumb = image.thumbnail(THUMB_SIDE, THUMB_SIDE);
     let mut out = std::io::Cursor::new(Vec::new());
     thumb.write_to(&mut out, image::ImageFormat::Png).ok()?;

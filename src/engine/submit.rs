@@ -211,9 +211,11 @@ impl<P: Provider> Engine<P> {
                 tracing::warn!(subject = %intent.subject_id, "submit not sent, will retry: {why}");
             }
             Err(ProviderError::RateLimited { retry_after }) => {
+                // The pause first: a submit that leaves during the database write below would
+                // cross the limit the provider just named.
+                self.submit_pacing.rate_limited(retry_after);
                 store.record_not_sent(intent, "rate limited by the provider (429)")?;
                 closed(self);
-                self.submit_pacing.rate_limited(retry_after);
                 tracing::warn!(
                     retry_after_s = retry_after.map(|d| d.as_secs_f64()),
                     "provider rate limit (429): slowing every submit down"
