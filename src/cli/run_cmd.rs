@@ -20,69 +20,30 @@ use crate::settings::Settings;
 use crate::store::{Scope, StateLock, Store, StoreError};
 
 pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> ExitCode {
-    let mut batch = match load_manifest(&args.manifest, settings).await {
-        Ok(b) => b,
-        Err(code) => return code,
-    };
+    match run_steps(settings, args).await {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+/// The run, step by step; `Err` is the exit code of a step that stopped it (already said why).
+async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitCode> {
+    let mut batch = load_manifest(&args.manifest, settings).await?;
     if args.canary.is_some() {
         batch.canary = args.canary;
     }
     let media_store = if args.simulate {
         None
     } else {
-        match settings.open_media_store() {
-            Ok(m) => m,
-            Err(message) => {
-                eprintln!("error: {message}");
-                return ExitCode::Invalid;
-            }
-        }
+        check_real_provider(&batch, settings)?
     };
-    if !args.simulate {
-        let publisher = real_publisher(&batch, settings, media_store.clone());
-        if let Some(message) = unpublishable_media(&batch, &publisher) {
-            eprintln!("error: {message}");
-            return ExitCode::Invalid;
-        }
-        if let Some(ttl) = media_store.as_ref().and_then(|s| s.url_lifetime())
-            && ttl < SHORT_URL_TTL
-        {
-            eprintln!(
-                "warning: presigned media URLs live {} s (media_store.s3.url_ttl_secs): a task \
-                 that waits longer in the provider's queue before fetching its media fails",
-                ttl.as_secs()
-            );
-        }
-        if settings.api_key().is_none() {
-            eprintln!(
-                "error: no API key: set REAPI_API_KEY (or `provider.api_key_file` in a settings file), \
-                 or try the manifest first with --simulate"
-            );
-            return ExitCode::Invalid;
-        }
-    }
-    let _lock = match StateLock::acquire(&settings.state_dir) {
-        Ok(l) => l,
-        Err(e) => return store_failure(e),
-    };
-    let store = match Store::open(&settings.state_dir) {
-        Ok(s) => Arc::new(s),
-        Err(e) => return store_failure(e),
-    };
-
-    // The manifest's own URLs follow the user's setting, even in a --simulate trial (which only
-    // lets recast reach its own loopback simulator).
-    let prober = Prober::new(settings.engine.allow_private_networks);
-    let simulator = if args.simulate {
-        match start_simulator(&batch).await {
-            Ok(sim) => Some(sim),
-            Err(message) => {
-                eprintln!("error: cannot start the simulator: {message}");
-                return ExitCode::Internal;
-            }
-        }
-    } else {
-        None
+    let _lock = StateLock::acquire(&settings.state_dir).map_err(store_failure)?;
+    let store = Arc::new(Store::open(&settings.state_dir).map_err(store_failure)?);
+    let simulator = match args.simulate {
+        true => Some(start_simulator(&batch).await.map_err(|message| {
+            eprintln!("error: cannot start the simulator: {message}");
+            ExitCode::Internal
+        })?),
+        false => None,
     };
     let settings = match &simulator {
         Some(sim) => settings.for_simulator(&sim.base_url(), sim.api_key()),
@@ -95,41 +56,99 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             p.publish(&batch.base_dir, &format!("{}/media/", sim.base_url()));
             p
         }
-        None => real_publisher(&batch, &settings, media_store.clone()),
+        None => real_publisher(&batch, &settings, media_store),
     };
+    let batch_id = plan_and_register(&store, batch, &settings, &provider_id, &args).await?;
+    let engine = build_engine(&store, &settings, publisher.clone(), &provider_id, batch_id)?;
+    let code = drive(
+        &store,
+        engine,
+        &settings,
+        &publisher,
+        batch_id,
+        &args,
+        simulator.as_ref(),
+    )
+    .await;
+    if let Some(sim) = simulator {
+        sim.shutdown().await;
+    }
+    code
+}
 
-    let plan = match make_plan(batch, &provider_id, &settings.prices, Some(&store), &prober).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::Invalid;
-        }
+/// Before anything is opened for the real provider: the media store, a way for every local
+/// file, and a key. Returns the media store, if one is set.
+fn check_real_provider(
+    batch: &BatchSpec,
+    settings: &Settings,
+) -> Result<Option<Arc<crate::media_store::MediaStore>>, ExitCode> {
+    let invalid = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::Invalid
     };
+    let media_store = settings.open_media_store().map_err(invalid)?;
+    let publisher = real_publisher(batch, settings, media_store.clone());
+    if let Some(message) = unpublishable_media(batch, &publisher) {
+        return Err(invalid(message));
+    }
+    if let Some(ttl) = media_store.as_ref().and_then(|s| s.url_lifetime())
+        && ttl < SHORT_URL_TTL
+    {
+        eprintln!(
+            "warning: presigned media URLs live {} s (media_store.s3.url_ttl_secs): a task \
+             that waits longer in the provider's queue before fetching its media fails",
+            ttl.as_secs()
+        );
+    }
+    if settings.api_key().is_none() {
+        return Err(invalid(
+            "no API key: set REAPI_API_KEY (or `provider.api_key_file` in a settings file), \
+             or try the manifest first with --simulate"
+                .to_owned(),
+        ));
+    }
+    Ok(media_store)
+}
+
+/// Plan the batch, register it, say what the run will do, and stop before spending what the
+/// account cannot pay. Returns the batch's id.
+async fn plan_and_register(
+    store: &Arc<Store>,
+    batch: BatchSpec,
+    settings: &Settings,
+    provider_id: &str,
+    args: &RunArgs,
+) -> Result<i64, ExitCode> {
+    // The manifest's own URLs follow the user's setting, even in a --simulate trial (which only
+    // lets recast reach its own loopback simulator).
+    let prober = Prober::new(settings.engine.allow_private_networks);
+    let plan = make_plan(batch, provider_id, &settings.prices, Some(store), &prober)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::Invalid
+        })?;
     let output_dir = if args.simulate {
         plan.batch.output_dir.join("simulated")
     } else {
         plan.batch.output_dir.clone()
     };
-    let found_in_output;
-    let batch_id = match register(&store, &plan, &provider_id, &output_dir, 0) {
-        Ok(report) => {
-            found_in_output = report.found_in_output;
-            if report.found_in_output > 0 {
-                eprintln!(
-                    "{} clips found whole in {} (its {}): done, not submitted again",
-                    report.found_in_output,
-                    output_dir.display(),
-                    crate::output::RESULTS_FILE
-                );
-            }
-            report.batch_id
-        }
-        Err(RegisterError::Store(e)) => return store_failure(e),
-        Err(e) => {
+    let report = register(store, &plan, provider_id, &output_dir, 0).map_err(|e| match e {
+        RegisterError::Store(e) => store_failure(e),
+        e => {
             eprintln!("error: {e}");
-            return ExitCode::Invalid;
+            ExitCode::Invalid
         }
-    };
+    })?;
+    if report.found_in_output > 0 {
+        eprintln!(
+            "{} clips found whole in {} (its {}): done, not submitted again",
+            report.found_in_output,
+            output_dir.display(),
+            crate::output::RESULTS_FILE
+        );
+    }
+    let batch_id = report.batch_id;
     if let Ok(summary) = store.batch_summary(batch_id)
         && summary.cancelled
     {
@@ -140,16 +159,15 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     }
     // The simulator lives and dies with this process: tasks a previous one held are gone.
     if args.simulate {
-        match store.restart_lost_tasks(batch_id) {
-            Ok(0) => {}
-            Ok(n) => eprintln!(
+        match store.restart_lost_tasks(batch_id).map_err(store_failure)? {
+            0 => {}
+            n => eprintln!(
                 "{n} jobs were in flight with a simulator that has stopped: submitted again"
             ),
-            Err(e) => return store_failure(e),
         }
     }
     let (to_submit, credits) = plan.to_submit();
-    let to_submit = to_submit.saturating_sub(found_in_output);
+    let to_submit = to_submit.saturating_sub(report.found_in_output);
     eprintln!(
         "{}: {} subjects, {} to submit{}; clips go to {}{}",
         plan.batch.name,
@@ -165,28 +183,8 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             ""
         },
     );
-    let account = match credits {
-        Some(needed) if to_submit > 0 => super::reach::account_check(&settings, needed).await,
-        _ => Ok(None),
-    };
-    let account = match account {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!("nothing was submitted");
-            return ExitCode::ProviderRefused;
-        }
-    };
-    if let Some(account) = account {
-        eprintln!("{}", account.describe());
-        if !account.enough() && !args.spend_available {
-            eprintln!(
-                "error: stopped before the first submit: the balance cannot pay for this run. Top \
-                 the account up, or run with --spend-available to submit what the balance pays \
-                 for (the provider refuses the rest with 402)"
-            );
-            return ExitCode::Invalid;
-        }
+    if let Some(needed) = credits.filter(|_| to_submit > 0) {
+        check_balance(settings, needed, args.spend_available).await?;
     }
     for job in plan.jobs.iter().filter(|j| j.status == JobStatus::Invalid) {
         eprintln!(
@@ -196,44 +194,87 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
         );
     }
     // From here on the store drives the run: memory follows the jobs in flight, not the batch.
-    drop(plan);
+    Ok(batch_id)
+}
 
-    let provider = match HttpProvider::new(HttpProviderConfig {
+/// Stop before the first submit when the account cannot pay for `needed` credits (unless told
+/// to spend what there is), or refuses the key.
+async fn check_balance(
+    settings: &Settings,
+    needed: u64,
+    spend_available: bool,
+) -> Result<(), ExitCode> {
+    let account = super::reach::account_check(settings, needed)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            eprintln!("nothing was submitted");
+            ExitCode::ProviderRefused
+        })?;
+    let Some(account) = account else {
+        return Ok(());
+    };
+    eprintln!("{}", account.describe());
+    if !account.enough() && !spend_available {
+        eprintln!(
+            "error: stopped before the first submit: the balance cannot pay for this run. Top \
+             the account up, or run with --spend-available to submit what the balance pays \
+             for (the provider refuses the rest with 402)"
+        );
+        return Err(ExitCode::Invalid);
+    }
+    Ok(())
+}
+
+fn build_engine(
+    store: &Arc<Store>,
+    settings: &Settings,
+    publisher: MediaPublisher,
+    provider_id: &str,
+    batch_id: i64,
+) -> Result<Arc<Engine<HttpProvider>>, ExitCode> {
+    let internal = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        ExitCode::Internal
+    };
+    let provider = HttpProvider::new(HttpProviderConfig {
         base_url: settings.api_base.clone(),
         api_key: settings
             .api_key()
             .cloned()
-            .expect("checked above or set by the simulator"),
+            .expect("checked before or set by the simulator"),
         connect_timeout: Duration::from_secs(10),
         request_timeout: settings.request_timeout,
         max_wait: settings.max_provider_wait,
-    }) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::Internal;
-        }
-    };
-    let engine = match Engine::new(
+    })
+    .map_err(|e| internal(&e))?;
+    Engine::new(
         store.clone(),
         provider,
-        publisher.clone(),
+        publisher,
         settings.engine.clone(),
-        Scope::batches(&provider_id, vec![batch_id]),
-    ) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::Internal;
-        }
-    };
+        Scope::batches(provider_id, vec![batch_id]),
+    )
+    .map_err(|e| internal(&e))
+}
+
+/// Drive the batch: the engine, the live line, notifications; then the summary and its code.
+async fn drive(
+    store: &Arc<Store>,
+    engine: Arc<Engine<HttpProvider>>,
+    settings: &Settings,
+    publisher: &MediaPublisher,
+    batch_id: i64,
+    args: &RunArgs,
+    simulator: Option<&crate::sim::Sim>,
+) -> Result<ExitCode, ExitCode> {
     let shutdown = CancellationToken::new();
     tokio::spawn(crate::daemon::lifecycle::cancel_on_signal(shutdown.clone()));
     let notifier = match crate::notify::resolve(&settings.notifications) {
         Ok(destinations) => crate::notify::Notifier::new(store.clone(), destinations),
         Err(message) => {
             eprintln!("error: {message}");
-            return ExitCode::Invalid;
+            return Err(ExitCode::Invalid);
         }
     };
     let notifying = notifier
@@ -246,14 +287,15 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     };
     let uploads = publisher.store().map(|s| s.progress.clone());
     let progress = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let limits = (
+            settings.engine.max_in_flight,
+            settings.engine.submit_per_minute,
+        );
         tokio::spawn(show_progress(
             store.clone(),
             batch_id,
             uploads.clone(),
-            (
-                settings.engine.max_in_flight,
-                settings.engine.submit_per_minute,
-            ),
+            limits,
             shutdown.child_token(),
         ))
     });
@@ -262,16 +304,13 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
     if let Some(p) = progress {
         let _ = p.await;
     }
-    let report = match outcome {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            eprintln!(
-                "the state folder is intact up to the failure: run the same command again to resume"
-            );
-            return ExitCode::Internal;
-        }
-    };
+    let report = outcome.map_err(|e| {
+        eprintln!("error: {e}");
+        eprintln!(
+            "the state folder is intact up to the failure: run the same command again to resume"
+        );
+        ExitCode::Internal
+    })?;
     if let Some(line) = uploads
         .as_deref()
         .and_then(super::run_report::upload_summary)
@@ -292,18 +331,7 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
             Err(e) => eprintln!("warning: notifications: {e}"),
         }
     }
-    let code = finish(
-        &store,
-        batch_id,
-        &report,
-        mode,
-        args.json,
-        simulator.as_ref(),
-    );
-    if let Some(sim) = simulator {
-        sim.shutdown().await;
-    }
-    code
+    Ok(finish(store, batch_id, &report, mode, args.json, simulator))
 }
 
 /// How long a run waits at its end for its notifications to be delivered.
