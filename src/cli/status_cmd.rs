@@ -1,5 +1,5 @@
-//! `recast status`, `recast retry` and `recast cancel`: reading and steering batches in the
-//! state folder.
+//! `recast status`, `recast retry`, `recast approve` and `recast cancel`: reading and steering
+//! batches in the state folder.
 
 use super::ExitCode;
 use super::args::{ApproveArgs, CancelArgs, RetryArgs, StatusArgs};
@@ -52,82 +52,7 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
             }));
             continue;
         }
-        let c = &summary.counts;
-        println!(
-            "{} ({}) · {} · spent {:.3} USD, refunded {:.3}{}{}",
-            summary.name,
-            summary.provider,
-            subjects_and_jobs(&summary),
-            summary.credits_spent as f64 / 1000.0,
-            summary.credits_refunded as f64 / 1000.0,
-            summary
-                .budget_credits
-                .map(|b| format!(", budget {:.3}", b as f64 / 1000.0))
-                .unwrap_or_default(),
-            if summary.paused { " · PAUSED" } else { "" }
-        );
-        if summary.cancelled {
-            println!(
-                "  CANCELLED by a person: nothing of it is submitted until `recast resume {}`",
-                summary.name
-            );
-        }
-        if summary.awaiting_approval > 0 {
-            println!(
-                "  CANARY: {} jobs wait until you approve the first {} clips: `recast approve {}`",
-                summary.awaiting_approval,
-                summary.canary.unwrap_or_default(),
-                summary.name
-            );
-        }
-        let mut table = super::table::new_table();
-        let present: Vec<JobState> = JobState::ALL
-            .into_iter()
-            .filter(|s| c.get(*s) > 0)
-            .collect();
-        table.set_header(present.iter().map(|s| s.as_str()).collect::<Vec<_>>());
-        table.add_row(
-            present
-                .iter()
-                .map(|s| c.get(*s).to_string())
-                .collect::<Vec<_>>(),
-        );
-        println!("{table}");
-        for job in &attention {
-            let reference = crate::provider::ErrorRef {
-                code: job.error_code.clone(),
-                request_id: job.request_id.clone(),
-            };
-            println!(
-                "  needs you: {} [{}]{}: {}{}",
-                job.subject_id,
-                job.state,
-                job.task_id
-                    .as_deref()
-                    .map(|t| format!(" task {t}"))
-                    .unwrap_or_default(),
-                job.reason.as_deref().unwrap_or("no reason recorded"),
-                // The request id is what the provider's support asks for.
-                if reference.is_empty()
-                    || job
-                        .reason
-                        .as_deref()
-                        .is_some_and(|r| r.contains(&reference.to_string()))
-                {
-                    String::new()
-                } else {
-                    reference.to_string()
-                }
-            );
-        }
-        for (subject, why) in &held {
-            println!("  held: {subject}: {why}");
-        }
-        if let Some(n) = args.events {
-            for e in store.events(id, n).unwrap_or_default() {
-                println!("  {} {:<16} {}", local_time(e.at_ms), e.kind, e.message);
-            }
-        }
+        print_batch(&store, &summary, &attention, &held, args.events);
     }
     let mut providers: Vec<String> = Vec::new();
     for id in store
@@ -157,6 +82,93 @@ pub fn status(settings: &Settings, args: StatusArgs) -> ExitCode {
         ExitCode::NeedsPerson
     } else {
         ExitCode::Ok
+    }
+}
+
+/// One batch as `recast status` shows it: the line, the counts, what needs you, what is held,
+/// the latest events.
+fn print_batch(
+    store: &Store,
+    summary: &crate::store::BatchSummary,
+    attention: &[crate::store::AttentionJob],
+    held: &[(String, String)],
+    events: Option<usize>,
+) {
+    let c = &summary.counts;
+    println!(
+        "{} ({}) · {} · spent {:.3} USD, refunded {:.3}{}{}",
+        summary.name,
+        summary.provider,
+        subjects_and_jobs(summary),
+        summary.credits_spent as f64 / 1000.0,
+        summary.credits_refunded as f64 / 1000.0,
+        summary
+            .budget_credits
+            .map(|b| format!(", budget {:.3}", b as f64 / 1000.0))
+            .unwrap_or_default(),
+        if summary.paused { " · PAUSED" } else { "" }
+    );
+    if summary.cancelled {
+        println!(
+            "  CANCELLED by a person: nothing of it is submitted until `recast resume {}`",
+            summary.name
+        );
+    }
+    if summary.awaiting_approval > 0 {
+        println!(
+            "  CANARY: {} jobs wait until you approve the first {} clips: `recast approve {}`",
+            summary.awaiting_approval,
+            summary.canary.unwrap_or_default(),
+            summary.name
+        );
+    }
+    let mut table = super::table::new_table();
+    let present: Vec<JobState> = JobState::ALL
+        .into_iter()
+        .filter(|s| c.get(*s) > 0)
+        .collect();
+    table.set_header(present.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    table.add_row(
+        present
+            .iter()
+            .map(|s| c.get(*s).to_string())
+            .collect::<Vec<_>>(),
+    );
+    println!("{table}");
+    for job in attention {
+        let reference = crate::provider::ErrorRef {
+            code: job.error_code.clone(),
+            request_id: job.request_id.clone(),
+        };
+        println!(
+            "  needs you: {} [{}]{}: {}{}",
+            job.subject_id,
+            job.state,
+            job.task_id
+                .as_deref()
+                .map(|t| format!(" task {t}"))
+                .unwrap_or_default(),
+            job.reason.as_deref().unwrap_or("no reason recorded"),
+            // The request id is what the provider's support asks for.
+            if reference.is_empty()
+                || job
+                    .reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains(&reference.to_string()))
+            {
+                String::new()
+            } else {
+                reference.to_string()
+            }
+        );
+    }
+    for (subject, why) in held {
+        println!("  held: {subject}: {why}");
+    }
+    if let Some(n) = events {
+        for e in store.events(summary.id, n).unwrap_or_default() {
+            println!("  {} {:<16} {}", local_time(e.at_ms), e.kind, e.message);
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! job's budget and cancel were checked), or put a signature, a secret or a URL's query into an
 //! error or a log line.
 
+mod local;
 mod s3;
 mod s3_multipart;
 

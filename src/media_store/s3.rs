@@ -2,7 +2,6 @@
 //! `rusty-s3` (which does no I/O) and sent with the project's own HTTP client.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,12 +10,13 @@ use std::time::Duration;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use sha2::{Digest, Sha256};
 
+use super::local::{
+    MAX_MEDIA_BYTES, changed, content_type, hash_file, open, read_part, unreadable,
+};
 use super::{MAX_URL_TTL_SECS, PublishFailure, S3Credentials, S3Settings};
 
 /// Files up to this size go up in one PUT; larger ones in parts of this size.
 pub const PART_SIZE: usize = 8 << 20;
-/// The largest local media file published (the provider takes videos up to 100 MB).
-const MAX_MEDIA_BYTES: u64 = 1 << 30;
 /// How long a signed request for recast's own calls (HEAD, PUT, parts) stays valid.
 const REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
 /// Tries per call, with exponential backoff and jitter between them.
@@ -359,80 +359,6 @@ async fn s3_error_code(r: reqwest::Response) -> String {
         .filter(|c| (1..=64).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_alphanumeric()))
         .map(|c| format!(" ({c})"))
         .unwrap_or_default()
-}
-
-pub(super) fn open(path: &Path) -> Result<std::fs::File, PublishFailure> {
-    crate::safe_fs::open_regular(path).map_err(|e| unreadable(path, &e.to_string()))
-}
-
-pub(super) fn unreadable(path: &Path, why: &str) -> PublishFailure {
-    PublishFailure::Unreadable {
-        file: path.display().to_string(),
-        why: why.to_owned(),
-    }
-}
-
-pub(super) fn changed(path: &Path, sha256: &str) -> PublishFailure {
-    PublishFailure::Changed {
-        file: path.display().to_string(),
-        planned: sha256.to_owned(),
-    }
-}
-
-/// Read up to `max` bytes from `file` off the async runtime; the file handle comes back for the
-/// next part.
-pub(super) async fn read_part(
-    mut file: std::fs::File,
-    max: u64,
-) -> Result<(std::fs::File, Vec<u8>), String> {
-    tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::new();
-        (&mut file)
-            .take(max)
-            .read_to_end(&mut buf)
-            .map_err(|e| e.to_string())?;
-        Ok((file, buf))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-}
-
-/// The sha256 of a file, read without following links.
-async fn hash_file(path: &Path) -> Result<String, PublishFailure> {
-    let mut file = open(path)?;
-    let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut limited = (&mut file).take(MAX_MEDIA_BYTES);
-        loop {
-            let n = limited
-                .read(&mut buf)
-                .map_err(|e| unreadable(&p, &e.to_string()))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        Ok(hex::encode(hasher.finalize()))
-    })
-    .await
-    .map_err(|e| unreadable(path, &e.to_string()))?
-}
-
-pub(super) fn content_type(path: &Path) -> &'static str {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("png") => "image/png",
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("webp") => "image/webp",
-        Some("mp4" | "m4v") => "video/mp4",
-        Some("mov") => "video/quicktime",
-        _ => "application/octet-stream",
-    }
 }
 
 /// Percent-encode an object name for a public URL, keeping its `/`.

@@ -11,7 +11,8 @@ use rusty_s3::actions::{CompleteMultipartUpload, CreateMultipartUpload};
 use sha2::{Digest, Sha256};
 
 use super::PublishFailure;
-use super::s3::{MediaStore, PART_SIZE, changed, content_type, read_part, unreadable};
+use super::local::{changed, content_type, read_part, unreadable};
+use super::s3::{MediaStore, PART_SIZE};
 
 const REQUEST_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
