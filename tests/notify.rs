@@ -144,3 +144,30 @@ async fn webhooks_are_signed_retried_after_a_500_and_the_hook_gets_the_results_f
     assert_eq!(received.lock().unwrap().deliveries.len(), deliveries.len());
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_set_up_on_a_state_folder_with_a_past_send_no_old_news() {
+    let ws = Workspace::new(2, "retries: 0\n");
+    let mut config = ws.sim_config();
+    config.faults.task_failure = "first=1".parse().unwrap();
+    let sim = Sim::start(config).await.unwrap();
+    let before = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(before.status.code(), Some(3), "{}", describe(&before));
+
+    let (url, received) = receiver().await;
+    std::fs::write(ws.path().join("webhook.secret"), SECRET).unwrap();
+    let settings = ws.write_settings("  submit_per_minute: 6000\nnotifications:\n  webhooks:\n");
+    let mut text = std::fs::read_to_string(&settings).unwrap();
+    text.push_str(&format!(
+        "    - url: {url}\n      secret_file: {}\n",
+        ws.path().join("webhook.secret").display()
+    ));
+    std::fs::write(&settings, text).unwrap();
+    let after = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(after.status.code(), Some(3), "{}", describe(&after));
+    assert!(
+        received.lock().unwrap().deliveries.is_empty(),
+        "the failure from before the webhook was set up was sent"
+    );
+    sim.shutdown().await;
+}

@@ -30,7 +30,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::provider::Provider;
-use crate::store::{Scope, Store, StoreError};
+use crate::store::{Scope, Store, StoreError, now_ms};
+
+/// How long the event log keeps an event.
+const EVENTS_KEPT: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 pub use config::{EngineConfig, PollSchedule};
 pub use download::{DownloadError, clean_temp_files};
@@ -222,6 +225,9 @@ impl<P: Provider> Engine<P> {
             mode == RunMode::Forever,
             std::sync::atomic::Ordering::Relaxed,
         );
+        // The event log keeps a month (pruned at each start): enough to look back on a batch.
+        let month_ago = now_ms() - EVENTS_KEPT.as_millis() as i64;
+        self.store.prune_events(month_ago)?;
         let interrupted = self.store.interrupted_submits()?;
         let (unknown, sent_back) = self
             .store

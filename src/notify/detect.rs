@@ -1,6 +1,6 @@
 //! Spotting what to notify, from what the engine wrote: the event log (read from a cursor kept
-//! in the store) for jobs that came to need a person, and each batch's counts for a batch that
-//! finished or a budget that holds jobs back. Every notice has a message id made from what it
+//! in the store) for jobs that came to need a person and batches that finished, and each
+//! batch's holds for a budget that holds jobs back. Every notice has a message id made from what it
 //! is about, so looking twice queues it once.
 
 use super::{Event, Notifier};
@@ -12,18 +12,35 @@ const EVENTS_PER_LOOK: usize = 1000;
 impl Notifier {
     /// Queue what happened since the last look. Returns how many events were read.
     pub(super) fn detect(&self) -> Result<usize, StoreError> {
-        let cursor = self.store.notify_cursor()?;
+        // Notifications set up on a state folder with a past start from now: its history is
+        // not sent as a flood of old news.
+        let cursor = match self.store.notify_cursor()? {
+            Some(c) => c,
+            None => {
+                let now = self.store.last_event_id()?;
+                self.store.set_notify_cursor(now)?;
+                now
+            }
+        };
         let events = self.store.events_after(cursor, EVENTS_PER_LOOK)?;
         let mut jobs: Vec<i64> = events.iter().filter_map(|e| e.job_id).collect();
         jobs.sort_unstable();
         jobs.dedup();
+        let mut touched: Vec<i64> = events.iter().filter_map(|e| e.batch_id).collect();
         for job_id in jobs {
-            self.job_needs_person(job_id)?;
+            if let Some(batch) = self.job_needs_person(job_id)? {
+                touched.push(batch);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        // A batch finishes with an event of one of its jobs: only batches something happened
+        // to are looked at.
+        for id in touched {
+            self.batch_finished(&self.store.batch_summary(id)?)?;
         }
         for id in self.store.batch_ids_named(None)? {
-            let summary = self.store.batch_summary(id)?;
-            self.batch_finished(&summary)?;
-            self.budget_reached(&summary)?;
+            self.budget_reached(&self.store.batch_summary(id)?)?;
         }
         if let Some(last) = events.last() {
             self.store.set_notify_cursor(last.id)?;
@@ -31,12 +48,13 @@ impl Notifier {
         Ok(events.len())
     }
 
-    fn job_needs_person(&self, job_id: i64) -> Result<(), StoreError> {
+    /// Queue the job's notice if it needs a person. Returns its batch.
+    fn job_needs_person(&self, job_id: i64) -> Result<Option<i64>, StoreError> {
         let Some(job) = self.store.job_brief(job_id)? else {
-            return Ok(());
+            return Ok(None);
         };
         if !job.state.needs_a_person() {
-            return Ok(());
+            return Ok(Some(job.batch_id));
         }
         let batch = self.store.batch_summary(job.batch_id)?;
         self.enqueue(
@@ -56,7 +74,8 @@ impl Notifier {
                 "request_id": job.request_id,
                 "task_id": job.task_id,
             }),
-        )
+        )?;
+        Ok(Some(job.batch_id))
     }
 
     fn batch_finished(&self, s: &BatchSummary) -> Result<(), StoreError> {

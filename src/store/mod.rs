@@ -17,6 +17,7 @@ mod jobs;
 mod lock;
 mod migrations;
 mod notices;
+mod plans;
 mod register;
 mod reports;
 mod scope;

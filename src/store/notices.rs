@@ -151,7 +151,8 @@ impl Store {
         .map_err(self.sql_error("list notices"))
     }
 
-    pub fn notify_cursor(&self) -> Result<i64, StoreError> {
+    /// How far the notifier has read the event log; `None` before it ever read it.
+    pub fn notify_cursor(&self) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
         conn.query_row(
             "SELECT value FROM notify_cursor WHERE name = 'events'",
@@ -159,8 +160,22 @@ impl Store {
             |r| r.get(0),
         )
         .optional()
-        .map(Option::unwrap_or_default)
         .map_err(self.sql_error("read the notifier's cursor"))
+    }
+
+    /// The newest event's id (0 when there is none).
+    pub fn last_event_id(&self) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
+            .map_err(self.sql_error("read the event log"))
+    }
+
+    /// Forget events older than `before` (Unix milliseconds): the log is for a person looking
+    /// back days, not for ever. Returns how many went.
+    pub fn prune_events(&self, before: i64) -> Result<usize, StoreError> {
+        self.write("prune old events", |tx| {
+            tx.execute("DELETE FROM events WHERE at < ?1", [before])
+        })
     }
 
     pub fn set_notify_cursor(&self, value: i64) -> Result<(), StoreError> {

@@ -59,9 +59,8 @@ fn sql_text(s: &str) -> String {
 
 /// SQL true when batch `b` may submit another job as far as its canary goes: it has none, a
 /// person approved it, or fewer of its jobs than the canary were ever submitted.
-pub(super) const CANARY_OPEN: &str = "(b.canary IS NULL OR b.approved = 1
-    OR (SELECT count(DISTINCT a.job_id) FROM attempts a JOIN jobs c ON c.id = a.job_id
-        WHERE c.batch_id = b.id) < b.canary)";
+pub(super) const CANARY_OPEN: &str =
+    "(b.canary IS NULL OR b.approved = 1 OR b.canary_started < b.canary)";
 
 pub(super) fn id_list(ids: &[i64]) -> String {
     if ids.is_empty() {

@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> NewBatch {
+pub(super) fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> NewBatch {
     NewBatch {
         name: name.to_owned(),
         provider: "test".to_owned(),
@@ -31,7 +31,7 @@ fn job(key: &str) -> NewJob {
     }
 }
 
-fn jobs(prefix: &str, n: usize) -> Vec<NewJob> {
+pub(super) fn jobs(prefix: &str, n: usize) -> Vec<NewJob> {
     (0..n).map(|i| job(&format!("{prefix}{i:04}"))).collect()
 }
 
@@ -44,7 +44,7 @@ fn assert_committed_matches(store: &Store, batch_id: i64) {
     );
 }
 
-fn all() -> Scope {
+pub(super) fn all() -> Scope {
     Scope::provider("test")
 }
 
@@ -512,4 +512,22 @@ fn a_canary_batch_submits_its_first_subjects_then_waits_for_approval() {
     for _ in 0..3 {
         assert!(claim(&store).is_some());
     }
+}
+
+#[test]
+fn old_events_are_pruned_and_recent_ones_kept() {
+    let store = Store::open_in_memory().unwrap();
+    store
+        .register_batch(&batch("b", None, 0), jobs("k", 2))
+        .unwrap();
+    let _ = claim(&store);
+    let before = store.last_event_id().unwrap();
+    assert!(before > 0);
+    assert_eq!(
+        store.prune_events(0).unwrap(),
+        0,
+        "nothing is older than 1970"
+    );
+    assert!(store.prune_events(now_ms() + 1).unwrap() > 0);
+    assert_eq!(store.events_after(0, 100).unwrap().len(), 0);
 }

@@ -1,0 +1,115 @@
+//! The queries the engine runs on every tick, checked against SQLite's own query plans: none
+//! may read the whole `jobs`, `attempts` or `events` table, whatever the batch's size
+//! (`EXPLAIN QUERY PLAN` of each statement as it ran, traced). A test only: the indexes
+//! themselves are in the migrations.
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::super::tests::{all, batch, jobs};
+    use super::super::*;
+
+    static TRACED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    fn trace(event: rusqlite::trace::TraceEvent<'_>) {
+        // The statement with its parameters bound, so its plan can be asked for as it ran.
+        if let rusqlite::trace::TraceEvent::Stmt(stmt, _) = event
+            && let Some(sql) = stmt.expanded_sql()
+        {
+            TRACED.lock().unwrap().push(sql);
+        }
+    }
+
+    fn tracing(store: &Store, on: bool) {
+        let mask = rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT;
+        let f: Option<fn(rusqlite::trace::TraceEvent<'_>)> = on.then_some(trace);
+        store.conn().trace_v2(mask, f).unwrap();
+    }
+
+    /// Tables that grow with the batch: reading one whole is a scan per tick.
+    const BIG: [&str; 3] = ["jobs", "attempts", "events"];
+
+    /// The steps of `sql`'s plan that read a whole big table (`SCAN jobs`, `SCAN j` for an
+    /// alias of it) rather than search an index.
+    fn full_scans(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+        let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let details: Vec<String> = plan
+            .query_map([], |row| row.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let flat = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        details
+            .into_iter()
+            .filter(|d| {
+                let Some(rest) = d.strip_prefix("SCAN ") else {
+                    return false;
+                };
+                let name = rest.split_whitespace().next().unwrap_or_default();
+                !d.contains(" USING ")
+                    && BIG.iter().any(|t| {
+                        name == *t
+                            || flat.contains(&format!("{t} {name} "))
+                            || flat.ends_with(&format!("{t} {name}"))
+                    })
+            })
+            .map(|d| format!("{d}\n    in: {flat}"))
+            .collect()
+    }
+
+    #[test]
+    fn no_tick_query_reads_a_whole_table_of_jobs() {
+        let store = Store::open_in_memory().unwrap();
+        let r = store
+            .register_batch(
+                &NewBatch {
+                    canary: Some(5),
+                    ..batch("b", Some(100_000), 0)
+                },
+                jobs("k", 40),
+            )
+            .unwrap();
+        // A job in flight, so each query has something to find.
+        let ClaimOutcome::Intent(intent) = store.claim_next(&all()).unwrap() else {
+            panic!("nothing to claim")
+        };
+        store.record_submitted(&intent, "task-1", 0).unwrap();
+        tracing(&store, true);
+        TRACED.lock().unwrap().clear();
+
+        // What the engine's stages ask each tick, and what progress, status and metrics read.
+        let scope = all();
+        let _ = store.claim_next(&scope).unwrap();
+        let _ = store.due_polls(&scope, i64::MAX, 10).unwrap();
+        let _ = store.next_poll_at(&scope).unwrap();
+        let _ = store.due_downloads(&scope, i64::MAX, 10, &[]).unwrap();
+        let _ = store.provider_in_flight(&scope).unwrap();
+        let _ = store.has_active_jobs(&scope, true).unwrap();
+        let _ = store.all_in_flight().unwrap();
+        let _ = store.batch_counts(r.batch_id).unwrap();
+        tracing(&store, false);
+
+        let statements = std::mem::take(&mut *TRACED.lock().unwrap());
+        assert!(statements.len() >= 8, "{statements:#?}");
+        let conn = store.conn();
+        // The check itself can fail: a query by a column without an index is caught.
+        assert_eq!(
+            full_scans(&conn, "SELECT count(*) FROM jobs WHERE reason = 'x'").len(),
+            1
+        );
+        let scans: Vec<String> = statements
+            .iter()
+            .filter(|s| {
+                let s = s.trim_start().to_ascii_uppercase();
+                s.starts_with("SELECT") || s.starts_with("UPDATE") || s.starts_with("WITH")
+            })
+            .flat_map(|sql| full_scans(&conn, sql))
+            .collect();
+        assert!(
+            scans.is_empty(),
+            "full scans on a tick:\n{}",
+            scans.join("\n")
+        );
+    }
+}
