@@ -46,6 +46,8 @@ struct Slowdown {
     /// Multiplies the configured spacing between calls; 1.0 is full speed.
     factor: f64,
     last_call: Option<Instant>,
+    /// Server trouble (5xx, connection failures) in a row, since the last accepted call.
+    trouble: u32,
 }
 
 /// A shared gate every call of one kind (submits, or polls) passes through.
@@ -70,6 +72,11 @@ const RECOVERY: f64 = 0.99;
 const HEADROOM: f64 = 1.03;
 /// Pause after a 429 without a usable `Retry-After`.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
+/// The first pause after server trouble, doubled at each further failure in a row (with
+/// jitter) up to [`MAX_TROUBLE_PAUSE`]: an outage costs a probe call every few minutes, not
+/// one every two seconds.
+const FIRST_TROUBLE_PAUSE: Duration = Duration::from_secs(2);
+const MAX_TROUBLE_PAUSE: Duration = Duration::from_secs(300);
 
 impl Pacing {
     pub fn new(per_minute: u32, burst: u32) -> Pacing {
@@ -88,6 +95,7 @@ impl Pacing {
                 paused_until: None,
                 factor: 1.0,
                 last_call: None,
+                trouble: 0,
             }),
         }
     }
@@ -146,10 +154,31 @@ impl Pacing {
         s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
     }
 
-    /// A call went through: the slowdown wears off a little.
+    /// The server failed (5xx, no connection): pause everyone, twice as long as after the
+    /// previous failure in a row (with jitter), at most five minutes. Returns the pause.
+    pub fn server_trouble(&self) -> Duration {
+        let mut s = self.lock();
+        s.trouble = s.trouble.saturating_add(1);
+        let pause = FIRST_TROUBLE_PAUSE
+            .saturating_mul(2u32.saturating_pow(s.trouble.saturating_sub(1).min(16)))
+            .min(MAX_TROUBLE_PAUSE)
+            .mul_f64(rand::random_range(0.8..1.2));
+        let until = Instant::now() + pause;
+        s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
+        pause
+    }
+
+    /// Whether the server failed the last call: then one call at a time probes it (a circuit
+    /// breaker half open), instead of a burst into an outage.
+    pub fn in_trouble(&self) -> bool {
+        self.lock().trouble > 0
+    }
+
+    /// A call went through: the slowdown wears off a little, and server trouble is over.
     pub fn accepted(&self) {
         let mut s = self.lock();
         s.factor = (s.factor * RECOVERY).max(1.0);
+        s.trouble = 0;
     }
 
     pub fn slowdown_factor(&self) -> f64 {
@@ -187,6 +216,29 @@ mod tests {
         let start = Instant::now();
         pacing.acquire().await;
         assert!(Instant::now() - start >= Duration::from_millis(150));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_is_probed_ever_more_rarely_and_one_success_ends_it() {
+        let pacing = Pacing::new(6000, 10);
+        let mut pauses = Vec::new();
+        for _ in 0..10 {
+            pauses.push(pacing.server_trouble());
+        }
+        assert!(pacing.in_trouble());
+        // 2 s, 4 s, 8 s, ... (within their jitter), capped at five minutes.
+        assert!(pauses[0] >= Duration::from_millis(1600) && pauses[0] <= Duration::from_millis(2400));
+        assert!(pauses[3] >= Duration::from_millis(12_800) && pauses[3] <= Duration::from_millis(19_200));
+        assert!(pauses[9] <= Duration::from_secs(360) && pauses[9] >= Duration::from_secs(240));
+        // Ten failures in a row cost about ten probes over ten minutes, not 300.
+        let total: Duration = pauses.iter().sum();
+        assert!(total >= Duration::from_secs(600), "{total:?}");
+        let start = Instant::now();
+        pacing.acquire().await;
+        assert!(Instant::now() - start >= Duration::from_secs(240));
+        pacing.accepted();
+        assert!(!pacing.in_trouble());
+        assert!(pacing.server_trouble() <= Duration::from_millis(2400), "it starts over");
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,14 +16,13 @@ use super::{Engine, EngineError, Halt};
 use crate::provider::{Provider, ProviderError};
 use crate::store::{ClaimOutcome, InterruptedSubmit, SubmitIntent, now_ms};
 
-/// Backoff after a submit that failed without a 429 (connect errors, 5xx).
-const SERVER_TROUBLE_PAUSE: Duration = Duration::from_secs(2);
 
 impl<P: Provider> Engine<P> {
     /// Until the provider has accepted one submit of this run, submits go one at a time: a bad
     /// key or an empty account then costs one refused request, not a burst of them.
+    /// While the provider is failing (5xx, no connection), one submit at a time probes it.
     fn submit_concurrency(&self) -> usize {
-        if self.provider_confirmed.load(Ordering::Relaxed) {
+        if self.provider_confirmed.load(Ordering::Relaxed) && !self.submit_pacing.in_trouble() {
             self.config.submit_concurrency.max(1)
         } else {
             1
@@ -146,7 +145,7 @@ impl<P: Provider> Engine<P> {
             Ok(r) => r,
             Err(e) if e.is_transient() => {
                 self.store.record_not_sent(&intent, &e.to_string())?;
-                self.submit_pacing.pause(SERVER_TROUBLE_PAUSE);
+                self.submit_pacing.server_trouble();
                 tracing::warn!(subject = %intent.subject_id, "not submitted yet: {e}");
                 return Ok(());
             }
@@ -165,7 +164,7 @@ impl<P: Provider> Engine<P> {
                 intent.output_dir
             );
             self.store.record_not_sent(&intent, &why)?;
-            self.submit_pacing.pause(SERVER_TROUBLE_PAUSE);
+            self.submit_pacing.server_trouble();
             tracing::error!(subject = %intent.subject_id, "not submitted: {why}");
             return Ok(());
         }
@@ -207,7 +206,7 @@ impl<P: Provider> Engine<P> {
             Err(ProviderError::NotSent(why)) => {
                 store.record_not_sent(intent, &why)?;
                 closed(self);
-                self.submit_pacing.pause(SERVER_TROUBLE_PAUSE);
+                self.submit_pacing.server_trouble();
                 tracing::warn!(subject = %intent.subject_id, "submit not sent, will retry: {why}");
             }
             Err(ProviderError::RateLimited { retry_after }) => {
@@ -241,7 +240,7 @@ impl<P: Provider> Engine<P> {
             Err(e @ (ProviderError::Ambiguous(_) | ProviderError::TaskNotFound { .. })) => {
                 let why = format!("submit outcome unknown: {e}");
                 store.record_unknown(intent, &why)?;
-                self.submit_pacing.pause(SERVER_TROUBLE_PAUSE);
+                self.submit_pacing.server_trouble();
                 let resends = {
                     let mut m = self
                         .unknown_resends
