@@ -227,8 +227,13 @@ mod tests {
         }
         assert!(pacing.in_trouble());
         // 2 s, 4 s, 8 s, ... (within their jitter), capped at five minutes.
-        assert!(pauses[0] >= Duration::from_millis(1600) && pauses[0] <= Duration::from_millis(2400));
-        assert!(pauses[3] >= Duration::from_millis(12_800) && pauses[3] <= Duration::from_millis(19_200));
+        assert!(
+            pauses[0] >= Duration::from_millis(1600) && pauses[0] <= Duration::from_millis(2400)
+        );
+        assert!(
+            pauses[3] >= Duration::from_millis(12_800)
+                && pauses[3] <= Duration::from_millis(19_200)
+        );
         assert!(pauses[9] <= Duration::from_secs(360) && pauses[9] >= Duration::from_secs(240));
         // Ten failures in a row cost about ten probes over ten minutes, not 300.
         let total: Duration = pauses.iter().sum();
@@ -238,7 +243,10 @@ mod tests {
         assert!(Instant::now() - start >= Duration::from_secs(240));
         pacing.accepted();
         assert!(!pacing.in_trouble());
-        assert!(pacing.server_trouble() <= Duration::from_millis(2400), "it starts over");
+        assert!(
+            pacing.server_trouble() <= Duration::from_millis(2400),
+            "it starts over"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,7 +16,6 @@ use super::{Engine, EngineError, Halt};
 use crate::provider::{Provider, ProviderError};
 use crate::store::{ClaimOutcome, InterruptedSubmit, SubmitIntent, now_ms};
 
-
 impl<P: Provider> Engine<P> {
     /// Until the provider has accepted one submit of this run, submits go one at a time: a bad
     /// key or an empty account then costs one refused request, not a burst of them.
