@@ -59,10 +59,13 @@ pub(super) async fn act(
     let store = &d.store;
     let done = match action.as_str() {
         "pause" => store.set_paused(Some(id), true).map(|_| ()),
-        "resume" => store
-            .set_paused(Some(id), false)
-            .and_then(|_| store.uncancel(id))
-            .map(|_| ()),
+        // Resume also undoes a person's cancel, like `recast resume BATCH`.
+        "resume" => store.set_paused(Some(id), false).and_then(|_| {
+            if store.batch_summary(id)?.cancelled {
+                store.uncancel(id)?;
+            }
+            Ok(())
+        }),
         "cancel" => store.cancel(id, false).map(|_| ()),
         "approve" => store.approve(id).map(|_| ()),
         "retry" => {

@@ -187,11 +187,8 @@ impl Store {
                  WHERE batch_id = ?1 AND state IN ('planned', 'unknown')",
                 params![batch_id, now],
             )?;
-            // Jobs the manifest had dropped are a person's cancellation now too.
-            tx.execute(
-                "UPDATE jobs SET cancelled_by = 'person' WHERE batch_id = ?1 AND state = 'cancelled'",
-                [batch_id],
-            )?;
+            // Jobs the manifest had dropped stay the manifest's: a resume must not revive subjects
+            // no manifest asks for (the batch's own flag keeps them from coming back meanwhile).
             if abandon {
                 // Their attempts stay `accepted`: the provider bills them, so the budget counts them.
                 n += tx.execute(
@@ -201,7 +198,13 @@ impl Store {
                     params![batch_id, now],
                 )?;
             }
-            event(tx, Some(batch_id), None, "cancel", &format!("{n} jobs cancelled by a person"))?;
+            event(
+                tx,
+                Some(batch_id),
+                None,
+                "cancel",
+                &format!("{n} jobs cancelled by a person"),
+            )?;
             Ok(n)
         })
     }
@@ -214,7 +217,8 @@ impl Store {
                  coalesce(sum(CASE WHEN j.task_id IS NULL AND a.id IS NULL
                      THEN coalesce(j.estimate_credits, 0) END), 0)
              FROM jobs j LEFT JOIN attempts a ON a.id = j.attempt_id AND a.state = 'unknown'
-             WHERE j.batch_id = ?1 AND j.state = 'cancelled'",
+             WHERE j.batch_id = ?1 AND j.state = 'cancelled'
+                 AND coalesce(j.cancelled_by, 'person') = 'person'",
             [batch_id],
             |r| {
                 Ok(RetryPrice {
@@ -243,18 +247,21 @@ fn uncancel(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<usize> {
         params![batch_id, now],
     )?;
     let back = "cancelled_by = NULL, reason = 'resumed by a person', updated_at = ?2";
+    // Jobs the manifest dropped (subjects taken out of it) stay cancelled: a person resumes
+    // what a person cancelled, never subjects no manifest asks for any more.
+    let by_person = "coalesce(cancelled_by, 'person') = 'person'";
     let mut n = tx.execute(
         &format!(
             "UPDATE jobs SET state = CASE WHEN clip_url IS NOT NULL THEN 'downloading'
                  ELSE 'running' END, next_poll_at = ?2, {back}
-             WHERE batch_id = ?1 AND state = 'cancelled' AND task_id IS NOT NULL"
+             WHERE batch_id = ?1 AND state = 'cancelled' AND {by_person} AND task_id IS NOT NULL"
         ),
         params![batch_id, now],
     )?;
     n += tx.execute(
         &format!(
             "UPDATE jobs SET state = 'unknown', {back}
-             WHERE batch_id = ?1 AND state = 'cancelled' AND attempt_id IN
+             WHERE batch_id = ?1 AND state = 'cancelled' AND {by_person} AND attempt_id IN
                  (SELECT id FROM attempts WHERE state = 'unknown')"
         ),
         params![batch_id, now],
@@ -262,7 +269,7 @@ fn uncancel(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<usize> {
     n += tx.execute(
         &format!(
             "UPDATE jobs SET state = 'planned', held = NULL, attempt_id = NULL, {back}
-             WHERE batch_id = ?1 AND state = 'cancelled'"
+             WHERE batch_id = ?1 AND state = 'cancelled' AND {by_person}"
         ),
         params![batch_id, now],
     )?;

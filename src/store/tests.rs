@@ -531,3 +531,29 @@ fn old_events_are_pruned_and_recent_ones_kept() {
     assert!(store.prune_events(now_ms() + 1).unwrap() > 0);
     assert_eq!(store.events_after(0, 100).unwrap().len(), 0);
 }
+
+#[test]
+fn a_resume_never_revives_subjects_the_manifest_dropped() {
+    let store = Store::open_in_memory().unwrap();
+    let r = store
+        .register_batch(&batch("b", None, 0), jobs("k", 3))
+        .unwrap();
+    // The manifest loses one subject, then a person cancels and resumes the batch.
+    store
+        .register_batch(&batch("b", None, 0), jobs("k", 2))
+        .unwrap();
+    store.cancel(r.batch_id, false).unwrap();
+    assert_eq!(store.uncancel_price(r.batch_id).unwrap().submits, 2);
+    assert_eq!(store.uncancel(r.batch_id).unwrap(), 2);
+    let counts = store.batch_counts(r.batch_id).unwrap();
+    assert_eq!(counts.get(JobState::Planned), 2);
+    assert_eq!(
+        counts.get(JobState::Cancelled),
+        1,
+        "the dropped subject stays out"
+    );
+    assert_eq!(
+        claim(&store).map(|i| i.job_key.ends_with("0002")),
+        Some(false)
+    );
+}
