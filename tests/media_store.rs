@@ -498,5 +498,16 @@ async fn a_failed_task_keeps_the_providers_code_and_request_id_for_support() {
     let text = ws.recast(&sim, &["status"]).await;
     let stdout = String::from_utf8_lossy(&text.stdout);
     assert!(stdout.contains(&format!("request req_{task}")), "{stdout}");
+    // The results file tells a person too, in a line of its own.
+    let results = std::fs::read_to_string(ws.out().join(recast::output::RESULTS_FILE)).unwrap();
+    let failed: Vec<serde_json::Value> = results
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["state"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{results}");
+    assert_eq!(failed[0]["subject"], "s000");
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(error.contains(&format!("request req_{task}")), "{error}");
     sim.shutdown().await;
 }

@@ -220,6 +220,7 @@ impl<P: Provider> Engine<P> {
             );
             self.store
                 .record_needs_person(item.job_id, JobState::Expired, &why)?;
+            self.note_outcome(item.job_id);
             tracing::error!(subject = %item.subject_id, "EXPIRED: {why}");
         } else {
             tracing::warn!(subject = %item.subject_id, "{why}; asking the provider for a fresh link");

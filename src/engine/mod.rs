@@ -15,6 +15,7 @@ mod balance;
 mod config;
 mod download;
 mod landing;
+mod outcome;
 pub use landing::planned_name;
 mod pacing;
 mod poll;

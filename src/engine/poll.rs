@@ -134,6 +134,7 @@ impl<P: Provider> Engine<P> {
                         let state = store.record_task_failed(&item, &why)?;
                         if state == JobState::Failed {
                             store.note_error_reference(item.job_id, &status.reference)?;
+                            self.note_outcome(item.job_id);
                         }
                         let why = format!("{why}{}", status.reference);
                         if state == JobState::Failed {
@@ -149,6 +150,7 @@ impl<P: Provider> Engine<P> {
                         JobState::Expired,
                         &format!("the provider says task {} has expired: its clip can no longer be had", item.task_id),
                     )?;
+                        self.note_outcome(item.job_id);
                         tracing::error!(subject = %item.subject_id, task = %item.task_id, "EXPIRED: the clip can no longer be downloaded");
                     }
                     TaskState::Queued | TaskState::Running | TaskState::Unrecognised => {
@@ -191,6 +193,7 @@ impl<P: Provider> Engine<P> {
                     )
                 };
                 store.record_needs_person(item.job_id, state, &why)?;
+                self.note_outcome(item.job_id);
                 tracing::error!(subject = %item.subject_id, "{why}");
             }
             Err(ProviderError::RateLimited { retry_after }) => {
@@ -229,6 +232,7 @@ impl<P: Provider> Engine<P> {
         );
         self.store
             .record_needs_person(item.job_id, JobState::Failed, &why)?;
+        self.note_outcome(item.job_id);
         tracing::error!(subject = %item.subject_id, "{why}");
         Ok(true)
     }

@@ -223,6 +223,7 @@ impl<P: Provider> Engine<P> {
                 let why = e.to_string();
                 store.record_rejected(intent, &why)?;
                 store.note_error_reference(intent.job_id, &e.reference())?;
+                self.note_outcome(intent.job_id);
                 closed(self);
                 tracing::warn!(subject = %intent.subject_id, "{why}");
             }
@@ -253,6 +254,7 @@ impl<P: Provider> Engine<P> {
                     store.release_unknown_job(intent.job_id)?;
                     tracing::warn!(subject = %intent.subject_id, "{why}; re-sending under the same idempotency key");
                 } else {
+                    self.note_outcome(intent.job_id);
                     tracing::warn!(
                         subject = %intent.subject_id,
                         "{why}; held as unknown (`recast retry --unknown` re-sends it)"

@@ -3,7 +3,9 @@
 //! Owns: `recast-results.jsonl`, JSON lines appended and fsynced as a job's money moves: before
 //! a submit is sent (`submitting`, with its idempotency key), when the provider answers with a
 //! task (`submitted`, with the task id), when a submit certainly created nothing (`closed`), and
-//! when the clip lands (`done`: file, sha256, bytes). The last line of a job key is its state.
+//! when the clip lands (`done`: file, sha256, bytes); and, for a person, when a job comes to need
+//! one (`rejected`, `failed`, `expired`, `lost`, `unknown`, with the error). The last money line
+//! of a job key is its state.
 //! Read back when a batch is registered, it makes a verified clip `done` for any state folder
 //! (a lost state folder, a CI cache evicted, `cd` into another folder), and a task in flight
 //! followed rather than billed again; a submit that was on the wire is `unknown`, never re-sent
@@ -51,10 +53,23 @@ pub struct ResultLine {
     pub idempotency_key: Option<String>,
     /// Upper bound of what the clip cost, in credits.
     pub credits: Option<u64>,
-    /// `submitting`, `submitted`, `closed` or `done`.
+    /// `submitting`, `submitted`, `closed` or `done`; or one of [`OUTCOME_STATES`] with the
+    /// `error`, for a person reading the file.
     pub state: String,
     /// Unix milliseconds.
     pub at: i64,
+    /// Why the job needs a person (outcome lines), with the provider's code and request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// States of lines written for a person (a job rejected, failed, expired, lost or unknown, with
+/// why). Reading the file back for money ignores them: a job's money state is its last
+/// `submitting`/`submitted`/`closed`/`done` line, as before they existed.
+pub const OUTCOME_STATES: [&str; 5] = ["rejected", "failed", "expired", "lost", "unknown"];
+
+fn is_outcome(entry: &ResultLine) -> bool {
+    OUTCOME_STATES.contains(&entry.state.as_str())
 }
 
 pub use crate::safe_fs::open_regular;
@@ -85,6 +100,7 @@ pub fn read(dir: &Path) -> HashMap<String, ResultLine> {
     let reader = BufReader::new(file.take(MAX_RESULTS_BYTES));
     for line in reader.split(b'\n').map_while(Result::ok) {
         if let Ok(entry) = serde_json::from_slice::<ResultLine>(&line)
+            && !is_outcome(&entry)
             && (entry.state != "done" || is_plain_name(&entry.file))
         {
             out.insert(entry.job_key.clone(), entry);
@@ -107,7 +123,7 @@ pub fn recorded_credits(dir: &Path, known: &std::collections::HashSet<String>) -
         let Ok(entry) = serde_json::from_slice::<ResultLine>(&line) else {
             continue;
         };
-        if known.contains(&entry.job_key) {
+        if known.contains(&entry.job_key) || is_outcome(&entry) {
             continue;
         }
         let credits = entry.credits.unwrap_or(0);
@@ -181,6 +197,32 @@ mod tests {
             state: "done".to_owned(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn outcome_lines_are_for_people_and_never_change_what_the_folder_remembers() {
+        let dir = tempfile::tempdir().unwrap();
+        let money = |state: &str| ResultLine {
+            job_key: "k1".into(),
+            idempotency_key: Some("k1-a1".into()),
+            task_id: Some("t-1".into()),
+            credits: Some(566),
+            state: state.into(),
+            ..Default::default()
+        };
+        append(dir.path(), &money("submitted")).unwrap();
+        append(
+            dir.path(),
+            &ResultLine {
+                error: Some("no face [code 60001; request req_1]".into()),
+                ..money("failed")
+            },
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(dir.path().join(RESULTS_FILE)).unwrap();
+        assert!(text.contains("\"error\":\"no face [code 60001; request req_1]\""));
+        assert_eq!(read(dir.path())["k1"].state, "submitted");
+        assert_eq!(recorded_credits(dir.path(), &Default::default()), 566);
     }
 
     #[test]

@@ -226,7 +226,8 @@ impl Store {
         let conn = self.conn();
         conn.query_row(
             "SELECT j.batch_id, j.subject_id, j.state, j.reason, j.error_code, j.request_id,
-                 coalesce(j.attempt_id, 0), j.task_id FROM jobs j WHERE j.id = ?1",
+                 coalesce(j.attempt_id, 0), j.task_id, j.job_key, j.estimate_credits
+             FROM jobs j WHERE j.id = ?1",
             [job_id],
             |r| {
                 let state: String = r.get(2)?;
@@ -239,6 +240,8 @@ impl Store {
                     request_id: r.get(5)?,
                     attempt_id: r.get(6)?,
                     task_id: r.get(7)?,
+                    job_key: r.get(8)?,
+                    estimate_credits: r.get::<_, Option<i64>>(9)?.map(|c| c as u64),
                 })
             },
         )
@@ -258,4 +261,6 @@ pub struct JobBrief {
     pub request_id: Option<String>,
     pub attempt_id: i64,
     pub task_id: Option<String>,
+    pub job_key: String,
+    pub estimate_credits: Option<u64>,
 }
