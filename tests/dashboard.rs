@@ -9,8 +9,8 @@ use chromiumoxide::page::ScreenshotParams;
 use futures_util::StreamExt;
 use recast::sim::Sim;
 
-use crate::helper::wait_for;
 use crate::helper::workspace::{Workspace, describe};
+use crate::helper::{free_port, wait_for, wait_listening};
 
 fn chromium() -> PathBuf {
     if let Some(p) = std::env::var_os("RECAST_CHROMIUM") {
@@ -24,14 +24,6 @@ fn chromium() -> PathBuf {
         .unwrap_or_else(|| {
             panic!("the dashboard test needs a browser: `apt-get install chromium` (.ci/run does)")
         })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn paused(ws: &Workspace, sim: &Sim) -> bool {
@@ -64,17 +56,7 @@ async fn a_person_sees_thumbnails_and_playable_clips_and_a_button_changes_the_ba
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    wait_for(
-        "the dashboard to listen",
-        Duration::from_secs(20),
-        || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        },
-    )
-    .await;
+    wait_listening("the dashboard", port).await;
 
     let config = BrowserConfig::builder()
         .chrome_executable(chromium())

@@ -53,11 +53,7 @@ impl S3Server {
     async fn start() -> S3Server {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::helper::free_port();
         let child = std::process::Command::new(s3s_fs_binary())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
@@ -71,13 +67,7 @@ impl S3Server {
             root,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
-        wait_for("s3s-fs to listen", Duration::from_secs(20), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
+        crate::helper::wait_listening("s3s-fs", port).await;
         server
     }
 

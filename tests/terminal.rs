@@ -289,11 +289,7 @@ fn readme_block(readme: &str, heading: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_curl_walkthrough_works_when_pasted() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::helper::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut sim = tokio::process::Command::new(env!("CARGO_BIN_EXE_recast"))
         .args([
@@ -310,17 +306,7 @@ async fn the_readme_curl_walkthrough_works_when_pasted() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    crate::helper::wait_for(
-        "the simulator to listen",
-        std::time::Duration::from_secs(20),
-        || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(|_| ())
-        },
-    )
-    .await;
+    crate::helper::wait_listening("the simulator", port).await;
     let paste =
         |heading: &str| readme_block(&readme, heading).replace("http://127.0.0.1:8700", &base);
     // What a person pastes, in order; between the poll and the download they wait a moment.

@@ -35,6 +35,30 @@ where
     }
 }
 
+/// A loopback port free right now, for a server a test starts as a process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait (bounded) until something accepts connections on loopback `port`.
+pub async fn wait_listening(what: &str, port: u16) {
+    wait_for(
+        &format!("{what} to listen"),
+        Duration::from_secs(20),
+        || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+}
+
 /// Ledger entries billed and not refunded, per subject image file name.
 pub fn net_bills_per_subject(
     ledger: &recast::sim::Ledger,
