@@ -17,6 +17,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_error_reference.sql"),
     include_str!("migrations/0005_canary.sql"),
     include_str!("migrations/0006_notifications.sql"),
+    include_str!("migrations/0007_counters.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

@@ -44,6 +44,7 @@ impl Store {
                 keys.insert(job.key);
             }
             report.dropped = drop_stale(tx, batch_id, &keys)?;
+            count_subjects(tx, batch_id)?;
             event(
                 tx,
                 Some(batch_id),
@@ -260,6 +261,25 @@ fn drop_stale(
         dropped += 1;
     }
     Ok(dropped)
+}
+
+/// The batch's subjects and the earlier versions kept beside them, counted once per
+/// registration (the only time they change) so that views read them from the batch row.
+fn count_subjects(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<()> {
+    let current = "(cancelled_by IS NULL OR cancelled_by != 'manifest')";
+    tx.execute(
+        &format!(
+            "UPDATE batches SET
+                 subjects = (SELECT count(DISTINCT subject_id) FROM jobs
+                     WHERE batch_id = ?1 AND {current}),
+                 earlier_versions = (SELECT count(*) FROM jobs j WHERE j.batch_id = ?1
+                     AND EXISTS (SELECT 1 FROM jobs n WHERE n.batch_id = j.batch_id
+                         AND n.subject_id = j.subject_id AND n.id > j.id AND {current}))
+             WHERE id = ?1"
+        ),
+        [batch_id],
+    )?;
+    Ok(())
 }
 
 /// A job whose submit only the output folder remembers: `running` on its task (polling is

@@ -219,8 +219,8 @@ impl Store {
         let sum = |states: &str| -> Result<u64, StoreError> {
             conn.query_row(
                 &format!(
-                    "SELECT coalesce(sum(a.credits_estimate), 0) FROM attempts a
-                     JOIN jobs j ON j.id = a.job_id WHERE j.batch_id = ?1 AND a.state IN {states}"
+                    "SELECT coalesce(sum(credits), 0) FROM batch_attempt_credits
+                     WHERE batch_id = ?1 AND state IN {states}"
                 ),
                 [batch_id],
                 |r| r.get::<_, i64>(0),
@@ -231,29 +231,25 @@ impl Store {
         let credits_spent = sum("('accepted', 'completed')")?;
         let credits_refunded = sum("('failed', 'abandoned')")?;
         let credits_uncertain = sum("('unknown', 'submitting')")?;
-        let count = |sql: &str| -> Result<u64, StoreError> {
-            conn.query_row(sql, [batch_id], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
-                .map_err(self.sql_error("count a batch's subjects"))
+        let canary_open: bool = conn
+            .query_row(
+                &format!(
+                    "SELECT {} FROM batches b WHERE b.id = ?1",
+                    super::scope::CANARY_OPEN
+                ),
+                [batch_id],
+                |r| r.get(0),
+            )
+            .map_err(self.sql_error("read a batch's canary"))?;
+        let awaiting_approval = if canary_open {
+            0
+        } else {
+            counts.get(JobState::Planned)
         };
-        let current = "(cancelled_by IS NULL OR cancelled_by != 'manifest')";
-        let subjects = count(&format!(
-            "SELECT count(DISTINCT subject_id) FROM jobs WHERE batch_id = ?1 AND {current}"
-        ))?;
-        let earlier_versions = count(&format!(
-            "SELECT count(*) FROM jobs j WHERE j.batch_id = ?1 AND EXISTS (SELECT 1 FROM jobs n
-                 WHERE n.batch_id = j.batch_id AND n.subject_id = j.subject_id AND n.id > j.id
-                     AND {current})"
-        ))?;
-        let awaiting_approval = count(&format!(
-            "SELECT CASE WHEN {} THEN 0 ELSE (SELECT count(*) FROM jobs
-                 WHERE batch_id = b.id AND state = 'planned') END
-             FROM batches b WHERE b.id = ?1",
-            super::scope::CANARY_OPEN
-        ))?;
         conn.query_row(
             "SELECT id, name, provider, manifest_path, output_dir, budget_credits, paused,
-                 cancelled, canary, approved FROM batches WHERE id = ?1",
+                 cancelled, canary, approved, subjects, earlier_versions
+             FROM batches WHERE id = ?1",
             [batch_id],
             |r| {
                 Ok(BatchSummary {
@@ -269,8 +265,8 @@ impl Store {
                     credits_spent,
                     credits_refunded,
                     credits_uncertain,
-                    subjects,
-                    earlier_versions,
+                    subjects: r.get::<_, i64>(10)? as u64,
+                    earlier_versions: r.get::<_, i64>(11)? as u64,
                     canary: r.get(8)?,
                     approved: r.get(9)?,
                     awaiting_approval,

@@ -326,11 +326,11 @@ impl Store {
         .map_err(self.sql_error("read link refreshes"))
     }
 
-    /// Counts of a batch's jobs by state.
+    /// Counts of a batch's jobs by state, read from the counters triggers keep (no scan).
     pub fn batch_counts(&self, batch_id: i64) -> Result<JobStateCounts, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare_cached("SELECT state, count(*) FROM jobs WHERE batch_id = ?1 GROUP BY state")
+            .prepare_cached("SELECT state, n FROM batch_state_counts WHERE batch_id = ?1 AND n > 0")
             .map_err(self.sql_error("count jobs"))?;
         let mut counts = JobStateCounts::default();
         let rows = s
