@@ -161,12 +161,14 @@ impl<P: Provider> Engine<P> {
         let store = &self.store;
         match self.fetch_clip(&item).await {
             Ok(landed) => {
-                store.record_downloaded(
-                    &item,
-                    &landed.path.to_string_lossy(),
-                    &landed.sha256,
-                    landed.bytes,
-                )?;
+                store
+                    .record_downloaded(
+                        &item,
+                        &landed.path.to_string_lossy(),
+                        &landed.sha256,
+                        landed.bytes,
+                    )
+                    .await?;
                 tracing::info!(subject = %item.subject_id, path = ?landed.path, "clip saved");
             }
             Err(DownloadError::LinkDead(status)) => {

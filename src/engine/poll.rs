@@ -118,7 +118,7 @@ impl<P: Provider> Engine<P> {
                         Some(url) => {
                             let expires =
                                 now_ms() + self.config.assumed_link_ttl.as_millis() as i64;
-                            store.record_clip_ready(&item, &url, expires)?;
+                            store.record_clip_ready(&item, &url, expires).await?;
                             tracing::info!(subject = %item.subject_id, task = %item.task_id, "finished");
                             self.wake.notify_waiters();
                         }

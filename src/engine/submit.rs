@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Engine, EngineError, Halt};
 use crate::provider::{Provider, ProviderError};
-use crate::store::{ClaimOutcome, InterruptedSubmit, SubmitIntent, now_ms};
+use crate::store::{ClaimOutcome, Commit, InterruptedSubmit, SubmitIntent, now_ms};
 
 impl<P: Provider> Engine<P> {
     /// Until the provider has accepted one submit of this run, submits go one at a time: a bad
@@ -58,12 +58,12 @@ impl<P: Provider> Engine<P> {
                 _ = stop.cancelled() => break,
                 _ = self.submit_pacing.acquire() => {}
             }
-            match self.store.claim_next(self.scope())? {
-                ClaimOutcome::Intent(intent) => {
+            match self.store.claim_next_grouped(self.scope())? {
+                (ClaimOutcome::Intent(intent), commit) => {
                     let engine = self.clone();
-                    sends.spawn(async move { engine.send(*intent).await });
+                    sends.spawn(async move { engine.send(*intent, commit).await });
                 }
-                ClaimOutcome::Idle => {
+                (ClaimOutcome::Idle, _) => {
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = self.wake.notified() => {}
@@ -99,12 +99,12 @@ impl<P: Provider> Engine<P> {
             if self.submit_pacing.try_acquire().is_some() {
                 break;
             }
-            match self.store.claim_next(self.scope())? {
-                ClaimOutcome::Intent(intent) => {
+            match self.store.claim_next_grouped(self.scope())? {
+                (ClaimOutcome::Intent(intent), commit) => {
                     let engine = self.clone();
-                    sends.spawn(async move { engine.send(*intent).await });
+                    sends.spawn(async move { engine.send(*intent, commit).await });
                 }
-                ClaimOutcome::Idle => break,
+                (ClaimOutcome::Idle, _) => break,
             }
         }
         while let Some(done) = sends.join_next().await {
@@ -137,7 +137,14 @@ impl<P: Provider> Engine<P> {
         )
     }
 
-    async fn send(self: Arc<Self>, intent: SubmitIntent) -> Result<(), EngineError> {
+    async fn send(
+        self: Arc<Self>,
+        intent: SubmitIntent,
+        commit: Commit,
+    ) -> Result<(), EngineError> {
+        // Nothing of the submit leaves before its intent is on disk (claims in a row share one
+        // sync: group commit).
+        self.store.settled(commit).await?;
         // Media are published (uploaded if need be) before the output folder hears of the
         // submit: until that line is written, nothing has left for the provider.
         let request = match self.publisher.request_for(&intent.spec_json).await {
@@ -171,13 +178,13 @@ impl<P: Provider> Engine<P> {
             .provider
             .submit(&request, &intent.idempotency_key)
             .await;
-        self.record_answer(&intent, answer)?;
+        self.record_answer(&intent, answer).await?;
         self.wake.notify_waiters();
         Ok(())
     }
 
     /// Record what the provider answered (store first, then the output folder), and act on it.
-    fn record_answer(
+    async fn record_answer(
         &self,
         intent: &SubmitIntent,
         answer: Result<String, ProviderError>,
@@ -194,7 +201,9 @@ impl<P: Provider> Engine<P> {
                     tracing::warn!(subject = %intent.subject_id, "cannot note task {task_id} in the output folder: {e}");
                 }
                 let first = self.config.poll_schedule.first_delay(intent.duration_ms);
-                store.record_submitted(intent, &task_id, now_ms() + first.as_millis() as i64)?;
+                store
+                    .record_submitted(intent, &task_id, now_ms() + first.as_millis() as i64)
+                    .await?;
                 self.submit_pacing.accepted();
                 self.provider_confirmed.store(true, Ordering::Relaxed);
                 tracing::info!(

@@ -71,6 +71,11 @@ fn out_of_credits_once() -> Arc<ScriptedProvider> {
 
 fn registered_store(jobs: usize) -> (Arc<Store>, i64) {
     let store = Store::open_in_memory().unwrap();
+    let batch = register_jobs(&store, jobs);
+    (Arc::new(store), batch)
+}
+
+fn register_jobs(store: &Store, jobs: usize) -> i64 {
     let spec = StoredSpec {
         model: "kling-v3-motion-control".into(),
         mode: crate::pricing::Mode::Std,
@@ -106,7 +111,81 @@ fn registered_store(jobs: usize) -> (Arc<Store>, i64) {
             }),
         )
         .unwrap();
-    (Arc::new(store), report.batch_id)
+    report.batch_id
+}
+
+/// Polls `what` every 10 ms for at most 10 s; panics with `label` if it never holds.
+async fn wait_until(label: &str, what: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if what() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {label}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_never_leaves_before_its_intent_is_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let batch = register_jobs(&store, 5);
+    store.hold_syncs(true);
+    let (_, syncs_before) = store.commit_counts();
+    let provider = Arc::new(ScriptedProvider::default());
+    let config = EngineConfig {
+        submit_per_minute: 60_000,
+        submit_burst: 5,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(
+        store.clone(),
+        provider.clone(),
+        MediaPublisher::default(),
+        config,
+        Scope::provider("scripted"),
+    )
+    .unwrap();
+    // One pass of submits: it claims (commits) intents without waiting for their sync, and
+    // each send waits for it. No other write happens meanwhile, so nothing blocks on the hold.
+    let pass = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.submit_pass(&CancellationToken::new()).await }
+    });
+
+    // Intents are committed (readable), but their commit is not on disk yet.
+    wait_until("an intent is committed", || {
+        let counts = store.batch_counts(batch).unwrap();
+        counts.get(JobState::Submitting) + counts.get(JobState::Running) >= 1
+    })
+    .await;
+    // Give the send tasks every chance to go out wrongly (a bounded check that nothing does).
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(
+            provider.submits.load(Ordering::SeqCst),
+            0,
+            "a submit left before its intent was on disk"
+        );
+    }
+    assert_eq!(
+        store.commit_counts().1,
+        syncs_before,
+        "nothing synced while held"
+    );
+
+    store.hold_syncs(false);
+    wait_until("every job was submitted", || {
+        provider.submits.load(Ordering::SeqCst) == 5
+    })
+    .await;
+    pass.await.unwrap().unwrap();
+    assert_eq!(store.batch_counts(batch).unwrap().get(JobState::Running), 5);
+    let (committed, syncs) = store.commit_counts();
+    assert!(
+        syncs < committed,
+        "intents claimed in a row share a sync: {committed} commits, {syncs} syncs"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -8,6 +8,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::jobs::event;
 use super::{Store, StoreError, now_ms};
 
@@ -56,7 +57,7 @@ impl Store {
         let of_provider = "a.job_id IN (SELECT j.id FROM jobs j JOIN batches b ON b.id = j.batch_id
              WHERE b.provider = ?1)";
         let charged: i64 = conn
-            .query_row(
+            .row(
                 &format!(
                     "SELECT coalesce(sum(coalesce(a.billed_credits, a.credits_estimate, 0)), 0)
                      FROM attempts a WHERE a.state IN {CHARGED} AND {of_provider}"
@@ -66,7 +67,7 @@ impl Store {
             )
             .map_err(self.sql_error(what))?;
         let in_flight: i64 = conn
-            .query_row(
+            .row(
                 "SELECT count(*) FROM jobs j JOIN batches b ON b.id = j.batch_id
                  WHERE b.provider = ?1 AND j.state IN ('submitting', 'running')",
                 [provider],
@@ -74,7 +75,7 @@ impl Store {
             )
             .map_err(self.sql_error(what))?;
         let mut s = conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT a.id, coalesce(a.credits_estimate, 0) FROM attempts a
                  WHERE a.state = 'unknown' AND a.created_at > ?2 AND {of_provider} ORDER BY a.id"
             ))
@@ -94,13 +95,13 @@ impl Store {
 
     /// What the provider says it billed for an attempt's task.
     pub fn record_billed(&self, attempt_id: i64, credits: u64) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "UPDATE attempts SET billed_credits = ?2 WHERE id = ?1
+        self.note("record a billed amount", |tx| {
+            tx.exec(
+                "UPDATE attempts SET billed_credits = ?2 WHERE id = ?1
                  AND billed_credits IS NOT ?2",
-            params![attempt_id, credits as i64],
-        )
-        .map_err(self.sql_error("record a billed amount"))?;
+                params![attempt_id, credits as i64],
+            )
+        })?;
         Ok(())
     }
 
@@ -112,20 +113,20 @@ impl Store {
         ledger: &AccountLedger,
         note: &str,
     ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO balance_reads (provider, at, credits, ledger, unknown, note)
+        self.write("record a balance read", |tx| {
+            tx.exec(
+                "INSERT INTO balance_reads (provider, at, credits, ledger, unknown, note)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                provider,
-                now_ms(),
-                credits as i64,
-                ledger.charged as i64,
-                ledger.unknown.len() as i64,
-                note
-            ],
-        )
-        .map_err(self.sql_error("record a balance read"))?;
+                params![
+                    provider,
+                    now_ms(),
+                    credits as i64,
+                    ledger.charged as i64,
+                    ledger.unknown.len() as i64,
+                    note
+                ],
+            )
+        })?;
         Ok(())
     }
 
@@ -146,7 +147,7 @@ impl Store {
         filter: &str,
     ) -> Result<Option<BalanceRead>, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             &format!(
                 "SELECT at, credits, ledger, unknown, note FROM balance_reads
                  WHERE provider = ?1 {filter} ORDER BY id DESC LIMIT 1"
@@ -184,13 +185,13 @@ impl Store {
                 } else {
                     ("not_sent", "planned")
                 };
-                tx.execute(
+                tx.exec(
                     "UPDATE attempts SET state = ?2, error = ?3, updated_at = ?4
                      WHERE id = ?1 AND state = 'unknown'",
                     params![attempt, attempt_state, evidence, now_ms()],
                 )?;
                 let job: Option<(i64, i64)> = tx
-                    .query_row(
+                    .row(
                         "SELECT id, batch_id FROM jobs WHERE attempt_id = ?1 AND state = 'unknown'",
                         [attempt],
                         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -200,7 +201,7 @@ impl Store {
                     continue;
                 };
                 let detach = if created { "" } else { ", attempt_id = NULL" };
-                moved += tx.execute(
+                moved += tx.exec(
                     &format!(
                         "UPDATE jobs SET state = ?2, reason = ?3, held = NULL{detach},
                              updated_at = ?4 WHERE id = ?1 AND state = 'unknown'"

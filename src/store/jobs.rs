@@ -6,6 +6,7 @@
 
 use rusqlite::{Transaction, params};
 
+use super::Cached;
 use super::{JobState, Store, StoreError, now_ms};
 
 /// A batch as the manifest declares it, for [`Store::register_batch`].
@@ -174,7 +175,7 @@ pub(super) fn event(
     kind: &str,
     message: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO events (at, batch_id, job_id, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![now_ms(), batch_id, job_id, kind, message],
     )?;
@@ -182,7 +183,7 @@ pub(super) fn event(
 }
 
 pub(super) fn job_batch(tx: &Transaction<'_>, job_id: i64) -> rusqlite::Result<i64> {
-    tx.query_row("SELECT batch_id FROM jobs WHERE id = ?1", [job_id], |r| {
+    tx.row("SELECT batch_id FROM jobs WHERE id = ?1", [job_id], |r| {
         r.get(0)
     })
 }
@@ -193,7 +194,7 @@ pub(super) fn set_job_state(
     state: JobState,
     reason: Option<&str>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         // A new reason is not the old error's: its code and request id go with it.
         "UPDATE jobs SET state = ?2, reason = ?3, updated_at = ?4, error_code = NULL,
              request_id = NULL WHERE id = ?1",
@@ -205,7 +206,7 @@ pub(super) fn set_job_state(
 /// Credits came back to a batch (a refund, a submit that never went out): jobs held by its
 /// budget are looked at again.
 pub(super) fn release_budget_holds(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE jobs SET held = NULL WHERE batch_id = ?1 AND state = 'planned' AND held IS NOT NULL",
         [batch_id],
     )?;
@@ -218,7 +219,7 @@ pub(super) fn set_attempt_state(
     state: &str,
     error: Option<&str>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "UPDATE attempts SET state = ?2, error = coalesce(?3, error), updated_at = ?4 WHERE id = ?1",
         params![attempt_id, state, error, now_ms()],
     )?;
@@ -226,15 +227,48 @@ pub(super) fn set_attempt_state(
 }
 
 impl Store {
+    /// One transaction, on disk when this returns.
     pub(super) fn write<T>(
         &self,
         what: &'static str,
         f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
+        let (out, commit) = self.apply(what, f)?;
+        self.durability.wait(commit)?;
+        Ok(out)
+    }
+
+    /// One transaction, on disk when the returned future is (without holding a thread).
+    pub(super) async fn write_async<T>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        let (out, commit) = self.apply(what, f)?;
+        self.durability.settled(commit).await?;
+        Ok(out)
+    }
+
+    /// One transaction, committed but not waited for: an observation the engine can make
+    /// again after a crash. It is on disk with the next sync any other write waits for.
+    pub(super) fn note<T>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        self.apply(what, f).map(|(out, _)| out)
+    }
+
+    pub(super) fn apply<T>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<(T, super::Commit), StoreError> {
+        let mut conn = self.writer();
         let tx = conn.transaction().map_err(self.sql_error(what))?;
         let out = f(&tx).map_err(self.sql_error(what))?;
         tx.commit().map_err(self.sql_error(what))?;
-        Ok(out)
+        // Numbered while the connection is held, so numbers follow the WAL's order.
+        Ok((out, self.durability.committed()))
     }
 }

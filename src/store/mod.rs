@@ -2,17 +2,19 @@
 //!
 //! Owns: the schema and its numbered migrations, every SQL statement, and the typed transitions
 //! of a job (`planned -> submitting -> running -> downloading -> done`, and the side states).
-//! Each transition is one transaction, committed with `synchronous=FULL`, so what the engine
-//! was told has happened has happened on disk.
+//! Each transition is one transaction; what the engine is told has happened is on disk
+//! (group commit, `durable.rs`): writes that must precede a side effect wait for their commit's
+//! sync, and many share one. Reads go through their own connection, never the writer's.
 //!
 //! May not: contain business rules beyond the transitions (when to retry, what to submit next
 //! is the engine's), talk to the network, or print.
 //!
-//! The whole database runs `synchronous=FULL` rather than only the submit intents: every commit
-//! here is small and rare next to the network calls around it (one or two per job per stage),
-//! and one durability rule for every transition is simpler to reason about after a crash.
+//! Every transition is made durable before its caller goes on, except observations the engine
+//! can make again after a crash (a poll's progress, a billed amount read back): those ride
+//! along with the next sync (`Store::note`).
 
 mod account;
+mod durable;
 mod jobs;
 mod lock;
 mod migrations;
@@ -27,12 +29,13 @@ mod submits;
 mod views;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
 pub use account::{AccountLedger, BalanceRead};
+pub use durable::Commit;
 pub use jobs::{
     AdoptedSubmit, ClaimOutcome, DownloadItem, InterruptedSubmit, JobStateCounts, LandedClip,
     NewBatch, NewJob, PollItem, ReconcileReport, RetrySelection, SubmitIntent,
@@ -151,10 +154,44 @@ pub enum StoreError {
     NoSuchBatch(String),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Reader,
+    Writer,
+}
+
+/// Statements run through the connection's statement cache (`prepare_cached`): on the hot path
+/// parsing and planning a statement cost more than running it.
+pub(super) trait Cached {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 /// The SQLite state of one state folder.
 #[derive(Debug)]
 pub struct Store {
-    conn: Mutex<Connection>,
+    /// Reads: its own connection, so a read never waits behind a write's transaction.
+    reader: Arc<Mutex<Connection>>,
+    /// The one connection that writes; commits are numbered and synced by `durability`.
+    writer: Arc<Mutex<Connection>>,
+    durability: durable::Durability,
     path: PathBuf,
 }
 
@@ -224,12 +261,22 @@ impl Store {
                 })?;
             keep_private(&p, 0o600);
         }
-        let conn = Connection::open(&path).map_err(|source| StoreError::Sql {
-            path: path.clone(),
-            what: "open",
-            source,
-        })?;
-        Store::from_connection(conn, path)
+        let open = || {
+            Connection::open(&path).map_err(|source| StoreError::Sql {
+                path: path.clone(),
+                what: "open",
+                source,
+            })
+        };
+        let writer = Store::prepare(open()?, &path, Role::Writer)?;
+        let reader = Store::prepare(open()?, &path, Role::Reader)?;
+        let durability = durable::Durability::start(Some(&state_dir.join("recast.db-wal")), &path)?;
+        Ok(Store {
+            reader: Arc::new(Mutex::new(reader)),
+            writer: Arc::new(Mutex::new(writer)),
+            durability,
+            path,
+        })
     }
 
     /// An in-memory store, for tests of the schema and transitions.
@@ -239,37 +286,73 @@ impl Store {
             what: "open",
             source,
         })?;
-        Store::from_connection(conn, PathBuf::from(":memory:"))
+        let path = PathBuf::from(":memory:");
+        // One connection is the whole database: reads and writes share it.
+        let conn = Arc::new(Mutex::new(Store::prepare(conn, &path, Role::Writer)?));
+        Ok(Store {
+            reader: Arc::clone(&conn),
+            writer: conn,
+            durability: durable::Durability::start(None, &path)?,
+            path,
+        })
     }
 
-    fn from_connection(mut conn: Connection, path: PathBuf) -> Result<Store, StoreError> {
+    fn prepare(mut conn: Connection, path: &Path, role: Role) -> Result<Connection, StoreError> {
         let sql = |what, source| StoreError::Sql {
-            path: path.clone(),
+            path: path.to_path_buf(),
             what,
             source,
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(|e| sql("set a busy timeout", e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| sql("switch to WAL", e))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(|e| sql("set synchronous=FULL", e))?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(|e| sql("enable foreign keys", e))?;
-        migrations::migrate(&mut conn, &path)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-            path,
-        })
+        // Statements go through the cache (`Cached`): parsing and planning one costs more
+        // than running it.
+        conn.set_prepared_statement_cache_capacity(256);
+        if role == Role::Reader {
+            conn.pragma_update(None, "query_only", "ON")
+                .map_err(|e| sql("make the read connection read-only", e))?;
+            return Ok(conn);
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| sql("switch to WAL", e))?;
+        // Commits reach the WAL file; `durable.rs` syncs it, once for many commits.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| sql("set synchronous=NORMAL", e))?;
+        migrations::migrate(&mut conn, path)?;
+        Ok(conn)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The read connection.
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (the transaction rolls back).
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait, without holding a thread, until a commit made without waiting is on disk.
+    pub async fn settled(&self, commit: Commit) -> Result<(), StoreError> {
+        self.durability.settled(commit).await
+    }
+
+    /// Keep commits from being synced (they stay committed, not durable) until released: for
+    /// tests that check nothing acts on a commit before it is on disk.
+    #[cfg(test)]
+    pub(crate) fn hold_syncs(&self, hold: bool) {
+        self.durability.hold(hold);
+    }
+
+    /// Commits so far and the syncs that made them durable (group commit's grouping).
+    pub fn commit_counts(&self) -> (u64, u64) {
+        self.durability.counts()
     }
 
     fn sql_error(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {

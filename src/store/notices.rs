@@ -6,6 +6,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{Store, StoreError, now_ms};
 
 /// A notice due for delivery.
@@ -52,7 +53,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         self.write("queue a notice", |tx| {
             let now = now_ms();
-            let n = tx.execute(
+            let n = tx.exec(
                 "INSERT OR IGNORE INTO notices (message_id, destination, event, payload, next_at,
                      created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                 params![message_id, destination, event, payload, now],
@@ -89,7 +90,7 @@ impl Store {
     /// When the next undelivered notice is due, if any.
     pub fn next_notice_at(&self) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT min(next_at) FROM notices WHERE delivered_at IS NULL AND gave_up_at IS NULL",
             [],
             |r| r.get(0),
@@ -99,7 +100,7 @@ impl Store {
 
     pub fn notice_delivered(&self, id: i64) -> Result<(), StoreError> {
         self.write("record a delivered notice", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE notices SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL
                  WHERE id = ?1",
                 params![id, now_ms()],
@@ -116,7 +117,7 @@ impl Store {
         next_at: Option<i64>,
     ) -> Result<(), StoreError> {
         self.write("record a failed notice", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE notices SET attempts = attempts + 1, last_error = ?2,
                      next_at = coalesce(?3, next_at),
                      gave_up_at = CASE WHEN ?3 IS NULL THEN ?4 END
@@ -131,7 +132,7 @@ impl Store {
     pub fn notices(&self, limit: usize) -> Result<Vec<NoticeRecord>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT message_id, destination, event, attempts, delivered_at, gave_up_at,
                      last_error FROM notices ORDER BY id DESC LIMIT ?1",
             )
@@ -154,7 +155,7 @@ impl Store {
     /// How far the notifier has read the event log; `None` before it ever read it.
     pub fn notify_cursor(&self) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT value FROM notify_cursor WHERE name = 'events'",
             [],
             |r| r.get(0),
@@ -166,7 +167,7 @@ impl Store {
     /// The newest event's id (0 when there is none).
     pub fn last_event_id(&self) -> Result<i64, StoreError> {
         let conn = self.conn();
-        conn.query_row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
+        conn.row("SELECT coalesce(max(id), 0) FROM events", [], |r| r.get(0))
             .map_err(self.sql_error("read the event log"))
     }
 
@@ -174,13 +175,13 @@ impl Store {
     /// back days, not for ever. Returns how many went.
     pub fn prune_events(&self, before: i64) -> Result<usize, StoreError> {
         self.write("prune old events", |tx| {
-            tx.execute("DELETE FROM events WHERE at < ?1", [before])
+            tx.exec("DELETE FROM events WHERE at < ?1", [before])
         })
     }
 
     pub fn set_notify_cursor(&self, value: i64) -> Result<(), StoreError> {
         self.write("move the notifier's cursor", |tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO notify_cursor (name, value) VALUES ('events', ?1)
                  ON CONFLICT (name) DO UPDATE SET value = max(value, ?1)",
                 [value],
@@ -213,7 +214,7 @@ impl Store {
     /// is only registered again is not).
     pub fn batch_last_event(&self, batch_id: i64) -> Result<i64, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT coalesce(max(id), 0) FROM events WHERE batch_id = ?1 AND job_id IS NOT NULL",
             [batch_id],
             |r| r.get(0),
@@ -224,7 +225,7 @@ impl Store {
     /// The job's batch, subject, state, reason, error code, request id and attempt.
     pub fn job_brief(&self, job_id: i64) -> Result<Option<JobBrief>, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT j.batch_id, j.subject_id, j.state, j.reason, j.error_code, j.request_id,
                  coalesce(j.attempt_id, 0), j.task_id, j.job_key, j.estimate_credits
              FROM jobs j WHERE j.id = ?1",

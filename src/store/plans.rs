@@ -9,6 +9,7 @@ mod tests {
 
     use super::super::tests::{all, batch, jobs};
     use super::super::*;
+    use futures_util::FutureExt;
 
     static TRACED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
@@ -33,7 +34,9 @@ mod tests {
     /// The steps of `sql`'s plan that read a whole big table (`SCAN jobs`, `SCAN j` for an
     /// alias of it) rather than search an index.
     fn full_scans(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
-        let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut plan = conn
+            .prepare_cached(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
         let details: Vec<String> = plan
             .query_map([], |row| row.get::<_, String>(3))
             .unwrap()
@@ -74,7 +77,11 @@ mod tests {
         let ClaimOutcome::Intent(intent) = store.claim_next(&all()).unwrap() else {
             panic!("nothing to claim")
         };
-        store.record_submitted(&intent, "task-1", 0).unwrap();
+        store
+            .record_submitted(&intent, "task-1", 0)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
         tracing(&store, true);
         TRACED.lock().unwrap().clear();
 
@@ -88,6 +95,7 @@ mod tests {
         let _ = store.has_active_jobs(&scope, true).unwrap();
         let _ = store.all_in_flight().unwrap();
         let _ = store.batch_counts(r.batch_id).unwrap();
+        let _ = store.batch_summary(r.batch_id).unwrap();
         tracing(&store, false);
 
         let statements = std::mem::take(&mut *TRACED.lock().unwrap());

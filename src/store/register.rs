@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use rusqlite::{OptionalExtension, Transaction, params};
 
+use super::Cached;
 use super::jobs::{
     AdoptedSubmit, LandedClip, NewBatch, NewJob, ReconcileReport, event, set_job_state,
 };
@@ -69,7 +70,7 @@ impl Store {
 
 /// The batch row, created or brought up to date. Returns its id and whether a person cancelled it.
 fn upsert_batch(tx: &Transaction<'_>, batch: &NewBatch) -> rusqlite::Result<(i64, bool)> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO batches (name, provider, manifest_path, base_dir, output_dir,
              budget_credits, retries, priority, created_at, updated_at, canary)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)
@@ -89,13 +90,13 @@ fn upsert_batch(tx: &Transaction<'_>, batch: &NewBatch) -> rusqlite::Result<(i64
             batch.canary
         ],
     )?;
-    let (batch_id, cancelled): (i64, bool) = tx.query_row(
+    let (batch_id, cancelled): (i64, bool) = tx.row(
         "SELECT id, cancelled FROM batches WHERE name = ?1 AND provider = ?2",
         params![batch.name, batch.provider],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     // The budget may have changed: held jobs are looked at again.
-    tx.execute(
+    tx.exec(
         "UPDATE jobs SET held = NULL WHERE batch_id = ?1 AND state = 'planned'",
         [batch_id],
     )?;
@@ -224,7 +225,7 @@ fn reconcile_job(
         && (dropped_by_manifest || matches!(known.state, JobState::Rejected | JobState::Planned));
     if pre_flight && known.state != state {
         set_job_state(tx, known.id, state, job.invalid_reason.as_deref())?;
-        tx.execute(
+        tx.exec(
             "UPDATE jobs SET cancelled_by = NULL WHERE id = ?1",
             [known.id],
         )?;
@@ -243,7 +244,7 @@ fn drop_stale(
     keys: &HashSet<String>,
 ) -> rusqlite::Result<usize> {
     let planned: Vec<(i64, String)> = tx
-        .prepare("SELECT id, job_key FROM jobs WHERE batch_id = ?1 AND state = 'planned'")?
+        .prepare_cached("SELECT id, job_key FROM jobs WHERE batch_id = ?1 AND state = 'planned'")?
         .query_map([batch_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let mut dropped = 0;
@@ -254,7 +255,7 @@ fn drop_stale(
             JobState::Cancelled,
             Some("no longer in the manifest"),
         )?;
-        tx.execute(
+        tx.exec(
             "UPDATE jobs SET cancelled_by = 'manifest' WHERE id = ?1",
             [id],
         )?;
@@ -267,7 +268,7 @@ fn drop_stale(
 /// registration (the only time they change) so that views read them from the batch row.
 fn count_subjects(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<()> {
     let current = "(cancelled_by IS NULL OR cancelled_by != 'manifest')";
-    tx.execute(
+    tx.exec(
         &format!(
             "UPDATE batches SET
                  subjects = (SELECT count(DISTINCT subject_id) FROM jobs
@@ -304,11 +305,11 @@ fn insert_adopted(
         ),
     };
     let job_id = insert_job(tx, batch_id, job, job_state, Some(reason), None)?;
-    tx.execute(
+    tx.exec(
         "UPDATE jobs SET task_id = ?2, next_poll_at = ?3 WHERE id = ?1",
         params![job_id, adopted.task_id, now],
     )?;
-    tx.execute(
+    tx.exec(
         "INSERT INTO attempts (job_id, number, idempotency_key, state, task_id, credits_estimate,
              created_at, updated_at)
          VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)",
@@ -322,7 +323,7 @@ fn insert_adopted(
         ],
     )?;
     let attempt_id = tx.last_insert_rowid();
-    tx.execute(
+    tx.exec(
         "UPDATE jobs SET attempt_id = ?2 WHERE id = ?1",
         params![job_id, attempt_id],
     )?;
@@ -332,7 +333,7 @@ fn insert_adopted(
 /// A clip the output folder holds makes its job `done`, unless a task of it is in flight (that
 /// one lands on its own, free). Returns whether the job changed.
 fn mark_found_done(tx: &Transaction<'_>, job_id: i64, clip: &LandedClip) -> rusqlite::Result<bool> {
-    let n = tx.execute(
+    let n = tx.exec(
         "UPDATE jobs SET state = 'done', output_path = ?2, output_sha256 = ?3, output_bytes = ?4,
              held = NULL, cancelled_by = NULL,
              reason = 'found whole in the output folder (its results file)', updated_at = ?5
@@ -343,18 +344,18 @@ fn mark_found_done(tx: &Transaction<'_>, job_id: i64, clip: &LandedClip) -> rusq
         return Ok(false);
     }
     // A clip this state folder never paid for was paid all the same: the budget counts it.
-    let paid_here: bool = tx.query_row(
+    let paid_here: bool = tx.row(
         "SELECT EXISTS (SELECT 1 FROM attempts WHERE job_id = ?1 AND state = 'completed')",
         [job_id],
         |r| r.get(0),
     )?;
     if !paid_here {
-        let number: i64 = tx.query_row(
+        let number: i64 = tx.row(
             "SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE job_id = ?1",
             [job_id],
             |r| r.get(0),
         )?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO attempts (job_id, number, idempotency_key, state, task_id,
                  credits_estimate, created_at, updated_at)
              VALUES (?1, ?2, ?3, 'completed', ?4, ?5, ?6, ?6)",
@@ -368,7 +369,7 @@ fn mark_found_done(tx: &Transaction<'_>, job_id: i64, clip: &LandedClip) -> rusq
             ],
         )?;
         let attempt_id = tx.last_insert_rowid();
-        tx.execute(
+        tx.exec(
             "UPDATE jobs SET attempt_id = ?2, task_id = coalesce(task_id, ?3) WHERE id = ?1",
             params![job_id, attempt_id, clip.task_id],
         )?;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::{JobState, Store, StoreError};
 use crate::store::JobStateCounts;
 
@@ -93,7 +94,7 @@ impl Store {
     pub fn batch_sources(&self, provider: &str) -> Result<Vec<BatchSource>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT id, name, manifest_path, base_dir, priority FROM batches
                  WHERE provider = ?1 ORDER BY id",
             )
@@ -113,7 +114,7 @@ impl Store {
 
     pub fn batch_source(&self, batch_id: i64) -> Result<Option<BatchSource>, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT id, name, manifest_path, base_dir, priority FROM batches WHERE id = ?1",
             [batch_id],
             |r| {
@@ -132,7 +133,7 @@ impl Store {
 
     pub fn submit_counts(&self, batch_id: i64) -> Result<SubmitCounts, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT coalesce(sum(a.state != 'not_sent'), 0),
                  coalesce(sum(a.state = 'not_sent' AND a.error LIKE '%(429)%'), 0),
                  coalesce(sum(a.state != 'not_sent' AND a.number > 1), 0)
@@ -153,7 +154,7 @@ impl Store {
     /// in Unix milliseconds; `None` when nothing waits.
     pub fn oldest_pending_since(&self) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT min(j.created_at) FROM jobs j JOIN batches b ON b.id = j.batch_id
              WHERE j.state = 'planned' AND j.held IS NULL AND b.paused = 0",
             [],
@@ -165,7 +166,7 @@ impl Store {
     /// Finished clips not yet downloaded whose links expire before `deadline_ms`.
     pub fn links_expiring_before(&self, deadline_ms: i64) -> Result<u64, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT count(*) FROM jobs WHERE state = 'downloading'
              AND clip_expires_at IS NOT NULL AND clip_expires_at < ?1",
             [deadline_ms],
@@ -177,7 +178,7 @@ impl Store {
 
     pub fn batch_id(&self, name: &str, provider: &str) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT id FROM batches WHERE name = ?1 AND provider = ?2",
             params![name, provider],
             |r| r.get(0),
@@ -190,7 +191,7 @@ impl Store {
     pub fn batches_named(&self, name: &str) -> Result<Vec<(i64, String)>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare("SELECT id, provider FROM batches WHERE name = ?1 ORDER BY provider")
+            .prepare_cached("SELECT id, provider FROM batches WHERE name = ?1 ORDER BY provider")
             .map_err(self.sql_error("find batches by name"))?;
         s.query_map([name], |r| Ok((r.get(0)?, r.get(1)?)))
             .and_then(|rows| rows.collect())
@@ -201,7 +202,9 @@ impl Store {
     pub fn batch_ids_named(&self, name: Option<&str>) -> Result<Vec<i64>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare("SELECT id FROM batches WHERE ?1 IS NULL OR name = ?1 ORDER BY name, provider")
+            .prepare_cached(
+                "SELECT id FROM batches WHERE ?1 IS NULL OR name = ?1 ORDER BY name, provider",
+            )
             .map_err(self.sql_error("list batches"))?;
         let ids: Vec<i64> = s
             .query_map([name], |r| r.get(0))
@@ -217,7 +220,7 @@ impl Store {
         let counts = self.batch_counts(batch_id)?;
         let conn = self.conn();
         let sum = |states: &str| -> Result<u64, StoreError> {
-            conn.query_row(
+            conn.row(
                 &format!(
                     "SELECT coalesce(sum(credits), 0) FROM batch_attempt_credits
                      WHERE batch_id = ?1 AND state IN {states}"
@@ -232,7 +235,7 @@ impl Store {
         let credits_refunded = sum("('failed', 'abandoned')")?;
         let credits_uncertain = sum("('unknown', 'submitting')")?;
         let canary_open: bool = conn
-            .query_row(
+            .row(
                 &format!(
                     "SELECT {} FROM batches b WHERE b.id = ?1",
                     super::scope::CANARY_OPEN
@@ -246,7 +249,7 @@ impl Store {
         } else {
             counts.get(JobState::Planned)
         };
-        conn.query_row(
+        conn.row(
             "SELECT id, name, provider, manifest_path, output_dir, budget_credits, paused,
                  cancelled, canary, approved, subjects, earlier_versions
              FROM batches WHERE id = ?1",
@@ -280,7 +283,7 @@ impl Store {
     pub fn attention_jobs(&self, batch_id: i64) -> Result<Vec<AttentionJob>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT b.name, j.subject_id, j.state, j.reason, j.task_id, j.error_code, j.request_id
                  FROM jobs j
                  JOIN batches b ON b.id = j.batch_id
@@ -308,7 +311,7 @@ impl Store {
     pub fn known_jobs(&self, batch_id: i64) -> Result<HashMap<String, KnownJob>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare("SELECT job_key, subject_id, state FROM jobs WHERE batch_id = ?1")
+            .prepare_cached("SELECT job_key, subject_id, state FROM jobs WHERE batch_id = ?1")
             .map_err(self.sql_error("list known jobs"))?;
         s.query_map([batch_id], |r| {
             let state: String = r.get(2)?;
@@ -328,7 +331,7 @@ impl Store {
     pub fn events(&self, batch_id: i64, limit: usize) -> Result<Vec<EventLine>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT at, kind, message FROM (SELECT id, at, kind, message FROM events
                  WHERE batch_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id",
             )
@@ -348,7 +351,7 @@ impl Store {
     pub fn job_keys(&self, batch_id: i64) -> Result<std::collections::HashSet<String>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare("SELECT job_key FROM jobs WHERE batch_id = ?1")
+            .prepare_cached("SELECT job_key FROM jobs WHERE batch_id = ?1")
             .map_err(self.sql_error("list job keys"))?;
         s.query_map([batch_id], |r| r.get(0))
             .and_then(|rows| rows.collect())
@@ -357,19 +360,19 @@ impl Store {
 
     /// What the batch's output folder records as spent on jobs this state folder does not know.
     pub fn set_outside_credits(&self, batch_id: i64, credits: u64) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "UPDATE batches SET outside_credits = ?2 WHERE id = ?1",
-            params![batch_id, credits as i64],
-        )
-        .map_err(self.sql_error("record credits spent outside this state folder"))?;
+        self.write("record credits spent outside this state folder", |tx| {
+            tx.exec(
+                "UPDATE batches SET outside_credits = ?2 WHERE id = ?1",
+                params![batch_id, credits as i64],
+            )
+        })?;
         Ok(())
     }
 
     /// The job whose finished clip is at `path`, if any.
     pub fn output_owner(&self, path: &str) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT id FROM jobs WHERE output_path = ?1 AND state = 'done' LIMIT 1",
             [path],
             |r| r.get(0),
@@ -380,11 +383,11 @@ impl Store {
 
     /// Pause or resume one batch (or all with `None`); paused batches submit nothing new.
     pub fn set_paused(&self, batch_id: Option<i64>, paused: bool) -> Result<usize, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "UPDATE batches SET paused = ?2 WHERE ?1 IS NULL OR id = ?1",
-            params![batch_id, paused],
-        )
-        .map_err(self.sql_error("pause a batch"))
+        self.write("pause a batch", |tx| {
+            tx.exec(
+                "UPDATE batches SET paused = ?2 WHERE ?1 IS NULL OR id = ?1",
+                params![batch_id, paused],
+            )
+        })
     }
 }

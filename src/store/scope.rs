@@ -2,6 +2,7 @@
 //! them. Every query of the engine's stages is scoped, so a `recast run --simulate` never polls a
 //! real batch's tasks against the simulator, and a daemon never claims a simulator batch's jobs.
 
+use super::Cached;
 use super::{Store, StoreError};
 
 /// The batches of one provider (by its identity: the base URL, or `simulator`), optionally only
@@ -87,7 +88,7 @@ impl Store {
         } else {
             String::new()
         };
-        conn.query_row(
+        conn.row(
             &format!(
                 "SELECT EXISTS (SELECT 1 FROM jobs
                      WHERE state IN ('submitting', 'running', 'downloading') {filter}) {planned}"
@@ -102,7 +103,7 @@ impl Store {
     pub fn output_dirs(&self, scope: &Scope) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT DISTINCT output_dir FROM batches WHERE 1 = 1 {}",
                 scope.filter("id")
             ))
@@ -116,7 +117,7 @@ impl Store {
     /// what its in-flight cap counts.
     pub fn provider_in_flight(&self, scope: &Scope) -> Result<u64, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             &format!(
                 "SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running') {}",
                 scope.provider_filter("batch_id")
@@ -133,7 +134,7 @@ impl Store {
     /// Tasks in flight across every provider (the daemon's metrics).
     pub fn all_in_flight(&self) -> Result<u64, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')",
             [],
             |r| r.get::<_, i64>(0),

@@ -6,6 +6,7 @@
 
 use rusqlite::params;
 
+use super::Cached;
 use super::jobs::{
     DownloadItem, JobStateCounts, PollItem, event, job_batch, release_budget_holds,
     set_attempt_state,
@@ -23,7 +24,7 @@ impl Store {
             return Ok(());
         }
         self.write("keep an error's code and request id", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE jobs SET error_code = ?2, request_id = ?3 WHERE id = ?1",
                 rusqlite::params![job_id, reference.code, reference.request_id],
             )?;
@@ -70,7 +71,7 @@ impl Store {
     /// When the next poll of any running task is due, if any is running.
     pub fn next_poll_at(&self, scope: &Scope) -> Result<Option<i64>, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             &format!(
                 "SELECT min(next_poll_at) FROM jobs WHERE state = 'running' {}",
                 scope.filter("batch_id")
@@ -87,26 +88,26 @@ impl Store {
         progress: Option<u8>,
         next_poll_at: i64,
     ) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "UPDATE jobs SET progress = coalesce(?2, progress), polls = polls + 1,
+        self.note("record progress", |tx| {
+            tx.exec(
+                "UPDATE jobs SET progress = coalesce(?2, progress), polls = polls + 1,
                  next_poll_at = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'running'",
-            params![job_id, progress, next_poll_at, now_ms()],
-        )
-        .map_err(self.sql_error("record progress"))?;
+                params![job_id, progress, next_poll_at, now_ms()],
+            )
+        })?;
         Ok(())
     }
 
     /// The task finished: its clip link is recorded and the job waits for its download.
-    pub fn record_clip_ready(
+    pub async fn record_clip_ready(
         &self,
         item: &PollItem,
         clip_url: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        self.write("record a finished task", |tx| {
+        self.write_async("record a finished task", |tx| {
             set_attempt_state(tx, item.attempt_id, "completed", None)?;
-            tx.execute(
+            tx.exec(
                 "UPDATE jobs SET state = 'downloading', progress = 100, clip_url = ?2,
                      clip_expires_at = ?3, not_before = NULL, reason = NULL, updated_at = ?4
                  WHERE id = ?1 AND state = 'running' AND attempt_id = ?5",
@@ -120,6 +121,7 @@ impl Store {
                 &format!("{}: task {} finished", item.subject_id, item.task_id),
             )
         })
+        .await
     }
 
     /// The provider's task failed (it refunds): a new attempt while the batch's `retries`
@@ -127,7 +129,7 @@ impl Store {
     pub fn record_task_failed(&self, item: &PollItem, why: &str) -> Result<JobState, StoreError> {
         self.write("record a failed task", |tx| {
             set_attempt_state(tx, item.attempt_id, "failed", Some(why))?;
-            let (failures, retries): (u32, u32) = tx.query_row(
+            let (failures, retries): (u32, u32) = tx.row(
                 "SELECT (SELECT count(*) FROM attempts WHERE job_id = ?1 AND state = 'failed'),
                         b.retries FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE j.id = ?1",
                 [item.job_id],
@@ -143,7 +145,7 @@ impl Store {
             } else {
                 format!("attempt {failures} failed ({why}); retrying")
             };
-            tx.execute(
+            tx.exec(
                 "UPDATE jobs SET state = ?2, reason = ?3, attempt_id = NULL, task_id = NULL,
                      updated_at = ?4 WHERE id = ?1 AND state = 'running' AND attempt_id = ?5",
                 params![
@@ -177,7 +179,7 @@ impl Store {
         debug_assert!(state.needs_a_person());
         self.write("record a job that needs a person", |tx| {
             let batch_id = job_batch(tx, job_id)?;
-            let moved = tx.execute(
+            let moved = tx.exec(
                 "UPDATE jobs SET state = ?2, reason = ?3, updated_at = ?4
                  WHERE id = ?1 AND state = 'running'",
                 params![job_id, state.as_str(), why, now_ms()],
@@ -204,7 +206,7 @@ impl Store {
             .collect::<Vec<_>>()
             .join(",");
         let mut s = conn
-            .prepare(&format!(
+            .prepare_cached(&format!(
                 "SELECT j.id, j.batch_id, j.subject_id, j.job_key, j.clip_url, j.clip_expires_at,
                      b.output_dir, j.output_name, j.download_failures, b.name, j.task_id,
                      j.estimate_credits
@@ -236,15 +238,15 @@ impl Store {
     }
 
     /// The clip is on disk under its final name: the job is done.
-    pub fn record_downloaded(
+    pub async fn record_downloaded(
         &self,
         item: &DownloadItem,
         path: &str,
         sha256: &str,
         bytes: u64,
     ) -> Result<(), StoreError> {
-        self.write("record a finished clip", |tx| {
-            tx.execute(
+        self.write_async("record a finished clip", |tx| {
+            tx.exec(
                 "UPDATE jobs SET state = 'done', output_path = ?2, output_sha256 = ?3,
                      output_bytes = ?4, reason = NULL, clip_url = NULL, updated_at = ?5
                  WHERE id = ?1 AND state = 'downloading'",
@@ -258,6 +260,7 @@ impl Store {
                 &format!("{}: {path} ({bytes} bytes)", item.subject_id),
             )
         })
+        .await
     }
 
     /// A download went wrong in a way worth trying again later. Returns the failure count.
@@ -268,7 +271,7 @@ impl Store {
         not_before: i64,
     ) -> Result<u32, StoreError> {
         self.write("record a failed download", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE jobs SET download_failures = download_failures + 1, not_before = ?2,
                      reason = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'downloading'",
                 params![item.job_id, not_before, why, now_ms()],
@@ -280,7 +283,7 @@ impl Store {
                 "download-failed",
                 &format!("{}: {why}", item.subject_id),
             )?;
-            tx.query_row(
+            tx.row(
                 "SELECT download_failures FROM jobs WHERE id = ?1",
                 [item.job_id],
                 |r| r.get(0),
@@ -292,7 +295,7 @@ impl Store {
     /// Returns how many times the link has been refreshed for this job.
     pub fn record_link_dead(&self, item: &DownloadItem, why: &str) -> Result<u32, StoreError> {
         self.write("record a dead link", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE jobs SET state = 'running', clip_url = NULL, next_poll_at = ?2,
                      link_refreshes = link_refreshes + 1, reason = ?3, updated_at = ?2
                  WHERE id = ?1 AND state = 'downloading'",
@@ -308,7 +311,7 @@ impl Store {
                     item.subject_id
                 ),
             )?;
-            tx.query_row(
+            tx.row(
                 "SELECT link_refreshes FROM jobs WHERE id = ?1",
                 [item.job_id],
                 |r| r.get(0),
@@ -318,7 +321,7 @@ impl Store {
 
     pub fn link_refreshes(&self, job_id: i64) -> Result<u32, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT link_refreshes FROM jobs WHERE id = ?1",
             [job_id],
             |r| r.get(0),
@@ -351,7 +354,7 @@ impl Store {
     pub fn held_jobs(&self, batch_id: i64) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT subject_id, held FROM jobs WHERE batch_id = ?1 AND state = 'planned'
                  AND held IS NOT NULL ORDER BY subject_id",
             )

@@ -3,6 +3,7 @@
 
 use rusqlite::{Transaction, params};
 
+use super::Cached;
 use super::jobs::{RetrySelection, event};
 use super::{Store, StoreError, now_ms};
 
@@ -47,7 +48,7 @@ impl Store {
     pub fn approve(&self, batch_id: i64) -> Result<u64, StoreError> {
         let waiting = self.batch_summary(batch_id)?.awaiting_approval;
         self.write("approve a canary", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE batches SET approved = 1, updated_at = ?2 WHERE id = ?1",
                 rusqlite::params![batch_id, now_ms()],
             )?;
@@ -71,7 +72,7 @@ impl Store {
         trust_idempotency: bool,
     ) -> Result<RetryPrice, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             &format!(
                 "SELECT count(*),
                      coalesce(sum(state != 'expired' OR task_id IS NULL), 0),
@@ -116,7 +117,7 @@ impl Store {
             // Retrying a failed job grants it a fresh set of retries: its old failed attempts
             // stay in the record but no longer count. A lost task's attempt stays `accepted`:
             // it was billed, and the budget keeps counting it.
-            tx.execute(
+            tx.exec(
                 &format!(
                     "UPDATE attempts SET state = 'abandoned', updated_at = ?2
                      WHERE state = 'failed' AND job_id IN
@@ -125,7 +126,7 @@ impl Store {
                 ),
                 params![batch_id, now],
             )?;
-            n += tx.execute(
+            n += tx.exec(
                 &format!(
                     "UPDATE jobs SET state = 'planned', held = NULL, attempt_id = NULL,
                          task_id = NULL, clip_url = NULL, link_refreshes = 0, updated_at = ?2
@@ -136,7 +137,7 @@ impl Store {
             )?;
             if which.expired {
                 // The task finished and was billed; only its link is gone. Ask for it again.
-                n += tx.execute(
+                n += tx.exec(
                     "UPDATE jobs SET state = 'running', next_poll_at = ?2, link_refreshes = 0,
                          updated_at = ?2 WHERE batch_id = ?1 AND state = 'expired'
                          AND task_id IS NOT NULL",
@@ -151,7 +152,7 @@ impl Store {
                 } else {
                     ", attempt_id = NULL"
                 };
-                n += tx.execute(
+                n += tx.exec(
                     &format!(
                         "UPDATE jobs SET state = 'planned', held = NULL{detach}, updated_at = ?2
                          WHERE batch_id = ?1 AND state = 'unknown'"
@@ -177,11 +178,11 @@ impl Store {
     pub fn cancel(&self, batch_id: i64, abandon: bool) -> Result<usize, StoreError> {
         self.write("cancel a batch", |tx| {
             let now = now_ms();
-            tx.execute(
+            tx.exec(
                 "UPDATE batches SET cancelled = 1, updated_at = ?2 WHERE id = ?1",
                 params![batch_id, now],
             )?;
-            let mut n = tx.execute(
+            let mut n = tx.exec(
                 "UPDATE jobs SET state = 'cancelled', cancelled_by = 'person',
                      reason = 'cancelled by a person', updated_at = ?2
                  WHERE batch_id = ?1 AND state IN ('planned', 'unknown')",
@@ -191,7 +192,7 @@ impl Store {
             // no manifest asks for (the batch's own flag keeps them from coming back meanwhile).
             if abandon {
                 // Their attempts stay `accepted`: the provider bills them, so the budget counts them.
-                n += tx.execute(
+                n += tx.exec(
                     "UPDATE jobs SET state = 'cancelled', cancelled_by = 'person',
                          reason = 'abandoned by a person', updated_at = ?2
                      WHERE batch_id = ?1 AND state IN ('running', 'downloading')",
@@ -212,7 +213,7 @@ impl Store {
     /// What [`Store::uncancel`] would submit: the cancelled jobs that never had a task.
     pub fn uncancel_price(&self, batch_id: i64) -> Result<RetryPrice, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT count(*), coalesce(sum(j.task_id IS NULL AND a.id IS NULL), 0),
                  coalesce(sum(CASE WHEN j.task_id IS NULL AND a.id IS NULL
                      THEN coalesce(j.estimate_credits, 0) END), 0)
@@ -242,7 +243,7 @@ impl Store {
 
 fn uncancel(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<usize> {
     let now = now_ms();
-    tx.execute(
+    tx.exec(
         "UPDATE batches SET cancelled = 0, updated_at = ?2 WHERE id = ?1",
         params![batch_id, now],
     )?;
@@ -250,7 +251,7 @@ fn uncancel(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<usize> {
     // Jobs the manifest dropped (subjects taken out of it) stay cancelled: a person resumes
     // what a person cancelled, never subjects no manifest asks for any more.
     let by_person = "coalesce(cancelled_by, 'person') = 'person'";
-    let mut n = tx.execute(
+    let mut n = tx.exec(
         &format!(
             "UPDATE jobs SET state = CASE WHEN clip_url IS NOT NULL THEN 'downloading'
                  ELSE 'running' END, next_poll_at = ?2, {back}
@@ -258,7 +259,7 @@ fn uncancel(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<usize> {
         ),
         params![batch_id, now],
     )?;
-    n += tx.execute(
+    n += tx.exec(
         &format!(
             "UPDATE jobs SET state = 'unknown', {back}
              WHERE batch_id = ?1 AND state = 'cancelled' AND {by_person} AND attempt_id IN
@@ -266,7 +267,7 @@ fn uncancel(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<usize> {
         ),
         params![batch_id, now],
     )?;
-    n += tx.execute(
+    n += tx.exec(
         &format!(
             "UPDATE jobs SET state = 'planned', held = NULL, attempt_id = NULL, {back}
              WHERE batch_id = ?1 AND state = 'cancelled' AND {by_person}"

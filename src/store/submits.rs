@@ -5,6 +5,7 @@
 
 use rusqlite::{OptionalExtension, params};
 
+use super::Cached;
 use super::jobs::{
     ClaimOutcome, InterruptedSubmit, SubmitIntent, event, release_budget_holds, set_attempt_state,
     set_job_state,
@@ -16,7 +17,7 @@ impl Store {
     /// Send one `unknown` job back to be submitted under its same idempotency key.
     pub fn release_unknown_job(&self, job_id: i64) -> Result<(), StoreError> {
         self.write("release an unknown submit", |tx| {
-            tx.execute(
+            tx.exec(
                 "UPDATE jobs SET state = 'planned', updated_at = ?2 WHERE id = ?1 AND state = 'unknown'",
                 params![job_id, now_ms()],
             )?;
@@ -27,7 +28,7 @@ impl Store {
     /// Credits committed to a batch: attempts possibly billed (the budget counts these).
     pub fn committed_credits(&self, batch_id: i64) -> Result<u64, StoreError> {
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT committed_credits FROM batches WHERE id = ?1",
             [batch_id],
             |r| r.get::<_, i64>(0),
@@ -40,12 +41,24 @@ impl Store {
     /// `submitting`) before anything is sent. Jobs whose estimate would cross their batch's
     /// budget are held (with the reason) instead.
     pub fn claim_next(&self, scope: &Scope) -> Result<ClaimOutcome, StoreError> {
+        let (outcome, commit) = self.claim_next_grouped(scope)?;
+        self.durability.wait(commit)?;
+        Ok(outcome)
+    }
+
+    /// [`Store::claim_next`] without waiting for the intent to be on disk: the caller must
+    /// [`Store::settled`] the commit before anything of the submit leaves (group commit: many
+    /// intents claimed in a row share one sync).
+    pub fn claim_next_grouped(
+        &self,
+        scope: &Scope,
+    ) -> Result<(ClaimOutcome, super::Commit), StoreError> {
         let scope = scope.filter("b.id");
-        self.write("commit a submit intent", |tx| loop {
+        self.apply("commit a submit intent", |tx| loop {
             // The batch first: highest priority, then the one with the fewest tasks in flight,
             // so a small batch is never starved behind a large one of the same priority.
             let batch: Option<i64> = tx
-                .query_row(
+                .row(
                     &format!(
                         "SELECT b.id FROM batches b
                          WHERE b.paused = 0 AND b.cancelled = 0 {scope} AND {CANARY_OPEN}
@@ -85,7 +98,7 @@ impl Store {
             // so a provider that honours keys answers with the first task instead of a second bill.
             let reusable: Option<(i64, u32, String)> = match attempt_id {
                 Some(a) => tx
-                    .query_row(
+                    .row(
                         "SELECT id, number, idempotency_key FROM attempts WHERE id = ?1 AND state = 'unknown'",
                         [a],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -97,7 +110,7 @@ impl Store {
                 let held = match estimate {
                     None => Some("price unknown: a job without a price cannot pass a budget".to_owned()),
                     Some(est) => {
-                        let committed: i64 = tx.query_row(
+                        let committed: i64 = tx.row(
                             "SELECT committed_credits + outside_credits FROM batches WHERE id = ?1",
                             [batch_id],
                             |r| r.get(0),
@@ -112,7 +125,7 @@ impl Store {
                     }
                 };
                 if let Some(why) = held {
-                    tx.execute(
+                    tx.exec(
                         "UPDATE jobs SET held = ?2, updated_at = ?3 WHERE id = ?1",
                         params![job_id, why, now_ms()],
                     )?;
@@ -126,7 +139,7 @@ impl Store {
                     (id, number, key)
                 }
                 None => {
-                    let number: u32 = tx.query_row(
+                    let number: u32 = tx.row(
                         "SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE job_id = ?1",
                         [job_id],
                         |r| r.get(0),
@@ -135,7 +148,7 @@ impl Store {
                         "recast-{batch_id}-{}-a{number}",
                         &job_key[..job_key.len().min(20)]
                     );
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO attempts (job_id, number, idempotency_key, state,
                              credits_estimate, created_at, updated_at)
                          VALUES (?1, ?2, ?3, 'submitting', ?4, ?5, ?5)",
@@ -144,7 +157,7 @@ impl Store {
                     (tx.last_insert_rowid(), number, key)
                 }
             };
-            tx.execute(
+            tx.exec(
                 "UPDATE jobs SET state = 'submitting', attempt_id = ?2, task_id = NULL,
                      progress = NULL, polls = 0, reason = NULL, updated_at = ?3 WHERE id = ?1",
                 params![job_id, attempt_id, now_ms()],
@@ -177,18 +190,18 @@ impl Store {
     /// The provider accepted the submit: the task id is committed before anything uses it.
     /// The attempt records it whatever became of the job meanwhile (the task is billed); the job
     /// moves on only from `submitting` under this same attempt.
-    pub fn record_submitted(
+    pub async fn record_submitted(
         &self,
         intent: &SubmitIntent,
         task_id: &str,
         next_poll_at: i64,
     ) -> Result<(), StoreError> {
-        self.write("record a task id", |tx| {
-            tx.execute(
+        self.write_async("record a task id", |tx| {
+            tx.exec(
                 "UPDATE attempts SET state = 'accepted', task_id = ?2, updated_at = ?3 WHERE id = ?1",
                 params![intent.attempt_id, task_id, now_ms()],
             )?;
-            let moved = tx.execute(
+            let moved = tx.exec(
                 "UPDATE jobs SET state = 'running', task_id = ?2, next_poll_at = ?3, reason = NULL,
                      updated_at = ?4 WHERE id = ?1 AND state = 'submitting' AND attempt_id = ?5",
                 params![intent.job_id, task_id, next_poll_at, now_ms(), intent.attempt_id],
@@ -203,6 +216,7 @@ impl Store {
             };
             event(tx, Some(intent.batch_id), Some(intent.job_id), "submitted", &message)
         })
+        .await
     }
 
     /// The submit certainly did not create a task (never sent, refused with 429/402): the job
@@ -210,7 +224,7 @@ impl Store {
     pub fn record_not_sent(&self, intent: &SubmitIntent, why: &str) -> Result<(), StoreError> {
         self.write("record an unsent submit", |tx| {
             set_attempt_state(tx, intent.attempt_id, "not_sent", Some(why))?;
-            tx.execute(
+            tx.exec(
                 "UPDATE jobs SET state = 'planned', attempt_id = NULL, reason = ?2, updated_at = ?3
                  WHERE id = ?1 AND state = 'submitting' AND attempt_id = ?4",
                 params![intent.job_id, why, now_ms(), intent.attempt_id],
@@ -261,7 +275,7 @@ impl Store {
     pub fn interrupted_submits(&self) -> Result<Vec<InterruptedSubmit>, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare(
+            .prepare_cached(
                 "SELECT j.id, j.attempt_id, j.job_key, a.idempotency_key, b.output_dir
                  FROM jobs j JOIN batches b ON b.id = j.batch_id
                  LEFT JOIN attempts a ON a.id = j.attempt_id
@@ -293,7 +307,7 @@ impl Store {
             let unsent = "recast stopped before this submit was sent (its output folder never \
                           recorded it): submitted again";
             let ids: Vec<(i64, i64, Option<i64>)> = {
-                let mut s = tx.prepare(
+                let mut s = tx.prepare_cached(
                     "SELECT id, batch_id, attempt_id FROM jobs WHERE state = 'submitting'",
                 )?;
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -304,7 +318,7 @@ impl Store {
                 match attempt_id {
                     Some(a) if never_sent.contains(a) => {
                         set_attempt_state(tx, *a, "not_sent", Some(unsent))?;
-                        tx.execute(
+                        tx.exec(
                             "UPDATE jobs SET state = 'planned', attempt_id = NULL, reason = ?2,
                                  updated_at = ?3 WHERE id = ?1",
                             params![job_id, unsent, now_ms()],
@@ -331,7 +345,7 @@ impl Store {
     pub fn release_unknown(&self, scope: &Scope) -> Result<usize, StoreError> {
         let scope = scope.filter("batch_id");
         self.write("release unknown submits", |tx| {
-            let n = tx.execute(
+            let n = tx.exec(
                 &format!(
                     "UPDATE jobs SET state = 'planned', held = NULL, updated_at = ?1
                      WHERE state = 'unknown' {scope}"
@@ -358,7 +372,7 @@ impl Store {
     pub fn restart_lost_tasks(&self, batch_id: i64) -> Result<usize, StoreError> {
         self.write("restart tasks of a stopped simulator", |tx| {
             let in_flight = "('submitting', 'running', 'downloading', 'unknown')";
-            tx.execute(
+            tx.exec(
                 &format!(
                     "UPDATE attempts SET state = 'abandoned', updated_at = ?2
                      WHERE state IN ('submitting', 'accepted', 'completed', 'unknown')
@@ -366,7 +380,7 @@ impl Store {
                 ),
                 params![batch_id, now_ms()],
             )?;
-            let n = tx.execute(
+            let n = tx.exec(
                 &format!(
                     "UPDATE jobs SET state = 'planned', attempt_id = NULL, task_id = NULL,
                          clip_url = NULL, progress = NULL, polls = 0, link_refreshes = 0,
@@ -411,7 +425,7 @@ fn next_candidate(
     tx: &rusqlite::Transaction<'_>,
     batch: i64,
 ) -> rusqlite::Result<Option<Candidate>> {
-    tx.query_row(
+    tx.row(
         "SELECT j.id, j.batch_id, b.name, j.subject_id, b.base_dir, b.output_dir, j.spec_json,
              j.duration_ms, j.estimate_credits, b.budget_credits, j.attempt_id, j.job_key
          FROM jobs j JOIN batches b ON b.id = j.batch_id
@@ -445,7 +459,7 @@ fn leave_submitting(
     to: JobState,
     why: &str,
 ) -> rusqlite::Result<usize> {
-    tx.execute(
+    tx.exec(
         "UPDATE jobs SET state = ?2, reason = ?3, updated_at = ?4
          WHERE id = ?1 AND state = 'submitting' AND attempt_id = ?5",
         params![intent.job_id, to.as_str(), why, now_ms(), intent.attempt_id],

@@ -2,6 +2,7 @@
 //! engine relies on (budget holds, fair claims, idempotency keys reused for unknown submits).
 
 use super::*;
+use futures_util::FutureExt;
 
 pub(super) fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> NewBatch {
     NewBatch {
@@ -139,7 +140,11 @@ fn a_lost_task_is_remade_only_as_a_new_priced_attempt_that_the_budget_counts() {
         .register_batch(&batch("b", Some(2 * 566), 0), jobs("k", 1))
         .unwrap();
     let first = claim(&store).unwrap();
-    store.record_submitted(&first, "t-1", 0).unwrap();
+    store
+        .record_submitted(&first, "t-1", 0)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     store
         .record_needs_person(first.job_id, JobState::Lost, "404 on poll")
         .unwrap();
@@ -201,12 +206,18 @@ fn a_late_answer_cannot_move_a_job_that_moved_on() {
         .register_batch(&batch("b", None, 0), jobs("k", 1))
         .unwrap();
     let intent = claim(&store).unwrap();
-    store.record_submitted(&intent, "t-1", 0).unwrap();
+    store
+        .record_submitted(&intent, "t-1", 0)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
     store.cancel(r.batch_id, true).unwrap();
     // The poll that was on the wire answers now.
     store
         .record_clip_ready(&item, "http://x/clip.mp4", i64::MAX)
+        .now_or_never()
+        .unwrap()
         .unwrap();
     store.record_task_failed(&item, "late").unwrap();
     let counts = store.batch_counts(r.batch_id).unwrap();
@@ -229,7 +240,11 @@ fn every_stage_works_only_on_batches_of_its_provider() {
     let ClaimOutcome::Intent(intent) = store.claim_next(&reapi).unwrap() else {
         panic!("the real provider's job is claimable by its engine");
     };
-    store.record_submitted(&intent, "task-1", 0).unwrap();
+    store
+        .record_submitted(&intent, "task-1", 0)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     assert!(store.due_polls(&sim, i64::MAX, 10).unwrap().is_empty());
     assert_eq!(store.next_poll_at(&sim).unwrap(), None);
     assert_eq!(store.provider_in_flight(&sim).unwrap(), 0);
@@ -296,7 +311,11 @@ fn a_budget_holds_the_jobs_that_would_cross_it() {
         .unwrap();
     let mut sent = 0;
     while let Some(i) = claim(&store) {
-        store.record_submitted(&i, &format!("t{sent}"), 0).unwrap();
+        store
+            .record_submitted(&i, &format!("t{sent}"), 0)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
         sent += 1;
     }
     assert_eq!(sent, 3);
@@ -313,6 +332,8 @@ fn a_budget_holds_the_jobs_that_would_cross_it() {
         let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
         store
             .record_clip_ready(&item, &format!("http://x/{n}.mp4"), 0)
+            .now_or_never()
+            .unwrap()
             .unwrap();
         let dl = store
             .due_downloads(&all(), now_ms(), 10, &[])
@@ -320,6 +341,8 @@ fn a_budget_holds_the_jobs_that_would_cross_it() {
             .remove(0);
         store
             .record_downloaded(&dl, &format!("/tmp/{n}.mp4"), "00", 1)
+            .now_or_never()
+            .unwrap()
             .unwrap();
     }
     assert!(
@@ -341,6 +364,8 @@ fn a_failed_task_is_refunded_and_retried_until_retries_run_out() {
         assert_eq!(i.attempt_number, attempt);
         store
             .record_submitted(&i, &format!("t{attempt}"), 0)
+            .now_or_never()
+            .unwrap()
             .unwrap();
         let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
         let state = store.record_task_failed(&item, "boom").unwrap();
@@ -369,7 +394,11 @@ fn a_small_batch_is_not_starved_behind_a_large_one() {
     let mut per_batch = std::collections::HashMap::new();
     for n in 0..20 {
         let i = claim(&store).unwrap();
-        store.record_submitted(&i, &format!("t{n}"), 0).unwrap();
+        store
+            .record_submitted(&i, &format!("t{n}"), 0)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
         *per_batch.entry(i.batch_id).or_insert(0) += 1;
     }
     assert_eq!(per_batch[&small.batch_id], 10);
@@ -397,10 +426,16 @@ fn a_dead_link_is_refreshed_by_polling_again() {
         .register_batch(&batch("b", None, 0), jobs("k", 1))
         .unwrap();
     let i = claim(&store).unwrap();
-    store.record_submitted(&i, "t1", 0).unwrap();
+    store
+        .record_submitted(&i, "t1", 0)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
     store
         .record_clip_ready(&item, "http://x/c.mp4", now_ms() + 1000)
+        .now_or_never()
+        .unwrap()
         .unwrap();
     let dl = store
         .due_downloads(&all(), now_ms(), 10, &[])
@@ -423,7 +458,11 @@ fn a_refund_lets_a_job_held_by_the_budget_go() {
         .register_batch(&batch("b", Some(566), 0), jobs("k", 2))
         .unwrap();
     let first = claim(&store).unwrap();
-    store.record_submitted(&first, "t1", 0).unwrap();
+    store
+        .record_submitted(&first, "t1", 0)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     assert!(
         claim(&store).is_none(),
         "the second job is held by the budget"
@@ -444,7 +483,11 @@ fn re_registering_never_creates_a_second_attempt_for_a_job_in_flight() {
         .register_batch(&batch("b", None, 0), jobs("k", 2))
         .unwrap();
     let first = claim(&store).unwrap();
-    store.record_submitted(&first, "t-1", 0).unwrap();
+    store
+        .record_submitted(&first, "t-1", 0)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     let second = claim(&store).unwrap();
     store.record_unknown(&second, "reset").unwrap();
     // A schedule tick, a standing re-plan, a concurrent run: the same manifest, then one that

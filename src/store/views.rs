@@ -2,6 +2,7 @@
 //!
 //! Owns: the query and the row's shape. May not: change anything.
 
+use super::Cached;
 use super::{JobState, Store, StoreError};
 
 /// One job as a person looks at it.
@@ -81,7 +82,7 @@ impl Store {
     ) -> Result<Option<(String, Option<String>)>, StoreError> {
         use rusqlite::OptionalExtension;
         let conn = self.conn();
-        conn.query_row(
+        conn.row(
             "SELECT spec_json, output_path FROM jobs WHERE batch_id = ?1 AND job_key = ?2",
             rusqlite::params![batch_id, job_key],
             |r| Ok((r.get(0)?, r.get(1)?)),
