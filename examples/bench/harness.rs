@@ -84,7 +84,18 @@ impl Bench {
 
     /// A simulator serving this batch's media, with the provider-side limits.
     pub async fn sim(&self, limits: Option<Limits>, generation: Duration) -> Sim {
+        self.sim_with(limits, generation, Default::default()).await
+    }
+
+    /// The simulator with faults (a storm of 429s, for one).
+    pub async fn sim_with(
+        &self,
+        limits: Option<Limits>,
+        generation: Duration,
+        faults: recast::sim::Faults,
+    ) -> Sim {
         let config = SimConfig {
+            faults,
             media_dir: Some(self.path().to_path_buf()),
             generation: Generation::Fixed(generation),
             submit_rate_per_min: limits.map(|l| l.submit_per_minute),
@@ -166,8 +177,18 @@ pub struct EngineRun {
 /// The clock starts when the engine starts: manifest loading, probing and registration are
 /// not part of the makespan.
 pub async fn run_in_process(bench: &Bench, sim: &Sim, config: EngineConfig) -> EngineRun {
-    let state = bench.path().join("state");
-    let store = Arc::new(Store::open(&state).expect("store opens"));
+    run_in_process_at(bench, sim, config, &bench.path().join("state")).await
+}
+
+/// [`run_in_process`] with the state folder at `state` (one shared by runs, to see what a run
+/// remembers for the next).
+pub async fn run_in_process_at(
+    bench: &Bench,
+    sim: &Sim,
+    config: EngineConfig,
+    state: &Path,
+) -> EngineRun {
+    let store = Arc::new(Store::open(state).expect("store opens"));
     let batch = manifest::load(&bench.path().join("jobs.yaml"), &LoadOptions::default())
         .expect("the bench manifest loads");
     let provider_id = "bench-sim";

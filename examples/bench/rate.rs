@@ -1,64 +1,98 @@
-//! `rate`: does recast submit as fast as the provider allows, and no faster?
+//! `rate`: does recast find the provider's real limit and submit at it, and no faster?
 //!
-//! The simulator refuses submits beyond R/min (token bucket, burst B) with 429; recast is set to
-//! the same R and B (and, in the last case, to twice R, to see how it recovers from 429s).
-//! Achieved rate is measured from the moments the accepted answers arrived (in-process engine,
-//! its provider wrapped to note them): `(N - B) / (t_last - t_first)`, since a bucket that
-//! starts full lets the first B through at once and then one every 1/R.
+//! The simulator refuses submits beyond R/min (GCRA, burst B) with 429 and a `Retry-After`.
+//! recast is set to 1x, 2x and 10x R: users guess limits, and recast must learn the real one
+//! from the 429s. Achieved rate is measured from the moments the accepted answers arrived
+//! (in-process engine, its provider wrapped to note them): `(N - B) / (t_last - t_first)`.
+//! The simulator counts submits that arrived before a `Retry-After` it gave had ended: an
+//! honest client sends none.
+//!
+//! The storm case refuses 30% of submits with `Retry-After: 1` whatever the rate: recast must
+//! honour every pause without mistaking the storm for a limit. Its ideal is the rate that
+//! honouring every `Retry-After` allows: per accepted submit, 1/(1-p) sends at R plus
+//! p/(1-p) pauses of one second.
 
 use std::time::Duration;
 
-use crate::harness::{Bench, Limits, engine_config, run_in_process};
+use recast::sim::{Fault, Faults};
+
+use crate::harness::{Bench, Limits, engine_config, run_in_process_at};
 
 struct Case {
+    label: &'static str,
     jobs: usize,
     provider: Limits,
     recast_per_minute: u32,
+    storm: Option<f64>,
+    /// A first run of this many jobs on the same state folder (not measured): the measured run
+    /// starts from the limit it learned.
+    warm_up: usize,
 }
 
 pub async fn run() {
-    println!(
-        "== rate: achieved submit rate / allowed rate (in-process engine, loopback simulator)"
-    );
-    println!(
-        "   achieved = (N - burst) / (last accept - first accept); allowed = the simulator's R/min"
-    );
+    println!("== rate: achieved submit rate / what the provider allows (in-process engine)");
+    println!("   achieved = (N - burst) / (last accept - first accept); 'early' = submits sent");
+    println!("   before a Retry-After had ended (the simulator counts them); 'again' = a second");
+    println!("   run on the same state folder, starting from the limit the first one learned");
     let cases = [
+        case("1 x R", 200, limits(600, 1), 600, None),
+        case("2 x R", 600, limits(600, 1), 1200, None),
+        case("10 x R", 600, limits(600, 1), 6000, None),
         Case {
-            jobs: 100,
-            provider: limits(600, 1),
-            recast_per_minute: 600,
+            warm_up: 300,
+            ..case("2 x R, again", 600, limits(600, 1), 1200, None)
         },
         Case {
-            jobs: 300,
-            provider: limits(3000, 5),
-            recast_per_minute: 3000,
+            warm_up: 300,
+            ..case("10 x R, again", 600, limits(600, 1), 6000, None)
         },
-        Case {
-            jobs: 100,
-            provider: limits(600, 1),
-            recast_per_minute: 1200,
-        },
+        case("1 x R", 400, limits(3000, 5), 3000, None),
+        case("storm 30%", 200, limits(3000, 5), 3000, Some(0.3)),
     ];
     println!(
-        "{:>5} {:>12} {:>7} {:>12} {:>14} {:>7} {:>6} {:>6}",
-        "jobs", "allowed/min", "burst", "recast/min", "achieved/min", "ratio", "429s", "done"
+        "{:>10} {:>5} {:>9} {:>6} {:>10} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6}",
+        "case",
+        "jobs",
+        "R/min",
+        "burst",
+        "recast/min",
+        "ideal/min",
+        "achieved",
+        "ratio",
+        "429s",
+        "429 %",
+        "early"
     );
     for case in cases {
+        let state = tempfile::Builder::new()
+            .prefix("recast-bench-state-")
+            .tempdir()
+            .expect("a state folder");
+        if case.warm_up > 0 {
+            let bench = Bench::new(case.warm_up).expect("bench batch");
+            let sim = bench
+                .sim(Some(case.provider), Duration::from_millis(100))
+                .await;
+            run_in_process_at(&bench, &sim, config_for(&case), state.path()).await;
+            sim.shutdown().await;
+        }
         let bench = Bench::new(case.jobs).expect("bench batch");
+        let faults = Faults {
+            seed: 7,
+            submit_429: case.storm.map_or_else(Fault::default, |p| Fault {
+                rate: p,
+                ..Fault::default()
+            }),
+            ..Faults::default()
+        };
         // Short tasks, no in-flight cap: only the submit rate limits the run.
         let sim = bench
-            .sim(Some(case.provider), Duration::from_millis(100))
+            .sim_with(Some(case.provider), Duration::from_millis(100), faults)
             .await;
-        let mut config = engine_config(Limits {
-            submit_per_minute: case.recast_per_minute,
-            max_in_flight: 10_000,
-            ..case.provider
-        });
-        config.submit_burst = case.provider.submit_burst;
-        let run = run_in_process(&bench, &sim, config).await;
+        let run = run_in_process_at(&bench, &sim, config_for(&case), state.path()).await;
         let stats = sim.stats();
-        let refused = stats.rate_limited_429 + stats.in_flight_refused_429;
+        let refused =
+            stats.rate_limited_429 + stats.in_flight_refused_429 + stats.faults.submit_429;
         let n = run.accepted.len();
         let span = match (run.accepted.first(), run.accepted.last()) {
             (Some(a), Some(b)) => (*b - *a).as_secs_f64(),
@@ -70,18 +104,58 @@ pub async fn run() {
         } else {
             0.0
         };
+        let allowed = f64::from(case.provider.submit_per_minute);
+        let ideal = match case.storm {
+            // Seconds per accepted submit when every Retry-After (1 s) is honoured.
+            Some(p) => 60.0 / ((1.0 / (1.0 - p)) * (60.0 / allowed) + p / (1.0 - p)),
+            None => allowed,
+        };
+        let sent = stats.submits_accepted + refused;
         println!(
-            "{:>5} {:>12} {:>7} {:>12} {:>14.1} {:>7.3} {:>6} {:>6}",
+            "{:>10} {:>5} {:>9} {:>6} {:>10} {:>9.1} {:>9.1} {:>7.3} {:>6} {:>6.1} {:>6}",
+            case.label,
             case.jobs,
             case.provider.submit_per_minute,
             case.provider.submit_burst,
             case.recast_per_minute,
+            ideal,
             achieved,
-            achieved / f64::from(case.provider.submit_per_minute),
+            achieved / ideal,
             refused,
-            run.done,
+            100.0 * refused as f64 / sent.max(1) as f64,
+            stats.submits_before_retry_after,
         );
+        if run.done != case.jobs as u64 {
+            println!("           ({} of {} jobs done)", run.done, case.jobs);
+        }
         sim.shutdown().await;
+    }
+}
+
+fn config_for(case: &Case) -> recast::engine::EngineConfig {
+    let mut config = engine_config(Limits {
+        submit_per_minute: case.recast_per_minute,
+        max_in_flight: 10_000,
+        ..case.provider
+    });
+    config.submit_burst = case.provider.submit_burst;
+    config
+}
+
+fn case(
+    label: &'static str,
+    jobs: usize,
+    provider: Limits,
+    recast_per_minute: u32,
+    storm: Option<f64>,
+) -> Case {
+    Case {
+        label,
+        jobs,
+        provider,
+        recast_per_minute,
+        storm,
+        warm_up: 0,
     }
 }
 

@@ -15,6 +15,7 @@ mod balance;
 mod config;
 mod download;
 mod landing;
+mod limit_search;
 mod outcome;
 pub use landing::planned_name;
 mod pacing;
@@ -160,8 +161,19 @@ impl<P: Provider> Engine<P> {
             .user_agent(concat!("recast/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EngineError::Client(e.to_string()))?;
+        let submit_pacing = Pacing::new(config.submit_per_minute, config.submit_burst);
+        // A limit learned in an earlier run below the configured rate: start there.
+        if let Some(learned) = store.learned_limit(scope.provider_id())?
+            && learned < f64::from(config.submit_per_minute)
+        {
+            tracing::info!(
+                per_minute = learned,
+                "starting at the submit rate the provider accepted last time"
+            );
+            submit_pacing.start_from_learned(submit_pacing.factor_for(learned));
+        }
         Ok(Arc::new(Engine {
-            submit_pacing: Pacing::new(config.submit_per_minute, config.submit_burst),
+            submit_pacing,
             poll_pacing: Pacing::new(config.poll_per_minute, config.poll_concurrency as u32),
             store,
             provider,

@@ -1,5 +1,10 @@
 //! How fast the engine may call the provider: a configured rate and burst (governor), and on top
-//! of it a slowdown that a 429 imposes on the whole stage and that wears off gradually.
+//! of it what 429s taught about the provider's real limit ([`super::limit_search`]).
+//!
+//! A 429 pauses every call for its `Retry-After`; server trouble pauses them with an exponential
+//! backoff and lets one call at a time probe. Calls pass the gate twice: when a submit is
+//! claimed, and again just before it is sent (after its intent's sync), so that the time a sync
+//! takes never bunches sends closer than the rate allows.
 //!
 //! Time is tokio's, so the pacing is testable with paused time.
 
@@ -9,6 +14,8 @@ use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::{Quota, RateLimiter};
+
+use super::limit_search::LimitSearch;
 use tokio::time::Instant;
 
 /// governor's clock, read from tokio's so that `start_paused` tests control it.
@@ -43,40 +50,61 @@ type Limiter = RateLimiter<
 struct Slowdown {
     /// Nothing goes out before this (a `Retry-After`, or a backoff).
     paused_until: Option<Instant>,
-    /// Multiplies the configured spacing between calls; 1.0 is full speed.
-    factor: f64,
     last_call: Option<Instant>,
+    last_send: Option<Instant>,
     /// Server trouble (5xx, connection failures) in a row, since the last accepted call.
     trouble: u32,
+    /// Calls to be accepted before calls go more than one at a time again, after a 429: a
+    /// provider refusing now and then is not sent bursts it may refuse all at once.
+    refused: u32,
+    /// Calls sent and not yet answered.
+    on_wire: u32,
+    search: LimitSearch,
+}
+
+impl Slowdown {
+    fn one_at_a_time(&self) -> bool {
+        self.trouble > 0 || self.refused > 0
+    }
+}
+
+/// A call on the wire, from [`Pacing::before_send`] until its answer is handled (dropped).
+#[must_use]
+pub struct OnWire<'a>(&'a Pacing);
+
+impl Drop for OnWire<'_> {
+    fn drop(&mut self) {
+        let mut s = self.0.lock();
+        s.on_wire = s.on_wire.saturating_sub(1);
+        drop(s);
+        self.0.wire_freed.notify_waiters();
+    }
 }
 
 /// A shared gate every call of one kind (submits, or polls) passes through.
 #[derive(Debug)]
 pub struct Pacing {
     limiter: Limiter,
+    /// The same quota again, taken just before a call leaves (see the module's doc).
+    send_limiter: Limiter,
     clock: TokioClock,
     spacing: Duration,
     slowdown: Mutex<Slowdown>,
+    wire_freed: tokio::sync::Notify,
 }
 
-/// The most a run of 429s can slow a stage down, relative to its configured rate.
-const MAX_SLOWDOWN: f64 = 32.0;
-/// Each 429 slows the stage by this factor: gentle, because the pause for its `Retry-After`
-/// already costs a second or more of slots.
-const BACKOFF: f64 = 1.5;
-/// Each accepted call takes this much of the slowdown away: recovery over some forty calls, so
-/// the rate that was just refused is not tried again at once (each refusal costs a pause).
-const RECOVERY: f64 = 0.99;
 /// Calls are spaced this much wider than the configured rate, so that a limit set exactly to
 /// the provider's is not crossed by network jitter (a request sent on time may arrive early).
 const HEADROOM: f64 = 1.03;
+/// Calls accepted in a row after a 429 before more than one is on the wire again.
+const ALONE_AFTER_429: u32 = 20;
 /// Pause after a 429 without a usable `Retry-After`.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
 /// The first pause after server trouble, doubled at each further failure in a row (with
-/// jitter) up to [`MAX_TROUBLE_PAUSE`]: an outage costs a probe call every few minutes, not
-/// one every two seconds.
+/// jitter) up to [`MAX_TROUBLE_PAUSE`]: an outage costs a few probe calls a minute, not one
+/// every two seconds, and the first submit after it ends leaves within seconds.
 const FIRST_TROUBLE_PAUSE: Duration = Duration::from_secs(2);
-const MAX_TROUBLE_PAUSE: Duration = Duration::from_secs(300);
+const MAX_TROUBLE_PAUSE: Duration = Duration::from_secs(15);
 
 impl Pacing {
     pub fn new(per_minute: u32, burst: u32) -> Pacing {
@@ -89,14 +117,19 @@ impl Pacing {
             .allow_burst(burst);
         Pacing {
             limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
+            send_limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
             clock,
             spacing,
             slowdown: Mutex::new(Slowdown {
                 paused_until: None,
-                factor: 1.0,
                 last_call: None,
+                last_send: None,
                 trouble: 0,
+                refused: 0,
+                on_wire: 0,
+                search: LimitSearch::default(),
             }),
+            wire_freed: tokio::sync::Notify::new(),
         }
     }
 
@@ -107,24 +140,33 @@ impl Pacing {
     /// How long the caller must wait before its next call, or `None` if it may go now
     /// (in which case the call is counted).
     pub fn try_acquire(&self) -> Option<Duration> {
+        self.try_pass(&self.limiter, |s| &mut s.last_call)
+    }
+
+    fn try_pass(
+        &self,
+        limiter: &Limiter,
+        last: fn(&mut Slowdown) -> &mut Option<Instant>,
+    ) -> Option<Duration> {
         let now = Instant::now();
         {
-            let s = self.lock();
+            let mut s = self.lock();
             if let Some(until) = s.paused_until.filter(|u| *u > now) {
                 return Some(until - now);
             }
-            if s.factor > 1.0
-                && let Some(last) = s.last_call
+            let factor = s.search.factor();
+            if factor > 1.0
+                && let Some(last) = *last(&mut s)
             {
-                let gap = self.spacing.mul_f64(s.factor);
+                let gap = self.spacing.mul_f64(factor);
                 if now < last + gap {
                     return Some(last + gap - now);
                 }
             }
         }
-        match self.limiter.check() {
+        match limiter.check() {
             Ok(()) => {
-                self.lock().last_call = Some(now);
+                *last(&mut self.lock()) = Some(now);
                 None
             }
             Err(not_until) => Some(not_until.wait_time_from(self.clock.now())),
@@ -138,13 +180,58 @@ impl Pacing {
         }
     }
 
-    /// The provider said 429: pause everyone, and slow down for a while after.
+    /// Wait, just before a claimed call leaves, until the rate (and any pause) lets it; after
+    /// a 429 or server trouble, also until no other call is on the wire, so the first call
+    /// after a pause goes alone (a burst after it would cross a limit or a storm blindly).
+    /// Hold the answer's handling in the returned [`OnWire`].
+    pub async fn before_send(&self) -> OnWire<'_> {
+        loop {
+            while let Some(wait) = self.try_pass(&self.send_limiter, |s| &mut s.last_send) {
+                tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+            }
+            let freed = self.wire_freed.notified();
+            {
+                let mut s = self.lock();
+                if !(s.one_at_a_time() && s.on_wire > 0) {
+                    s.on_wire += 1;
+                    return OnWire(self);
+                }
+            }
+            tokio::select! {
+                _ = freed => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    /// The provider said 429: pause everyone for its `Retry-After`, and let the limit search
+    /// judge whether a limit is being crossed.
     pub fn rate_limited(&self, retry_after: Option<Duration>) {
         let mut s = self.lock();
+        let now = Instant::now();
         let pause = retry_after.unwrap_or(DEFAULT_PAUSE);
-        let until = Instant::now() + pause;
+        let until = now + pause;
         s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
-        s.factor = (s.factor * BACKOFF).min(MAX_SLOWDOWN);
+        s.refused = ALONE_AFTER_429;
+        // Calls already on their way went out at the old rate; their 429s say nothing new.
+        let calm = until + self.spacing.mul_f64(s.search.factor() * 2.0);
+        s.search.refused(now, calm);
+    }
+
+    /// Start from a limit learned in an earlier run (a factor of the configured spacing).
+    pub fn start_from_learned(&self, factor: f64) {
+        self.lock().search.start_from(factor);
+    }
+
+    /// A limit found since the last call, as calls per minute, to be remembered.
+    pub fn take_learned(&self) -> Option<f64> {
+        let learned = self.lock().search.take_learned()?;
+        Some(60.0 / self.spacing.mul_f64(learned).as_secs_f64())
+    }
+
+    /// The factor of the configured spacing that a calls-per-minute limit is.
+    pub fn factor_for(&self, per_minute: f64) -> f64 {
+        (60.0 / per_minute.max(0.001)) / self.spacing.as_secs_f64()
     }
 
     /// Pause everyone for `pause` without slowing down afterwards (server errors, backoff).
@@ -168,21 +255,22 @@ impl Pacing {
         pause
     }
 
-    /// Whether the server failed the last call: then one call at a time probes it (a circuit
-    /// breaker half open), instead of a burst into an outage.
+    /// Whether the server failed the last call or refused it (429): then one call at a time
+    /// probes it (a circuit breaker half open), instead of a burst into an outage or a limit.
     pub fn in_trouble(&self) -> bool {
-        self.lock().trouble > 0
+        self.lock().one_at_a_time()
     }
 
-    /// A call went through: the slowdown wears off a little, and server trouble is over.
+    /// A call went through: server trouble is over, and the limit search counts it.
     pub fn accepted(&self) {
         let mut s = self.lock();
-        s.factor = (s.factor * RECOVERY).max(1.0);
+        s.search.accepted(Instant::now());
         s.trouble = 0;
+        s.refused = s.refused.saturating_sub(1);
     }
 
     pub fn slowdown_factor(&self) -> f64 {
-        self.lock().factor
+        self.lock().search.factor()
     }
 }
 
@@ -204,18 +292,17 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_429_pauses_everyone_for_its_retry_after_then_slows_the_rate() {
+    async fn a_429_pauses_everyone_for_its_retry_after_and_one_alone_does_not_slow() {
         let pacing = Pacing::new(600, 1);
         pacing.acquire().await;
+        for _ in 0..10 {
+            pacing.accepted();
+        }
         pacing.rate_limited(Some(Duration::from_secs(7)));
         let start = Instant::now();
         pacing.acquire().await;
         assert!(Instant::now() - start >= Duration::from_secs(7));
-        assert_eq!(pacing.slowdown_factor(), 1.5);
-        // Spacing is now 1.5 x 103 ms.
-        let start = Instant::now();
-        pacing.acquire().await;
-        assert!(Instant::now() - start >= Duration::from_millis(150));
+        assert_eq!(pacing.slowdown_factor(), 1.0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -226,40 +313,25 @@ mod tests {
             pauses.push(pacing.server_trouble());
         }
         assert!(pacing.in_trouble());
-        // 2 s, 4 s, 8 s, ... (within their jitter), capped at five minutes.
+        // 2 s, 4 s, 8 s, ... (within their jitter), capped at fifteen seconds.
         assert!(
             pauses[0] >= Duration::from_millis(1600) && pauses[0] <= Duration::from_millis(2400)
         );
         assert!(
-            pauses[3] >= Duration::from_millis(12_800)
-                && pauses[3] <= Duration::from_millis(19_200)
+            pauses[2] >= Duration::from_millis(6_400) && pauses[2] <= Duration::from_millis(9_600)
         );
-        assert!(pauses[9] <= Duration::from_secs(360) && pauses[9] >= Duration::from_secs(240));
-        // Ten failures in a row cost about ten probes over ten minutes, not 300.
+        assert!(pauses[9] <= Duration::from_secs(18) && pauses[9] >= Duration::from_secs(12));
+        // A two-minute outage costs about a dozen probes, a few a minute, not sixty.
         let total: Duration = pauses.iter().sum();
-        assert!(total >= Duration::from_secs(600), "{total:?}");
+        assert!(total >= Duration::from_secs(100), "{total:?}");
         let start = Instant::now();
         pacing.acquire().await;
-        assert!(Instant::now() - start >= Duration::from_secs(240));
+        assert!(Instant::now() - start >= Duration::from_secs(12));
         pacing.accepted();
         assert!(!pacing.in_trouble());
         assert!(
             pacing.server_trouble() <= Duration::from_millis(2400),
             "it starts over"
         );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_slowdown_wears_off_gradually() {
-        let pacing = Pacing::new(600, 1);
-        pacing.rate_limited(Some(Duration::ZERO));
-        pacing.rate_limited(Some(Duration::ZERO));
-        assert_eq!(pacing.slowdown_factor(), 2.25);
-        pacing.accepted();
-        assert!(pacing.slowdown_factor() < 2.25 && pacing.slowdown_factor() > 2.0);
-        for _ in 0..100 {
-            pacing.accepted();
-        }
-        assert_eq!(pacing.slowdown_factor(), 1.0);
     }
 }

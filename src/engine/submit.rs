@@ -174,11 +174,20 @@ impl<P: Provider> Engine<P> {
             tracing::error!(subject = %intent.subject_id, "not submitted: {why}");
             return Ok(());
         }
+        // The rate again, now that the intent's sync is behind: syncs of varying length must
+        // not bunch sends closer than the provider allows.
+        let on_wire = self.submit_pacing.before_send().await;
         let answer = self
             .provider
             .submit(&request, &intent.idempotency_key)
             .await;
         self.record_answer(&intent, answer).await?;
+        drop(on_wire);
+        if let Some(per_minute) = self.submit_pacing.take_learned() {
+            tracing::info!(per_minute, "learned the provider's submit rate limit");
+            self.store
+                .remember_limit(self.scope().provider_id(), per_minute)?;
+        }
         self.wake.notify_waiters();
         Ok(())
     }

@@ -148,6 +148,11 @@ pub struct SimArgs {
     #[arg(long, value_name = "FAULT", help_heading = "Faults")]
     pub fault_submit_5xx: Option<Fault>,
 
+    /// Submits answered 429 (`Retry-After: 1`) whatever the rate, nothing created: a storm.
+    /// Example: `--fault-submit-429 0.3`.
+    #[arg(long, value_name = "FAULT", help_heading = "Faults")]
+    pub fault_submit_429: Option<Fault>,
+
     /// Submit connections reset before anything is created. Example: `--fault-submit-reset 0.05`.
     #[arg(long, value_name = "FAULT", help_heading = "Faults")]
     pub fault_submit_reset: Option<Fault>,
@@ -231,6 +236,7 @@ impl SimArgs {
                 seed: self.fault_seed,
                 task_failure: f(self.fault_task_failure),
                 submit_5xx: f(self.fault_submit_5xx),
+                submit_429: f(self.fault_submit_429),
                 submit_reset: f(self.fault_submit_reset),
                 ambiguous_submit: f(self.fault_ambiguous_submit),
                 poll_5xx: f(self.fault_poll_5xx),

@@ -218,6 +218,9 @@ pub struct Faults {
     pub malformed_json: Fault,
     /// A poll answers a status word no gateway family uses.
     pub unknown_status: Fault,
+    /// A submit answers 429 with `Retry-After: 1` whatever the rate (a storm of refusals that
+    /// slowing down does not end). Nothing created.
+    pub submit_429: Fault,
 }
 
 /// The simulator's settings. `Default` is the seed's own shape with a few seconds of generation.

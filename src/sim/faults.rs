@@ -27,10 +27,11 @@ pub enum FaultKind {
     ExpiredLink,
     MalformedJson,
     UnknownStatus,
+    Submit429,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::TaskFailure,
         FaultKind::Submit5xx,
         FaultKind::SubmitReset,
@@ -43,6 +44,7 @@ impl FaultKind {
         FaultKind::ExpiredLink,
         FaultKind::MalformedJson,
         FaultKind::UnknownStatus,
+        FaultKind::Submit429,
     ];
 
     fn index(self) -> usize {
@@ -63,6 +65,7 @@ impl FaultKind {
             FaultKind::ExpiredLink => faults.expired_link,
             FaultKind::MalformedJson => faults.malformed_json,
             FaultKind::UnknownStatus => faults.unknown_status,
+            FaultKind::Submit429 => faults.submit_429,
         }
     }
 }

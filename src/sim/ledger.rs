@@ -95,6 +95,7 @@ pub struct FaultCounts {
     pub expired_link: u64,
     pub malformed_json: u64,
     pub unknown_status: u64,
+    pub submit_429: u64,
 }
 
 /// Request statistics: what was accepted, refused, and injected.
@@ -111,6 +112,9 @@ pub struct Stats {
     pub rate_limited_429: u64,
     /// Submits refused because too many tasks were in flight (also a 429).
     pub in_flight_refused_429: u64,
+    /// Submits that arrived before the end of a `Retry-After` the simulator had given (any
+    /// 429's): a client that honours `Retry-After` sends none.
+    pub submits_before_retry_after: u64,
     /// Tasks that failed because an input URL could not be fetched.
     pub fetch_failures: u64,
     pub polls: u64,
@@ -132,6 +136,7 @@ pub struct Counters {
     pub rejected_402: AtomicU64,
     pub rate_limited_429: AtomicU64,
     pub in_flight_refused_429: AtomicU64,
+    pub submits_before_retry_after: AtomicU64,
     pub fetch_failures: AtomicU64,
     pub polls: AtomicU64,
     pub polls_unknown_404: AtomicU64,
@@ -157,6 +162,7 @@ impl Counters {
             rejected_402: get(&self.rejected_402),
             rate_limited_429: get(&self.rate_limited_429),
             in_flight_refused_429: get(&self.in_flight_refused_429),
+            submits_before_retry_after: get(&self.submits_before_retry_after),
             fetch_failures: get(&self.fetch_failures),
             polls: get(&self.polls),
             polls_unknown_404: get(&self.polls_unknown_404),
@@ -176,6 +182,7 @@ impl Counters {
                 expired_link: f(FaultKind::ExpiredLink),
                 malformed_json: f(FaultKind::MalformedJson),
                 unknown_status: f(FaultKind::UnknownStatus),
+                submit_429: f(FaultKind::Submit429),
             },
         }
     }

@@ -156,6 +156,7 @@ impl Sim {
         let app = Arc::new(App {
             book: Mutex::new(Book::new(run as u32)),
             limiter,
+            retry_deadline: Mutex::new(None),
             faults: FaultPlan::new(&config.faults),
             counters: Default::default(),
             http,

@@ -33,6 +33,8 @@ pub struct App {
     pub cfg: SimConfig,
     pub book: Mutex<Book>,
     pub limiter: Option<Mutex<RateLimiter>>,
+    /// The latest end of a `Retry-After` given: a submit before it is counted as early.
+    pub retry_deadline: Mutex<Option<Instant>>,
     pub faults: FaultPlan,
     pub counters: Counters,
     /// The client that fetches `image_url` and `video_url`, as the provider would.
@@ -99,6 +101,16 @@ impl App {
             "RATE_LIMITED",
             message,
         );
+        // What the header says, whole seconds rounded up: the client may come back after it.
+        let said = Duration::from_secs(wait.as_millis().div_ceil(1000).max(1) as u64);
+        {
+            let mut deadline = self
+                .retry_deadline
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let end = Instant::now() + said;
+            *deadline = Some(deadline.map_or(end, |d| d.max(end)));
+        }
         if let Ok(v) = HeaderValue::from_str(&retry_after_value(self.cfg.retry_after, wait)) {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
         }

@@ -216,6 +216,20 @@ pub async fn submit(
     if !app.authorized(&headers) {
         return app.unauthorized();
     }
+    let early = app
+        .retry_deadline
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_some_and(|d| Instant::now() < d);
+    if early {
+        bump(&app.counters.submits_before_retry_after);
+    }
+    if app.faults.roll(FaultKind::Submit429) {
+        return app.too_many(
+            std::time::Duration::from_secs(1),
+            "too many requests; retry after the given time",
+        );
+    }
     if let Some(limiter) = &app.limiter {
         let checked = limiter
             .lock()

@@ -213,4 +213,29 @@ impl Store {
             Ok(moved)
         })
     }
+
+    /// The submit rate (calls a minute) the provider was last seen to accept, if learned.
+    pub fn learned_limit(&self, provider: &str) -> Result<Option<f64>, StoreError> {
+        let conn = self.conn();
+        conn.row(
+            "SELECT submit_per_minute FROM provider_limits WHERE provider = ?1",
+            [provider],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(self.sql_error("read a learned rate limit"))
+    }
+
+    /// Remember the submit rate the provider accepts (an observation: made again if lost).
+    pub fn remember_limit(&self, provider: &str, per_minute: f64) -> Result<(), StoreError> {
+        self.note("remember a learned rate limit", |tx| {
+            tx.exec(
+                "INSERT INTO provider_limits (provider, submit_per_minute, learned_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (provider) DO UPDATE SET submit_per_minute = ?2, learned_at = ?3",
+                params![provider, per_minute, now_ms()],
+            )
+        })?;
+        Ok(())
+    }
 }

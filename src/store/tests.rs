@@ -600,3 +600,27 @@ fn a_resume_never_revives_subjects_the_manifest_dropped() {
         Some(false)
     );
 }
+
+#[test]
+fn commits_made_while_a_sync_runs_share_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let r = store
+        .register_batch(&batch("b", None, 0), jobs("k", 5))
+        .unwrap();
+    let (_, syncs_before) = store.commit_counts();
+    store.hold_syncs(true);
+    // Observations: committed without waiting for their sync.
+    for n in 0..5 {
+        store.record_progress(1, Some(n), 0).unwrap();
+    }
+    store.hold_syncs(false);
+    store.set_paused(Some(r.batch_id), false).unwrap();
+    let (committed, syncs) = store.commit_counts();
+    assert!(committed >= 7, "{committed}");
+    assert!(
+        syncs - syncs_before <= 2,
+        "six commits made durable by {} syncs",
+        syncs - syncs_before
+    );
+}
