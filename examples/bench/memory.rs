@@ -26,8 +26,17 @@ pub async fn run(sizes: &[usize], max_secs: u64) {
         generation.as_millis()
     );
     println!(
-        "{:>7} {:>8} {:>9} {:>8} {:>10} {:>9} {:>8} {:>8} {:>7}",
-        "jobs", "done", "wall s", "jobs/s", "cpu ms/job", "peak MiB", "x first", "end MiB", "exit"
+        "{:>7} {:>8} {:>9} {:>8} {:>10} {:>9} {:>8} {:>8} {:>7} {:>10}",
+        "jobs",
+        "done",
+        "wall s",
+        "jobs/s",
+        "cpu ms/job",
+        "peak MiB",
+        "x first",
+        "end MiB",
+        "exit",
+        "status ms"
     );
     let mut first: Option<u64> = None;
     for &jobs in sizes {
@@ -38,9 +47,10 @@ pub async fn run(sizes: &[usize], max_secs: u64) {
         let run = run_binary(&bench, &sim, limits, Duration::from_secs(max_secs), true).await;
         let done = sim.stats().downloads;
         sim.shutdown().await;
+        let status = status_wall(&bench);
         let base = *first.get_or_insert(run.peak_rss_kib);
         println!(
-            "{:>7} {:>8} {:>9.1} {:>8.0} {:>10.2} {:>9.1} {:>8.2} {:>8.1} {:>7}",
+            "{:>7} {:>8} {:>9.1} {:>8.0} {:>10.2} {:>9.1} {:>8.2} {:>8.1} {:>7} {:>10.1}",
             jobs,
             done,
             run.wall.as_secs_f64(),
@@ -54,6 +64,7 @@ pub async fn run(sizes: &[usize], max_secs: u64) {
                 (true, Some(c)) => c.to_string(),
                 (true, None) => "signal".to_owned(),
             },
+            status.as_secs_f64() * 1000.0,
         );
         if run.finished && run.exit_code != Some(0) {
             println!("   stderr:\n{}", run.stderr);
@@ -63,4 +74,27 @@ pub async fn run(sizes: &[usize], max_secs: u64) {
             made.as_secs_f64()
         );
     }
+}
+
+/// The wall time of `recast status` on the finished run's state folder (the best of three: a
+/// person's first look after the run, with the database in the page cache).
+fn status_wall(bench: &Bench) -> Duration {
+    (0..3)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            let out = std::process::Command::new(crate::harness::recast_binary())
+                .arg("status")
+                .arg("--state-dir")
+                .arg(bench.path().join("state"))
+                .output()
+                .expect("recast status runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            start.elapsed()
+        })
+        .min()
+        .unwrap_or_default()
 }

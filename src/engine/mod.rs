@@ -1,7 +1,8 @@
 //! The engine: drives every job of a run from `planned` to `done` through the provider.
 //!
-//! Owns: the submit, poll and download stages, the rate limits and in-flight cap, retries and
-//! their backoff, the policy for submits whose outcome is unknown, and crash recovery at start.
+//! Owns: the submit, poll and download stages, the rate limits and in-flight cap (and the search
+//! for the provider's real limit, remembered in the store), retries and their backoff, the
+//! policy for submits whose outcome is unknown, and crash recovery at start.
 //! Every stage reads its work from the store and commits each step there before the next step
 //! may rely on it, so a run killed at any moment resumes from the store alone.
 //!

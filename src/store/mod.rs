@@ -20,6 +20,7 @@ mod lock;
 mod migrations;
 mod notices;
 mod plans;
+mod recovery;
 mod register;
 mod reports;
 mod scope;
