@@ -18,6 +18,7 @@ use recast::provider::{
 };
 use recast::sim::{Generation, Sim, SimConfig};
 use recast::store::{Scope, Store};
+use tokio::process::Command;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -282,16 +283,9 @@ pub fn recast_binary() -> PathBuf {
     bin
 }
 
-/// `recast run jobs.yaml --json` against `sim` with these limits; killed after `deadline`.
-/// With `sweep`, clips are deleted as they land (only their count matters) so 100,000 of them
-/// never sit on disk at once.
-pub async fn run_binary(
-    bench: &Bench,
-    sim: &Sim,
-    limits: Limits,
-    deadline: Duration,
-    sweep: bool,
-) -> ChildRun {
+/// A settings file for the spawned binary: the benchmarks' polling and these limits; the
+/// daemon's health server on a free port.
+pub fn write_settings(bench: &Bench, limits: Limits) -> PathBuf {
     let settings = bench.path().join("recast.yaml");
     let p = poll_schedule();
     std::fs::write(
@@ -300,7 +294,8 @@ pub async fn run_binary(
             "polling:\n  first_base_ms: {}\n  first_per_clip_second_ms: 0\n  first_max_ms: {}\n  \
              interval_min_ms: {}\n  interval_max_ms: {}\nlimits:\n  submit_per_minute: {}\n  \
              submit_burst: {}\n  max_in_flight: {}\n  poll_per_minute: 600000\n  \
-             download_concurrency: 16\nprovider:\n  trust_idempotency: true\n",
+             download_concurrency: 16\nprovider:\n  trust_idempotency: true\n\
+             daemon:\n  listen: 127.0.0.1:0\n",
             p.first_base.as_millis(),
             p.first_max.as_millis(),
             p.interval_min.as_millis(),
@@ -311,12 +306,18 @@ pub async fn run_binary(
         ),
     )
     .expect("settings written");
-    let mut cmd = tokio::process::Command::new(recast_binary());
-    cmd.arg("run")
-        .arg(bench.path().join("jobs.yaml"))
-        .arg("--json")
-        .arg("--config")
-        .arg(&settings)
+    settings
+}
+
+/// `recast <command> ...` against `sim`, with the benchmarks' settings and the simulator's key.
+pub fn recast_command(bench: &Bench, sim: &Sim, settings: &Path, command: &str) -> Command {
+    let mut cmd = Command::new(recast_binary());
+    cmd.arg(command);
+    if command == "run" {
+        cmd.arg(bench.path().join("jobs.yaml")).arg("--json");
+    }
+    cmd.arg("--config")
+        .arg(settings)
         .arg("--state-dir")
         .arg(bench.path().join("state"))
         .arg("--api-base")
@@ -331,6 +332,21 @@ pub async fn run_binary(
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
+    cmd
+}
+
+/// `recast run jobs.yaml --json` against `sim` with these limits; killed after `deadline`.
+/// With `sweep`, clips are deleted as they land (only their count matters) so 100,000 of them
+/// never sit on disk at once.
+pub async fn run_binary(
+    bench: &Bench,
+    sim: &Sim,
+    limits: Limits,
+    deadline: Duration,
+    sweep: bool,
+) -> ChildRun {
+    let settings = write_settings(bench, limits);
+    let mut cmd = recast_command(bench, sim, &settings, "run");
     let cpu_before = children_cpu();
     let start = Instant::now();
     let mut child = cmd.spawn().expect("recast starts");

@@ -9,6 +9,7 @@
 //!   generation time (in-process engine).
 //! - `cpu`: CPU ms per job of a spawned `recast run` process.
 //! - `memory`: peak RSS of a spawned `recast run` at 1,000, 10,000 and 100,000 jobs, and ratios.
+//! - `restart`: first submit after SIGKILL and the same `recast run` again, and `recast status`, at N jobs.
 //!
 //! Every run lives in a temp dir (`$TMPDIR`) removed afterwards, talks to 127.0.0.1 only, and
 //! is bounded in jobs and in time. Numbers measured on the project's machine are in
@@ -26,6 +27,7 @@ mod makespan;
 mod memory;
 mod png;
 mod rate;
+mod restart;
 
 use clap::{Parser, Subcommand};
 
@@ -56,6 +58,12 @@ enum Bench {
         #[arg(long, default_value_t = 900)]
         max_secs: u64,
     },
+    /// First submit after SIGKILL and the same `recast run` again, and `recast status`, with N jobs
+    /// registered (example: `bench restart --jobs 100000`).
+    Restart {
+        #[arg(long, default_value_t = 100_000)]
+        jobs: usize,
+    },
     /// `rate`, `makespan`, `cpu` and `memory` at 1,000 and 10,000 jobs.
     All,
 }
@@ -68,6 +76,7 @@ async fn main() {
         Bench::Makespan => makespan::run().await,
         Bench::Cpu { jobs } => cpu::run(jobs).await,
         Bench::Memory { jobs, max_secs } => memory::run(&jobs, max_secs).await,
+        Bench::Restart { jobs } => restart::run(jobs).await,
         Bench::All => {
             rate::run().await;
             makespan::run().await;

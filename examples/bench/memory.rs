@@ -78,7 +78,7 @@ pub async fn run(sizes: &[usize], max_secs: u64) {
 
 /// The wall time of `recast status` on the finished run's state folder (the best of three: a
 /// person's first look after the run, with the database in the page cache).
-fn status_wall(bench: &Bench) -> Duration {
+pub fn status_wall(bench: &Bench) -> Duration {
     (0..3)
         .map(|_| {
             let start = std::time::Instant::now();
