@@ -114,6 +114,22 @@ fn register_jobs(store: &Store, jobs: usize) -> i64 {
     report.batch_id
 }
 
+/// An engine over `store` and the scripted provider, for the batches of "scripted".
+fn scripted_engine(
+    store: &Arc<Store>,
+    provider: &Arc<ScriptedProvider>,
+    config: EngineConfig,
+) -> Arc<Engine<Arc<ScriptedProvider>>> {
+    Engine::new(
+        store.clone(),
+        provider.clone(),
+        MediaPublisher::default(),
+        config,
+        Scope::provider("scripted"),
+    )
+    .unwrap()
+}
+
 /// Polls `what` every 10 ms for at most 10 s; panics with `label` if it never holds.
 async fn wait_until(label: &str, what: impl Fn() -> bool) {
     for _ in 0..1000 {
@@ -138,14 +154,7 @@ async fn a_submit_never_leaves_before_its_intent_is_on_disk() {
         submit_burst: 5,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(
-        store.clone(),
-        provider.clone(),
-        MediaPublisher::default(),
-        config,
-        Scope::provider("scripted"),
-    )
-    .unwrap();
+    let engine = scripted_engine(&store, &provider, config);
     // One pass of submits: it claims (commits) intents without waiting for their sync, and
     // each send waits for it. No other write happens meanwhile, so nothing blocks on the hold.
     let pass = tokio::spawn({
@@ -192,14 +201,7 @@ async fn in_the_daemon_a_402_pauses_submitting_then_one_submit_tries_again() {
         submit_per_minute: 6000,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(
-        store.clone(),
-        provider.clone(),
-        MediaPublisher::default(),
-        config,
-        Scope::provider("scripted"),
-    )
-    .unwrap();
+    let engine = scripted_engine(&store, &provider, config);
     let shutdown = CancellationToken::new();
     let run = tokio::spawn({
         let (engine, shutdown) = (engine.clone(), shutdown.clone());
