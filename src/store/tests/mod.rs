@@ -4,6 +4,9 @@
 use super::*;
 use futures_util::FutureExt;
 
+mod budget;
+mod disk;
+
 pub(super) fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> NewBatch {
     NewBatch {
         name: name.to_owned(),
@@ -18,7 +21,7 @@ pub(super) fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> N
     }
 }
 
-fn job(key: &str) -> NewJob {
+pub(super) fn job(key: &str) -> NewJob {
     NewJob {
         key: key.to_owned(),
         subject_id: format!("s-{key}"),
@@ -37,7 +40,7 @@ pub(super) fn jobs(prefix: &str, n: usize) -> Vec<NewJob> {
 }
 
 /// The running total the triggers keep equals the sum over attempts.
-fn assert_committed_matches(store: &Store, batch_id: i64) {
+pub(super) fn assert_committed_matches(store: &Store, batch_id: i64) {
     let s = store.batch_summary(batch_id).unwrap();
     assert_eq!(
         store.committed_credits(batch_id).unwrap(),
@@ -49,40 +52,11 @@ pub(super) fn all() -> Scope {
     Scope::provider("test")
 }
 
-fn claim(store: &Store) -> Option<SubmitIntent> {
+pub(super) fn claim(store: &Store) -> Option<SubmitIntent> {
     match store.claim_next(&all()).unwrap() {
         ClaimOutcome::Intent(i) => Some(*i),
         ClaimOutcome::Idle => None,
     }
-}
-
-#[test]
-fn the_database_files_are_private() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let _store = Store::open(dir.path()).unwrap();
-    for name in ["recast.db", "recast.db-wal", "recast.db-shm"] {
-        let mode = std::fs::metadata(dir.path().join(name))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "{name}");
-    }
-}
-
-#[test]
-fn a_state_folder_opened_up_by_someone_is_made_private_again() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    drop(Store::open(&state).unwrap());
-    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let db = state.join("recast.db");
-    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let _store = Store::open(&state).unwrap();
-    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-    assert_eq!(mode(&state), 0o700);
-    assert_eq!(mode(&db), 0o600);
 }
 
 #[test]
@@ -131,72 +105,6 @@ fn a_persons_cancel_sticks_through_every_registration_until_they_resume() {
     assert_eq!(store.uncancel_price(r.batch_id).unwrap().submits, 4);
     assert_eq!(store.uncancel(r.batch_id).unwrap(), 4);
     assert!(claim(&store).is_some());
-}
-
-#[test]
-fn a_lost_task_is_remade_only_as_a_new_priced_attempt_that_the_budget_counts() {
-    let store = Store::open_in_memory().unwrap();
-    let r = store
-        .register_batch(&batch("b", Some(2 * 566), 0), jobs("k", 1))
-        .unwrap();
-    let first = claim(&store).unwrap();
-    store
-        .record_submitted(&first, "t-1", 0)
-        .now_or_never()
-        .unwrap()
-        .unwrap();
-    store
-        .record_needs_person(first.job_id, JobState::Lost, "404 on poll")
-        .unwrap();
-    assert!(claim(&store).is_none());
-    let which = RetrySelection {
-        lost: true,
-        ..Default::default()
-    };
-    let price = store.retry_price(r.batch_id, which, false).unwrap();
-    assert_eq!(
-        (price.submits, price.credits, price.may_bill_twice),
-        (1, 566, 1)
-    );
-    store.retry(r.batch_id, which, false).unwrap();
-    let again = claim(&store).unwrap();
-    assert_ne!(again.idempotency_key, first.idempotency_key);
-    // The lost task stays billed: both count.
-    assert_eq!(store.committed_credits(r.batch_id).unwrap(), 2 * 566);
-    assert_committed_matches(&store, r.batch_id);
-}
-
-#[test]
-fn an_unknown_submit_retried_without_trusted_keys_counts_twice_against_the_budget() {
-    let store = Store::open_in_memory().unwrap();
-    let r = store
-        .register_batch(&batch("b", Some(566 + 100), 0), jobs("k", 1))
-        .unwrap();
-    let first = claim(&store).unwrap();
-    store.record_unknown(&first, "reset").unwrap();
-    let which = RetrySelection {
-        unknown: true,
-        ..Default::default()
-    };
-    assert_eq!(
-        store
-            .retry_price(r.batch_id, which, false)
-            .unwrap()
-            .may_bill_twice,
-        1
-    );
-    assert_eq!(
-        store
-            .retry_price(r.batch_id, which, true)
-            .unwrap()
-            .may_bill_twice,
-        0
-    );
-    store.retry(r.batch_id, which, false).unwrap();
-    // The budget (one job and a bit) cannot hold a second, possibly double, bill.
-    assert!(claim(&store).is_none(), "held by the budget");
-    let held = store.held_jobs(r.batch_id).unwrap();
-    assert_eq!(held.len(), 1, "{held:?}");
 }
 
 #[test]
@@ -304,85 +212,6 @@ fn a_released_unknown_submit_is_resent_under_its_same_key() {
 }
 
 #[test]
-fn a_budget_holds_the_jobs_that_would_cross_it() {
-    let store = Store::open_in_memory().unwrap();
-    let r = store
-        .register_batch(&batch("b", Some(3 * 566 + 100), 0), jobs("k", 5))
-        .unwrap();
-    let mut sent = 0;
-    while let Some(i) = claim(&store) {
-        store
-            .record_submitted(&i, &format!("t{sent}"), 0)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-        sent += 1;
-    }
-    assert_eq!(sent, 3);
-    let held = store.held_jobs(r.batch_id).unwrap();
-    assert_eq!(held.len(), 2);
-    assert!(held[0].1.contains("over budget"), "{held:?}");
-    assert_committed_matches(&store, r.batch_id);
-    assert!(
-        store
-            .has_active_jobs(&Scope::batches("test", vec![r.batch_id]), true)
-            .unwrap()
-    );
-    for n in 0..3 {
-        let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
-        store
-            .record_clip_ready(&item, &format!("http://x/{n}.mp4"), 0)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-        let dl = store
-            .due_downloads(&all(), now_ms(), 10, &[])
-            .unwrap()
-            .remove(0);
-        store
-            .record_downloaded(&dl, &format!("/tmp/{n}.mp4"), "00", 1)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-    }
-    assert!(
-        !store
-            .has_active_jobs(&Scope::batches("test", vec![r.batch_id]), true)
-            .unwrap(),
-        "held jobs are not active"
-    );
-}
-
-#[test]
-fn a_failed_task_is_refunded_and_retried_until_retries_run_out() {
-    let store = Store::open_in_memory().unwrap();
-    let r = store
-        .register_batch(&batch("b", Some(2 * 566), 0), jobs("k", 1))
-        .unwrap();
-    for attempt in 1..=2 {
-        let i = claim(&store).expect("budget freed by the refund");
-        assert_eq!(i.attempt_number, attempt);
-        store
-            .record_submitted(&i, &format!("t{attempt}"), 0)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
-        let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
-        let state = store.record_task_failed(&item, "boom").unwrap();
-        let expected = if attempt == 1 {
-            JobState::Planned
-        } else {
-            JobState::Failed
-        };
-        assert_eq!(state, expected);
-    }
-    let s = store.batch_summary(r.batch_id).unwrap();
-    assert_eq!(s.credits_refunded, 2 * 566);
-    assert_eq!(s.credits_spent, 0);
-    assert_committed_matches(&store, r.batch_id);
-}
-
-#[test]
 fn a_small_batch_is_not_starved_behind_a_large_one() {
     let store = Store::open_in_memory().unwrap();
     let big = store
@@ -449,31 +278,6 @@ fn a_dead_link_is_refreshed_by_polling_again() {
             .unwrap()
             .is_empty()
     );
-}
-
-#[test]
-fn a_refund_lets_a_job_held_by_the_budget_go() {
-    let store = Store::open_in_memory().unwrap();
-    let r = store
-        .register_batch(&batch("b", Some(566), 0), jobs("k", 2))
-        .unwrap();
-    let first = claim(&store).unwrap();
-    store
-        .record_submitted(&first, "t1", 0)
-        .now_or_never()
-        .unwrap()
-        .unwrap();
-    assert!(
-        claim(&store).is_none(),
-        "the second job is held by the budget"
-    );
-    assert_eq!(store.held_jobs(r.batch_id).unwrap().len(), 1);
-    // The retry of the failed task and the held job now compete for the refunded credits.
-    let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
-    store.record_task_failed(&item, "boom").unwrap();
-    assert!(store.held_jobs(r.batch_id).unwrap().is_empty());
-    assert!(claim(&store).is_some());
-    assert_committed_matches(&store, r.batch_id);
 }
 
 #[test]
@@ -598,29 +402,5 @@ fn a_resume_never_revives_subjects_the_manifest_dropped() {
     assert_eq!(
         claim(&store).map(|i| i.job_key.ends_with("0002")),
         Some(false)
-    );
-}
-
-#[test]
-fn commits_made_while_a_sync_runs_share_the_next_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let r = store
-        .register_batch(&batch("b", None, 0), jobs("k", 5))
-        .unwrap();
-    let (_, syncs_before) = store.commit_counts();
-    store.hold_syncs(true);
-    // Observations: committed without waiting for their sync.
-    for n in 0..5 {
-        store.record_progress(1, Some(n), 0).unwrap();
-    }
-    store.hold_syncs(false);
-    store.set_paused(Some(r.batch_id), false).unwrap();
-    let (committed, syncs) = store.commit_counts();
-    assert!(committed >= 7, "{committed}");
-    assert!(
-        syncs - syncs_before <= 2,
-        "six commits made durable by {} syncs",
-        syncs - syncs_before
     );
 }

@@ -1,0 +1,56 @@
+//! The store on disk: private files, and group commit's syncs.
+
+use super::*;
+
+#[test]
+fn the_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let _store = Store::open(dir.path()).unwrap();
+    for name in ["recast.db", "recast.db-wal", "recast.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+}
+
+#[test]
+fn a_state_folder_opened_up_by_someone_is_made_private_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    drop(Store::open(&state).unwrap());
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let db = state.join("recast.db");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let _store = Store::open(&state).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&db), 0o600);
+}
+
+#[test]
+fn commits_made_while_a_sync_runs_share_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let r = store
+        .register_batch(&batch("b", None, 0), jobs("k", 5))
+        .unwrap();
+    let (_, syncs_before) = store.commit_counts();
+    store.hold_syncs(true);
+    // Observations: committed without waiting for their sync.
+    for n in 0..5 {
+        store.record_progress(1, Some(n), 0).unwrap();
+    }
+    store.hold_syncs(false);
+    store.set_paused(Some(r.batch_id), false).unwrap();
+    let (committed, syncs) = store.commit_counts();
+    assert!(committed >= 7, "{committed}");
+    assert!(
+        syncs - syncs_before <= 2,
+        "six commits made durable by {} syncs",
+        syncs - syncs_before
+    );
+}
