@@ -454,9 +454,15 @@ async fn random_answers_never_panic_the_client_and_every_outcome_is_typed() {
             1 => provider.poll("task_ok-1").await.map(drop),
             _ => provider.balance().await.map(drop),
         };
-        if let Err(ProviderError::RateLimited {
-            retry_after: Some(wait),
-        }) = &outcome
+        if let Err(
+            ProviderError::RateLimited {
+                retry_after: Some(wait),
+            }
+            | ProviderError::Unavailable {
+                retry_after: Some(wait),
+                ..
+            },
+        ) = &outcome
         {
             assert!(*wait <= MAX_PROVIDER_WAIT, "seed {seed}: {wait:?}");
         }

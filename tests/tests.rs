@@ -15,5 +15,6 @@ mod manifest;
 mod media;
 mod media_store;
 mod notify;
+mod outage;
 mod sim;
 mod terminal;

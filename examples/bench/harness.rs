@@ -172,6 +172,8 @@ pub struct EngineRun {
     /// When each accepted submit's answer arrived, in order.
     pub accepted: Vec<Instant>,
     pub done: u64,
+    /// Jobs left `unknown` (a submit whose outcome was never learned).
+    pub unknown: u64,
 }
 
 /// Plan, register and run the batch through the library, as `recast run` does, against `sim`.
@@ -237,15 +239,15 @@ pub async fn run_in_process_at(
         .expect("the run ends without a store error");
     let makespan = start.elapsed();
     assert!(report.halted.is_none(), "halted: {:?}", report.halted);
-    let done = store
-        .batch_counts(batch_id)
-        .expect("counts")
-        .get(recast::store::JobState::Done);
+    let counts = store.batch_counts(batch_id).expect("counts");
+    let done = counts.get(recast::store::JobState::Done);
+    let unknown = counts.get(recast::store::JobState::Unknown);
     let accepted = accepted.lock().unwrap_or_else(|p| p.into_inner()).clone();
     EngineRun {
         makespan,
         accepted,
         done,
+        unknown,
     }
 }
 

@@ -10,6 +10,7 @@
 //! - `cpu`: CPU ms per job of a spawned `recast run` process.
 //! - `memory`: peak RSS of a spawned `recast run` at 1,000, 10,000 and 100,000 jobs, and ratios.
 //! - `restart`: first submit after SIGKILL and the same `recast run` again, and `recast status`, at N jobs.
+//! - `outage`: calls into a minutes-long 503 outage, the first submit after it, jobs held unknown.
 //!
 //! Every run lives in a temp dir (`$TMPDIR`) removed afterwards, talks to 127.0.0.1 only, and
 //! is bounded in jobs and in time. Numbers measured on the project's machine are in
@@ -19,12 +20,13 @@
 //! - `harness`: temp batch, simulator boot, in-process engine wiring, spawned binary with `/proc`
 //!   readings.
 //! - `png`: tiny unique 300 x 300 PNG subjects.
-//! - `rate`, `makespan`, `cpu`, `memory`: one file per benchmark.
+//! - `rate`, `makespan`, `cpu`, `memory`, `restart`, `outage`: one file per benchmark.
 
 mod cpu;
 mod harness;
 mod makespan;
 mod memory;
+mod outage;
 mod png;
 mod rate;
 mod restart;
@@ -64,6 +66,11 @@ enum Bench {
         #[arg(long, default_value_t = 100_000)]
         jobs: usize,
     },
+    /// Calls into a 503 outage and the first submit after it (example: `bench outage --secs 120`).
+    Outage {
+        #[arg(long, default_value_t = 120)]
+        secs: u64,
+    },
     /// `rate`, `makespan`, `cpu` and `memory` at 1,000 and 10,000 jobs.
     All,
 }
@@ -77,6 +84,7 @@ async fn main() {
         Bench::Cpu { jobs } => cpu::run(jobs).await,
         Bench::Memory { jobs, max_secs } => memory::run(&jobs, max_secs).await,
         Bench::Restart { jobs } => restart::run(jobs).await,
+        Bench::Outage { secs } => outage::run(secs).await,
         Bench::All => {
             rate::run().await;
             makespan::run().await;

@@ -13,6 +13,7 @@
 //! each stage asks the store for at most as many jobs as it has free slots.
 
 mod balance;
+mod breaker;
 mod config;
 mod download;
 mod landing;
@@ -162,7 +163,13 @@ impl<P: Provider> Engine<P> {
             .user_agent(concat!("recast/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| EngineError::Client(e.to_string()))?;
-        let submit_pacing = Pacing::new(config.submit_per_minute, config.submit_burst);
+        // One breaker for submits and polls: an outage is the provider's, probed by one call.
+        let breaker = Arc::new(breaker::Breaker::default());
+        let submit_pacing = Pacing::sharing(
+            config.submit_per_minute,
+            config.submit_burst,
+            breaker.clone(),
+        );
         // A limit learned in an earlier run below the configured rate: start there.
         if let Some(learned) = store.learned_limit(scope.provider_id())?
             && learned < f64::from(config.submit_per_minute)
@@ -175,7 +182,11 @@ impl<P: Provider> Engine<P> {
         }
         Ok(Arc::new(Engine {
             submit_pacing,
-            poll_pacing: Pacing::new(config.poll_per_minute, config.poll_concurrency as u32),
+            poll_pacing: Pacing::sharing(
+                config.poll_per_minute,
+                config.poll_concurrency as u32,
+                breaker,
+            ),
             store,
             provider,
             publisher,

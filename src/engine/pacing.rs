@@ -1,20 +1,21 @@
 //! How fast the engine may call the provider: a configured rate and burst (governor), and on top
 //! of it what 429s taught about the provider's real limit ([`super::limit_search`]).
 //!
-//! A 429 pauses every call for its `Retry-After`; server trouble pauses them with an exponential
-//! backoff and lets one call at a time probe. Calls pass the gate twice: when a submit is
+//! A 429 pauses every call for its `Retry-After`; server trouble opens the circuit breaker
+//! ([`super::breaker`]) that submits and polls share. Calls pass the gate twice: when a submit is
 //! claimed, and again just before it is sent (after its intent's sync), so that the time a sync
 //! takes never bunches sends closer than the rate allows.
 //!
 //! Time is tokio's, so the pacing is testable with paused time.
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::clock::Clock;
 use governor::{Quota, RateLimiter};
 
+use super::breaker::Breaker;
 use super::limit_search::LimitSearch;
 use tokio::time::Instant;
 
@@ -52,8 +53,6 @@ struct Slowdown {
     paused_until: Option<Instant>,
     last_call: Option<Instant>,
     last_send: Option<Instant>,
-    /// Server trouble (5xx, connection failures) in a row, since the last accepted call.
-    trouble: u32,
     /// Calls to be accepted before calls go more than one at a time again, after a 429: a
     /// provider refusing now and then is not sent bursts it may refuse all at once.
     refused: u32,
@@ -62,22 +61,23 @@ struct Slowdown {
     search: LimitSearch,
 }
 
-impl Slowdown {
-    fn one_at_a_time(&self) -> bool {
-        self.trouble > 0 || self.refused > 0
-    }
-}
-
 /// A call on the wire, from [`Pacing::before_send`] until its answer is handled (dropped).
 #[must_use]
-pub struct OnWire<'a>(&'a Pacing);
+pub struct OnWire<'a> {
+    pacing: &'a Pacing,
+    /// This call is the breaker's probe.
+    probe: bool,
+}
 
 impl Drop for OnWire<'_> {
     fn drop(&mut self) {
-        let mut s = self.0.lock();
+        let mut s = self.pacing.lock();
         s.on_wire = s.on_wire.saturating_sub(1);
         drop(s);
-        self.0.wire_freed.notify_waiters();
+        if self.probe {
+            self.pacing.breaker.probe_answered();
+        }
+        self.pacing.wire_freed.notify_waiters();
     }
 }
 
@@ -91,6 +91,10 @@ pub struct Pacing {
     spacing: Duration,
     slowdown: Mutex<Slowdown>,
     wire_freed: tokio::sync::Notify,
+    /// The provider's trouble, shared by every gate.
+    breaker: Arc<Breaker>,
+    /// This gate's own trouble, not the provider's (publishing media, the output folder).
+    local: Breaker,
 }
 
 /// Calls are spaced this much wider than the configured rate, so that a limit set exactly to
@@ -100,14 +104,15 @@ const HEADROOM: f64 = 1.03;
 const ALONE_AFTER_429: u32 = 20;
 /// Pause after a 429 without a usable `Retry-After`.
 const DEFAULT_PAUSE: Duration = Duration::from_secs(5);
-/// The first pause after server trouble, doubled at each further failure in a row (with
-/// jitter) up to [`MAX_TROUBLE_PAUSE`]: an outage costs a few probe calls a minute, not one
-/// every two seconds, and the first submit after it ends leaves within seconds.
-const FIRST_TROUBLE_PAUSE: Duration = Duration::from_secs(2);
-const MAX_TROUBLE_PAUSE: Duration = Duration::from_secs(15);
 
 impl Pacing {
+    /// A gate with a breaker of its own.
     pub fn new(per_minute: u32, burst: u32) -> Pacing {
+        Pacing::sharing(per_minute, burst, Arc::default())
+    }
+
+    /// A gate whose server trouble is `breaker`'s, shared with other gates.
+    pub fn sharing(per_minute: u32, burst: u32, breaker: Arc<Breaker>) -> Pacing {
         let per_minute = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let clock = TokioClock::default();
@@ -124,12 +129,13 @@ impl Pacing {
                 paused_until: None,
                 last_call: None,
                 last_send: None,
-                trouble: 0,
                 refused: 0,
                 on_wire: 0,
                 search: LimitSearch::default(),
             }),
             wire_freed: tokio::sync::Notify::new(),
+            breaker,
+            local: Breaker::default(),
         }
     }
 
@@ -149,6 +155,9 @@ impl Pacing {
         last: fn(&mut Slowdown) -> &mut Option<Instant>,
     ) -> Option<Duration> {
         let now = Instant::now();
+        if let Some(wait) = self.breaker.wait(now).max(self.local.wait(now)) {
+            return Some(wait);
+        }
         {
             let mut s = self.lock();
             if let Some(until) = s.paused_until.filter(|u| *u > now) {
@@ -181,8 +190,9 @@ impl Pacing {
     }
 
     /// Wait, just before a claimed call leaves, until the rate (and any pause) lets it; after
-    /// a 429 or server trouble, also until no other call is on the wire, so the first call
-    /// after a pause goes alone (a burst after it would cross a limit or a storm blindly).
+    /// a 429, also until no other call is on the wire, and while the breaker is tripped, until
+    /// this call is its one probe: the first call after a pause goes alone (a burst after it
+    /// would cross a limit, a storm or an outage blindly).
     /// Hold the answer's handling in the returned [`OnWire`].
     pub async fn before_send(&self) -> OnWire<'_> {
         loop {
@@ -192,9 +202,14 @@ impl Pacing {
             let freed = self.wire_freed.notified();
             {
                 let mut s = self.lock();
-                if !(s.one_at_a_time() && s.on_wire > 0) {
+                if !(s.refused > 0 && s.on_wire > 0)
+                    && let Some(probe) = self.breaker.try_probe()
+                {
                     s.on_wire += 1;
-                    return OnWire(self);
+                    return OnWire {
+                        pacing: self,
+                        probe,
+                    };
                 }
             }
             tokio::select! {
@@ -241,32 +256,33 @@ impl Pacing {
         s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
     }
 
-    /// The server failed (5xx, no connection): pause everyone, twice as long as after the
-    /// previous failure in a row (with jitter), at most five minutes. Returns the pause.
-    pub fn server_trouble(&self) -> Duration {
-        let mut s = self.lock();
-        s.trouble = s.trouble.saturating_add(1);
-        let pause = FIRST_TROUBLE_PAUSE
-            .saturating_mul(2u32.saturating_pow(s.trouble.saturating_sub(1).min(16)))
-            .min(MAX_TROUBLE_PAUSE)
-            .mul_f64(rand::random_range(0.8..1.2));
-        let until = Instant::now() + pause;
-        s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
-        pause
+    /// The server failed (503, no connection): open the shared breaker (see
+    /// [`super::breaker`]), for at least `retry_after` if the answer named one. Returns the
+    /// pause.
+    pub fn server_trouble(&self, retry_after: Option<Duration>) -> Duration {
+        self.breaker.failed(retry_after)
+    }
+
+    /// Something this gate's calls need besides the provider failed (publishing media, the
+    /// output folder): pause this gate alone, with the same backoff.
+    pub fn local_trouble(&self) -> Duration {
+        self.local.failed(None)
     }
 
     /// Whether the server failed the last call or refused it (429): then one call at a time
-    /// probes it (a circuit breaker half open), instead of a burst into an outage or a limit.
+    /// goes (a probe), instead of a burst into an outage or a limit.
     pub fn in_trouble(&self) -> bool {
-        self.lock().one_at_a_time()
+        self.lock().refused > 0 || self.breaker.tripped() || self.local.tripped()
     }
 
     /// A call went through: server trouble is over, and the limit search counts it.
     pub fn accepted(&self) {
         let mut s = self.lock();
         s.search.accepted(Instant::now());
-        s.trouble = 0;
         s.refused = s.refused.saturating_sub(1);
+        drop(s);
+        self.breaker.answered();
+        self.local.answered();
     }
 
     pub fn slowdown_factor(&self) -> f64 {
@@ -306,32 +322,24 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_outage_is_probed_ever_more_rarely_and_one_success_ends_it() {
-        let pacing = Pacing::new(6000, 10);
-        let mut pauses = Vec::new();
-        for _ in 0..10 {
-            pauses.push(pacing.server_trouble());
-        }
-        assert!(pacing.in_trouble());
-        // 2 s, 4 s, 8 s, ... (within their jitter), capped at fifteen seconds.
-        assert!(
-            pauses[0] >= Duration::from_millis(1600) && pauses[0] <= Duration::from_millis(2400)
-        );
-        assert!(
-            pauses[2] >= Duration::from_millis(6_400) && pauses[2] <= Duration::from_millis(9_600)
-        );
-        assert!(pauses[9] <= Duration::from_secs(18) && pauses[9] >= Duration::from_secs(12));
-        // A two-minute outage costs about a dozen probes, a few a minute, not sixty.
-        let total: Duration = pauses.iter().sum();
-        assert!(total >= Duration::from_secs(100), "{total:?}");
+    async fn server_trouble_of_one_gate_pauses_the_other_and_lets_one_probe_out() {
+        let breaker = Arc::new(Breaker::default());
+        let submits = Pacing::sharing(6000, 10, breaker.clone());
+        let polls = Pacing::sharing(6000, 10, breaker);
+        let pause = polls.server_trouble(None);
+        assert!(submits.in_trouble());
         let start = Instant::now();
-        pacing.acquire().await;
-        assert!(Instant::now() - start >= Duration::from_secs(12));
-        pacing.accepted();
-        assert!(!pacing.in_trouble());
+        let probe = submits.before_send().await;
         assert!(
-            pacing.server_trouble() <= Duration::from_millis(2400),
-            "it starts over"
+            Instant::now() - start >= pause,
+            "the submit waited out the poll's pause"
         );
+        // The submit is the probe: a poll waits for its answer.
+        let waiting = tokio::time::timeout(Duration::from_secs(30), polls.before_send()).await;
+        assert!(waiting.is_err(), "a second call went out during the probe");
+        drop(probe);
+        submits.accepted();
+        assert!(!polls.in_trouble());
+        let _poll = polls.before_send().await;
     }
 }

@@ -50,10 +50,7 @@ impl<P: Provider> Engine<P> {
                     }
                     started += 1;
                     let engine = self.clone();
-                    polls.spawn(async move {
-                        engine.poll_pacing.acquire().await;
-                        (item.job_id, engine.poll_one(item).await)
-                    });
+                    polls.spawn(async move { (item.job_id, engine.poll_one(item).await) });
                 }
             }
             let wait = match self.store.next_poll_at(self.scope())? {
@@ -92,10 +89,7 @@ impl<P: Provider> Engine<P> {
                 }
             }
             let engine = self.clone();
-            polls.spawn(async move {
-                engine.poll_pacing.acquire().await;
-                engine.poll_one(item).await
-            });
+            polls.spawn(async move { engine.poll_one(item).await });
         }
         while let Some(done) = polls.join_next().await {
             super::joined(done)?;
@@ -104,7 +98,21 @@ impl<P: Provider> Engine<P> {
     }
 
     async fn poll_one(self: Arc<Self>, item: PollItem) -> Result<(), EngineError> {
+        let on_wire = self.poll_pacing.before_send().await;
         let answer = self.provider.poll(&item.task_id).await;
+        match &answer {
+            // The provider is down, not the task: the breaker pauses every call.
+            Err(ProviderError::NotSent(_)) => {
+                self.poll_pacing.server_trouble(None);
+            }
+            Err(ProviderError::Unavailable { retry_after, .. }) => {
+                self.poll_pacing.server_trouble(*retry_after);
+            }
+            // A lost or garbled answer says nothing either way.
+            Err(ProviderError::RateLimited { .. } | ProviderError::Ambiguous(_)) => {}
+            _ => self.poll_pacing.accepted(),
+        }
+        drop(on_wire);
         let store = &self.store;
         let later =
             |polls: u32| now_ms() + self.config.poll_schedule.next_delay(polls).as_millis() as i64;

@@ -151,7 +151,7 @@ impl<P: Provider> Engine<P> {
             Ok(r) => r,
             Err(e) if e.is_transient() => {
                 self.store.record_not_sent(&intent, &e.to_string())?;
-                self.submit_pacing.server_trouble();
+                self.submit_pacing.local_trouble();
                 tracing::warn!(subject = %intent.subject_id, "not submitted yet: {e}");
                 return Ok(());
             }
@@ -170,7 +170,7 @@ impl<P: Provider> Engine<P> {
                 intent.output_dir
             );
             self.store.record_not_sent(&intent, &why)?;
-            self.submit_pacing.server_trouble();
+            self.submit_pacing.local_trouble();
             tracing::error!(subject = %intent.subject_id, "not submitted: {why}");
             return Ok(());
         }
@@ -221,10 +221,23 @@ impl<P: Provider> Engine<P> {
                 );
             }
             Err(ProviderError::NotSent(why)) => {
+                // The pause first, as for a 429: no submit leaves during the write below.
+                self.submit_pacing.server_trouble(None);
                 store.record_not_sent(intent, &why)?;
                 closed(self);
-                self.submit_pacing.server_trouble();
                 tracing::warn!(subject = %intent.subject_id, "submit not sent, will retry: {why}");
+            }
+            Err(e @ ProviderError::Unavailable { retry_after, .. }) => {
+                // A 503 is "unable to handle the request" (RFC 9110): nothing was created, so
+                // the job goes back to the queue, not to `unknown`. The breaker probes.
+                let pause = self.submit_pacing.server_trouble(retry_after);
+                let why = e.to_string();
+                store.record_not_sent(intent, &why)?;
+                closed(self);
+                tracing::warn!(
+                    subject = %intent.subject_id, pause_s = pause.as_secs_f64(),
+                    "{why}; not created, will retry"
+                );
             }
             Err(ProviderError::RateLimited { retry_after }) => {
                 // The pause first: a submit that leaves during the database write below would
@@ -257,8 +270,8 @@ impl<P: Provider> Engine<P> {
             }
             Err(e @ (ProviderError::Ambiguous(_) | ProviderError::TaskNotFound { .. })) => {
                 let why = format!("submit outcome unknown: {e}");
+                self.submit_pacing.server_trouble(None);
                 store.record_unknown(intent, &why)?;
-                self.submit_pacing.server_trouble();
                 let resends = {
                     let mut m = self
                         .unknown_resends

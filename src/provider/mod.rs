@@ -64,7 +64,16 @@ pub enum ProviderError {
     /// 404 on a poll: the provider does not know the task.
     #[error("the provider does not know task {task_id}")]
     TaskNotFound { task_id: String },
-    /// The request was sent but the answer was lost or was a 5xx: the outcome is unknown.
+    /// 503: the provider says it cannot handle requests now. RFC 9110 (15.6.4) makes this "unable
+    /// to handle the request": nothing was created, and the call may be made again later.
+    #[error("the provider is unavailable (503): {message}{reference}")]
+    Unavailable {
+        message: String,
+        reference: ErrorRef,
+        retry_after: Option<Duration>,
+    },
+    /// The request was sent but the answer was lost, or was a 5xx other than 503: the outcome
+    /// is unknown.
     #[error("no usable answer from the provider: {0}")]
     Ambiguous(String),
 }
@@ -75,7 +84,8 @@ impl ProviderError {
         match self {
             ProviderError::Rejected { reference, .. }
             | ProviderError::Unauthorized { reference, .. }
-            | ProviderError::OutOfCredits { reference, .. } => reference.clone(),
+            | ProviderError::OutOfCredits { reference, .. }
+            | ProviderError::Unavailable { reference, .. } => reference.clone(),
             _ => ErrorRef::default(),
         }
     }
@@ -143,6 +153,15 @@ impl HttpProvider {
             } => ProviderError::RateLimited {
                 retry_after: Some(wait.min(self.config.max_wait)),
             },
+            ProviderError::Unavailable {
+                message,
+                reference,
+                retry_after: Some(wait),
+            } => ProviderError::Unavailable {
+                message,
+                reference,
+                retry_after: Some(wait.min(self.config.max_wait)),
+            },
             other => other,
         }
     }
@@ -208,6 +227,13 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
     Some(wait.min(MAX_PROVIDER_WAIT))
 }
 
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+}
+
 fn error_for_status(
     status: reqwest::StatusCode,
     headers: &reqwest::header::HeaderMap,
@@ -243,10 +269,12 @@ fn error_for_status(
             task_id: task_id.unwrap_or_default().to_owned(),
         },
         429 => ProviderError::RateLimited {
-            retry_after: headers
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now())),
+            retry_after: retry_after(headers),
+        },
+        503 => ProviderError::Unavailable {
+            message,
+            reference,
+            retry_after: retry_after(headers),
         },
         s => ProviderError::Ambiguous(format!("HTTP {s}: {message}{reference}")),
     }

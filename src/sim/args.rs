@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::config::{Fault, Faults, Generation, IdField, RetryAfterFormat, SimConfig, StatusWords};
+use super::config::{
+    Fault, Faults, Generation, IdField, Outage, RetryAfterFormat, SimConfig, StatusWords,
+};
 use super::{Sim, SimError};
 
 /// Whether a repeated `Idempotency-Key` returns the first task.
@@ -153,6 +155,11 @@ pub struct SimArgs {
     #[arg(long, value_name = "FAULT", help_heading = "Faults")]
     pub fault_submit_429: Option<Fault>,
 
+    /// Every API call answers 503 from AFTER seconds past start, for LASTS seconds: an
+    /// outage. Nothing is created meanwhile. Example: `--fault-outage 10+120`.
+    #[arg(long, value_name = "AFTER+LASTS", help_heading = "Faults")]
+    pub fault_outage: Option<Outage>,
+
     /// Submit connections reset before anything is created. Example: `--fault-submit-reset 0.05`.
     #[arg(long, value_name = "FAULT", help_heading = "Faults")]
     pub fault_submit_reset: Option<Fault>,
@@ -247,6 +254,7 @@ impl SimArgs {
                 expired_link: f(self.fault_expired_link),
                 malformed_json: f(self.fault_malformed_json),
                 unknown_status: f(self.fault_unknown_status),
+                outage: self.fault_outage,
             },
             ..SimConfig::default()
         })

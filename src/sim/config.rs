@@ -221,6 +221,53 @@ pub struct Faults {
     /// A submit answers 429 with `Retry-After: 1` whatever the rate (a storm of refusals that
     /// slowing down does not end). Nothing created.
     pub submit_429: Fault,
+    /// A window in which every API call (submit, poll, balance) answers 503: an outage.
+    pub outage: Option<Outage>,
+}
+
+/// From `after` the simulator started, for `lasts`, every API call answers 503 and nothing is
+/// created. Text form (flags): `AFTER+LASTS` in seconds, e.g. `10+120`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outage {
+    pub after: Duration,
+    pub lasts: Duration,
+}
+
+impl Outage {
+    /// Whether `since_start` (time since the simulator started) falls inside the outage.
+    pub fn covers(&self, since_start: Duration) -> bool {
+        since_start >= self.after && since_start < self.after + self.lasts
+    }
+
+    /// How long after the outage's end `since_start` is (`None` before it has ended).
+    pub fn ended_ago(&self, since_start: Duration) -> Option<Duration> {
+        since_start.checked_sub(self.after + self.lasts)
+    }
+}
+
+impl FromStr for Outage {
+    type Err = FaultParseError;
+
+    fn from_str(text: &str) -> Result<Outage, FaultParseError> {
+        let err = |why: &str| FaultParseError {
+            text: text.to_owned(),
+            why: why.to_owned(),
+        };
+        let (after, lasts) = text
+            .split_once('+')
+            .ok_or_else(|| err("expected AFTER+LASTS in seconds, e.g. 10+120"))?;
+        let secs = |t: &str, what: &str| {
+            t.trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .ok_or_else(|| err(&format!("{what} is not a number of seconds")))
+        };
+        Ok(Outage {
+            after: secs(after, "AFTER")?,
+            lasts: secs(lasts, "LASTS")?,
+        })
+    }
 }
 
 /// The simulator's settings. `Default` is the seed's own shape with a few seconds of generation.
@@ -301,6 +348,20 @@ mod tests {
         assert!("1.5".parse::<Fault>().is_err());
         assert!("often".parse::<Fault>().is_err());
         assert!("".parse::<Fault>().unwrap().is_never());
+    }
+
+    #[test]
+    fn an_outage_parses_and_covers_its_window() {
+        let o: Outage = "10+120".parse().unwrap();
+        assert!(!o.covers(Duration::from_secs(9)));
+        assert!(o.covers(Duration::from_secs(10)) && o.covers(Duration::from_secs(129)));
+        assert!(!o.covers(Duration::from_secs(130)));
+        assert_eq!(
+            o.ended_ago(Duration::from_secs(131)),
+            Some(Duration::from_secs(1))
+        );
+        assert!("120".parse::<Outage>().is_err());
+        assert!("x+1".parse::<Outage>().is_err());
     }
 
     #[test]

@@ -124,6 +124,15 @@ pub struct Stats {
     pub downloads_expired: u64,
     pub media_requests: u64,
     pub faults: FaultCounts,
+    /// API calls answered 503 because they came during `--fault-outage`.
+    #[serde(default)]
+    pub outage_calls: u64,
+    /// Of those, submits.
+    #[serde(default)]
+    pub outage_submits: u64,
+    /// How long after the outage ended the first submit was accepted, in milliseconds.
+    #[serde(default)]
+    pub first_accept_after_outage_ms: Option<u64>,
 }
 
 /// Live counters; [`Counters::snapshot`] turns them into [`Stats`].
@@ -143,6 +152,10 @@ pub struct Counters {
     pub downloads: AtomicU64,
     pub downloads_expired: AtomicU64,
     pub media_requests: AtomicU64,
+    pub outage_calls: AtomicU64,
+    pub outage_submits: AtomicU64,
+    /// `first_accept_after_outage_ms` plus one (0: none yet).
+    pub first_accept_after_outage: AtomicU64,
 }
 
 /// Add one to a counter.
@@ -184,6 +197,9 @@ impl Counters {
                 unknown_status: f(FaultKind::UnknownStatus),
                 submit_429: f(FaultKind::Submit429),
             },
+            outage_calls: get(&self.outage_calls),
+            outage_submits: get(&self.outage_submits),
+            first_accept_after_outage_ms: get(&self.first_accept_after_outage).checked_sub(1),
         }
     }
 }

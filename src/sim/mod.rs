@@ -46,8 +46,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use args::{IdempotencyMode, SimArgs, run_from_args};
 pub use config::{
-    Fault, FaultParseError, Faults, Generation, IdField, Phase, RetryAfterFormat, SimConfig,
-    StatusWords,
+    Fault, FaultParseError, Faults, Generation, IdField, Outage, Phase, RetryAfterFormat,
+    SimConfig, StatusWords,
 };
 pub use ledger::{FaultCounts, Ledger, LedgerEntry, LedgerTotals, Stats};
 pub use poll::UNKNOWN_STATUS_WORD;

@@ -36,6 +36,9 @@ pub async fn poll(
     if !app.authorized(&headers) {
         return app.unauthorized();
     }
+    if let Some(down) = app.outage_answer(false) {
+        return down;
+    }
     bump(&app.counters.polls);
     if app.faults.roll(FaultKind::PollReset) {
         conn.cut();

@@ -117,6 +117,44 @@ impl App {
         resp
     }
 
+    /// During `--fault-outage`, the 503 every API call gets (counted; `submit` says whether
+    /// the call is a submit).
+    pub fn outage_answer(&self, submit: bool) -> Option<Response> {
+        let outage = self.cfg.faults.outage?;
+        if !outage.covers(self.epoch.elapsed()) {
+            return None;
+        }
+        bump(&self.counters.outage_calls);
+        if submit {
+            bump(&self.counters.outage_submits);
+        }
+        Some(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "SERVICE_UNAVAILABLE",
+            "the service is unavailable (simulated outage); nothing was created",
+        ))
+    }
+
+    /// A submit created a task: the first after an outage notes how long after its end.
+    pub fn note_accepted(&self) {
+        bump(&self.counters.submits_accepted);
+        let Some(ago) = self
+            .cfg
+            .faults
+            .outage
+            .and_then(|o| o.ended_ago(self.epoch.elapsed()))
+        else {
+            return;
+        };
+        let _ = self.counters.first_accept_after_outage.compare_exchange(
+            0,
+            ago.as_millis() as u64 + 1,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Hold an answer for the slow-answer delay (cut short when the simulator shuts down).
     pub async fn slow_down(&self) {
         tokio::select! {
@@ -193,6 +231,9 @@ async fn index(State(app): State<Shared>) -> String {
 async fn balance(State(app): State<Shared>, headers: HeaderMap) -> Response {
     if !app.authorized(&headers) {
         return app.unauthorized();
+    }
+    if let Some(down) = app.outage_answer(false) {
+        return down;
     }
     let start = app.cfg.credit_balance.unwrap_or(UNLIMITED_BALANCE);
     let spent = app.book().spent(Instant::now());

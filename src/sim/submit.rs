@@ -216,6 +216,9 @@ pub async fn submit(
     if !app.authorized(&headers) {
         return app.unauthorized();
     }
+    if let Some(down) = app.outage_answer(true) {
+        return down;
+    }
     let early = app
         .retry_deadline
         .lock()
@@ -402,7 +405,7 @@ pub async fn submit(
         bump(&app.counters.submits_replayed);
         return answer(&app, &id, phase);
     }
-    bump(&app.counters.submits_accepted);
+    app.note_accepted();
     // Rolled only for a task that exists, so the fault count is the number of failed tasks.
     let fetched = app.book().task(idx).failure.is_none();
     if fetched && app.faults.roll(FaultKind::TaskFailure) {

@@ -1,0 +1,48 @@
+//! An outage of the provider (every call answered 503 for a while), end to end: the real binary
+//! against the simulator's `--fault-outage`, asserting what the ledger and the disk show.
+
+use std::time::Duration;
+
+use recast::sim::{Faults, Outage, Sim, SimConfig};
+
+use crate::helper::workspace::{Workspace, describe};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_503s_is_probed_by_one_call_at_a_time_and_holds_no_job_unknown() {
+    let ws = Workspace::new(6, "");
+    // Down from the start for five seconds: the first submit meets it.
+    let outage = Outage {
+        after: Duration::ZERO,
+        lasts: Duration::from_secs(5),
+    };
+    let sim = Sim::start(SimConfig {
+        faults: Faults {
+            outage: Some(outage),
+            ..Faults::default()
+        },
+        ..ws.sim_config()
+    })
+    .await
+    .expect("simulator starts");
+    // Idempotency not trusted: a submit whose outcome were unknown would be held, not re-sent.
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    ws.assert_all_clips_whole();
+    let bills = crate::helper::net_bills_per_subject(&sim.ledger());
+    assert_eq!(bills.len(), 6, "every subject billed: {bills:?}");
+    assert!(bills.values().all(|n| *n == 1), "billed twice: {bills:?}");
+    let stats = sim.stats();
+    // The first submit, and probes after 2 s and 4 s more (with jitter), meet the outage (and
+    // the plan's balance read); the next probe ends it.
+    assert!(
+        (1..=3).contains(&stats.outage_submits),
+        "submits into the outage: {stats:?}"
+    );
+    assert!(stats.outage_calls <= 5, "calls into the outage: {stats:?}");
+    let after = stats
+        .first_accept_after_outage_ms
+        .expect("a submit was accepted after the outage");
+    assert!(after < 15_000, "first submit {after} ms after the outage");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("held as unknown"), "{stderr}");
+}
