@@ -60,8 +60,10 @@ async fn kill_until_done(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_never_bills_twice_nor_leaves_a_partial_clip() {
     let ws = Workspace::new(100, "retries: 4\n");
+    // Slow enough that twenty short lives do not finish the batch: a restart resumes an
+    // unchanged batch at once, and each life may send its burst.
     ws.write_settings(
-        "  submit_per_minute: 600\n  submit_burst: 5\n  max_in_flight: 40\n  \
+        "  submit_per_minute: 300\n  submit_burst: 2\n  max_in_flight: 40\n  \
          poll_per_minute: 60000\n  download_concurrency: 6\n",
     );
     let sim = Sim::start(SimConfig {

@@ -48,6 +48,8 @@ struct World {
     /// Bills a person's priced retry allowed beyond one, per subject image.
     allowed_extra: HashMap<String, usize>,
     renames: u32,
+    /// Runs that resumed the batch unchanged, without planning it (the stamp's shortcut).
+    resumed: std::cell::Cell<u32>,
 }
 
 impl World {
@@ -95,12 +97,15 @@ impl World {
             paused: false,
             allowed_extra: HashMap::new(),
             renames: 0,
+            resumed: Default::default(),
         }
     }
 
     fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut cmd = self.ws.recast_command(&self.sim, args);
-        cmd.stdout(std::process::Stdio::piped())
+        // Every run may take a stamp and resume an unchanged batch without planning it.
+        cmd.env("RECAST_STAMP_RACY_MS", "0")
+            .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         cmd
     }
@@ -109,7 +114,14 @@ impl World {
     async fn finish(&self, args: &[&str]) -> std::process::Output {
         let child = self.command(args).spawn().unwrap();
         match tokio::time::timeout(STEP_TIMEOUT, child.wait_with_output()).await {
-            Ok(out) => out.unwrap(),
+            Ok(out) => {
+                let out = out.unwrap();
+                let said = String::from_utf8_lossy(&out.stderr);
+                if said.contains("unchanged since it was registered") {
+                    self.resumed.set(self.resumed.get() + 1);
+                }
+                out
+            }
             Err(_) => panic!("{}: `recast {}` did not end", self.label, args.join(" ")),
         }
     }
@@ -263,6 +275,7 @@ impl World {
                 let out = self
                     .ws
                     .recast_command_in(&self.sim, &other, &["run", &self.manifest])
+                    .env("RECAST_STAMP_RACY_MS", "0")
                     .output()
                     .await
                     .unwrap();
@@ -419,8 +432,11 @@ async fn random_weeks_of_user_actions_and_faults_keep_the_money_invariants() {
         }
         let t = world.sim.ledger().totals;
         eprintln!(
-            "{}: {steps} steps, {} tasks billed, {} credits net",
-            world.label, t.billed_tasks, t.net_credits
+            "{}: {steps} steps, {} tasks billed, {} credits net, {} runs resumed unchanged",
+            world.label,
+            t.billed_tasks,
+            t.net_credits,
+            world.resumed.get()
         );
         world.sim.shutdown().await;
     }

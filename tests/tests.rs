@@ -16,5 +16,6 @@ mod media;
 mod media_store;
 mod notify;
 mod outage;
+mod resume;
 mod sim;
 mod terminal;

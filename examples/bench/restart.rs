@@ -4,9 +4,15 @@
 //! A first `recast run` registers the whole batch and submits slowly (recast set to 60/min,
 //! tasks that never finish during the benchmark); once the simulator has accepted two submits
 //! it is killed with SIGKILL. Then the same `recast run` starts again, as cron or a person
-//! would: it reads and plans the manifest again (every subject's header and hash), finds every
-//! job registered, recovers the interrupted submit and goes on. Measured: from its spawn to the
-//! simulator's next accepted submit, and `recast status` (best of three).
+//! would. The first run stamped what it read (`plan::stamp`), so the second finds the manifest
+//! and every subject unchanged by a `stat` of each, resumes the batch from the store without
+//! planning it again, recovers the interrupted submit and goes on. Measured: from its spawn to
+//! the simulator's next accepted submit, whether it resumed unchanged, and `recast status`
+//! (best of three).
+//!
+//! The subjects are written, then left two seconds before the first run: a file changed within
+//! two seconds of a run's reading is not vouched for by a stamp (a user's files are older than
+//! that when a crashed run is started again).
 
 use std::time::Duration;
 
@@ -18,6 +24,7 @@ pub async fn run(jobs: usize) {
     println!("== restart: first submit after SIGKILL and the same `recast run` again, and");
     println!("   `recast status`, at {jobs} jobs");
     let bench = Bench::new(jobs).expect("bench batch");
+    tokio::time::sleep(recast::plan::stamp::RACY + Duration::from_millis(100)).await;
     // The provider is never the bottleneck; tasks outlast the benchmark.
     let sim = bench
         .sim(
@@ -62,8 +69,10 @@ pub async fn run(jobs: usize) {
         .wait_with_output()
         .await
         .expect("the second run's output");
+    let said = String::from_utf8_lossy(&out.stderr);
+    let unchanged = said.contains("unchanged since it was registered");
     if !resumed {
-        let text = String::from_utf8_lossy(&out.stderr);
+        let text = said.clone();
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
         println!("   the second run's last words:");
         for line in tail.into_iter().rev() {
@@ -73,11 +82,11 @@ pub async fn run(jobs: usize) {
     let status = crate::memory::status_wall(&bench);
     sim.shutdown().await;
     println!(
-        "{:>8} {:>14} {:>22} {:>10}",
-        "jobs", "first run s", "restart to submit ms", "status ms"
+        "{:>8} {:>14} {:>22} {:>10} {:>10}",
+        "jobs", "first run s", "restart to submit ms", "unchanged", "status ms"
     );
     println!(
-        "{:>8} {:>14.1} {:>22} {:>10.1}",
+        "{:>8} {:>14.1} {:>22} {:>10} {:>10.1}",
         jobs,
         registered.as_secs_f64(),
         if resumed {
@@ -85,6 +94,7 @@ pub async fn run(jobs: usize) {
         } else {
             "none in 600 s".to_owned()
         },
+        if unchanged { "yes" } else { "no" },
         status.as_secs_f64() * 1000.0
     );
 }

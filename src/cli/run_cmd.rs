@@ -27,6 +27,13 @@ pub async fn run(settings: &Settings, _global: &GlobalArgs, args: RunArgs) -> Ex
 
 /// The run, step by step; `Err` is the exit code of a step that stopped it (already said why).
 async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitCode> {
+    // Files changed from here on are not vouched for by the stamp this run may keep.
+    let read_at = std::time::SystemTime::now();
+    if !args.simulate
+        && let Some(code) = super::resume::run_unchanged(settings, &args).await?
+    {
+        return Ok(code);
+    }
     let mut batch = load_manifest(&args.manifest, settings).await?;
     if args.canary.is_some() {
         batch.canary = args.canary;
@@ -56,9 +63,31 @@ async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitC
             p.publish(&batch.base_dir, &format!("{}/media/", sim.base_url()));
             p
         }
-        None => real_publisher(&batch, &settings, media_store),
+        None => real_publisher(&batch.base_dir, &settings, media_store),
     };
-    let batch_id = plan_and_register(&store, batch, &settings, &provider_id, &args).await?;
+    let context = super::resume::context(&settings, &provider_id, &args);
+    let registered = plan_and_register(&store, batch, &settings, &provider_id, &args).await?;
+    let batch_id = registered.batch_id;
+    if !args.simulate {
+        let plan = &registered.plan;
+        super::resume::keep_stamp(
+            &store,
+            plan,
+            batch_id,
+            &provider_id,
+            &plan.batch.output_dir,
+            context,
+            read_at,
+        )
+        .map_err(store_failure)?;
+    }
+    let (manifest, output_dir) = (
+        registered.plan.batch.manifest_path.clone(),
+        registered.plan.batch.output_dir.clone(),
+    );
+    // From here on the store drives the run: memory follows the jobs in flight, not the batch.
+    drop(registered);
+    let held_from = crate::output::results_extent(&output_dir);
     let engine = build_engine(&store, &settings, publisher.clone(), &provider_id, batch_id)?;
     let code = drive(
         &store,
@@ -72,8 +101,18 @@ async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitC
     .await;
     if let Some(sim) = simulator {
         sim.shutdown().await;
+    } else if let Err(e) =
+        super::resume::advance_after_run(&store, &manifest, &provider_id, &output_dir, held_from)
+    {
+        tracing::warn!("cannot note how far the results file was checked: {e}");
     }
     code
+}
+
+/// A plan registered: its batch's id, and the plan (for the stamp).
+struct Registered {
+    batch_id: i64,
+    plan: crate::plan::Plan,
 }
 
 /// Before anything is opened for the real provider: the media store, a way for every local
@@ -82,15 +121,24 @@ fn check_real_provider(
     batch: &BatchSpec,
     settings: &Settings,
 ) -> Result<Option<Arc<crate::media_store::MediaStore>>, ExitCode> {
+    let media_store = open_real_provider(settings)?;
+    let publisher = real_publisher(&batch.base_dir, settings, media_store.clone());
+    if let Some(message) = unpublishable_media(batch, &publisher) {
+        eprintln!("error: {message}");
+        return Err(ExitCode::Invalid);
+    }
+    Ok(media_store)
+}
+
+/// The media store (if one is set) and a key, for the real provider.
+pub(super) fn open_real_provider(
+    settings: &Settings,
+) -> Result<Option<Arc<crate::media_store::MediaStore>>, ExitCode> {
     let invalid = |message: String| {
         eprintln!("error: {message}");
         ExitCode::Invalid
     };
     let media_store = settings.open_media_store().map_err(invalid)?;
-    let publisher = real_publisher(batch, settings, media_store.clone());
-    if let Some(message) = unpublishable_media(batch, &publisher) {
-        return Err(invalid(message));
-    }
     if let Some(ttl) = media_store.as_ref().and_then(|s| s.url_lifetime())
         && ttl < SHORT_URL_TTL
     {
@@ -118,7 +166,7 @@ async fn plan_and_register(
     settings: &Settings,
     provider_id: &str,
     args: &RunArgs,
-) -> Result<i64, ExitCode> {
+) -> Result<Registered, ExitCode> {
     // The manifest's own URLs follow the user's setting, even in a --simulate trial (which only
     // lets recast reach its own loopback simulator).
     let prober = Prober::new(settings.engine.allow_private_networks);
@@ -193,13 +241,12 @@ async fn plan_and_register(
             job.problems.join("; ")
         );
     }
-    // From here on the store drives the run: memory follows the jobs in flight, not the batch.
-    Ok(batch_id)
+    Ok(Registered { batch_id, plan })
 }
 
 /// Stop before the first submit when the account cannot pay for `needed` credits (unless told
 /// to spend what there is), or refuses the key.
-async fn check_balance(
+pub(super) async fn check_balance(
     settings: &Settings,
     needed: u64,
     spend_available: bool,
@@ -226,7 +273,7 @@ async fn check_balance(
     Ok(())
 }
 
-fn build_engine(
+pub(super) fn build_engine(
     store: &Arc<Store>,
     settings: &Settings,
     publisher: MediaPublisher,
@@ -259,7 +306,7 @@ fn build_engine(
 }
 
 /// Drive the batch: the engine, the live line, notifications; then the summary and its code.
-async fn drive(
+pub(super) async fn drive(
     store: &Arc<Store>,
     engine: Arc<Engine<HttpProvider>>,
     settings: &Settings,
@@ -343,13 +390,13 @@ const SHORT_URL_TTL: Duration = Duration::from_secs(3600);
 
 /// How local media reach the real provider: under `media_base_url`, else through the media store.
 pub(super) fn real_publisher(
-    batch: &BatchSpec,
+    base_dir: &std::path::Path,
     settings: &Settings,
     store: Option<Arc<crate::media_store::MediaStore>>,
 ) -> MediaPublisher {
     let mut publisher = MediaPublisher::default().with_store(store);
     if let Some(url) = &settings.media_base_url {
-        publisher.publish(&batch.base_dir, url);
+        publisher.publish(base_dir, url);
     }
     publisher
 }

@@ -120,6 +120,17 @@ pub struct BatchSpec {
     /// Canonical folders declared with `subjects: [{watch: ...}]`: their images are subjects, and
     /// the daemon turns each image that arrives there into a job of this batch.
     pub watch_dirs: Vec<PathBuf>,
+    /// What the expansion depended on besides the files it hashed.
+    #[serde(skip)]
+    pub inputs: InputTrail,
+}
+
+/// The folders whose listing chose subjects, and whether any path went through a symlink: with
+/// the manifest and every media file, what `plan::stamp` stats to tell a batch unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InputTrail {
+    pub listed_dirs: Vec<PathBuf>,
+    pub through_links: bool,
 }
 
 /// How a manifest may reach local files.
@@ -395,5 +406,6 @@ fn parse_with_hint(
         canary: manifest.canary,
         jobs: expanded.jobs,
         watch_dirs: expanded.watch_dirs,
+        inputs: roots.trail(),
     })
 }

@@ -32,6 +32,11 @@ pub(crate) struct Roots {
     extra: Vec<(PathBuf, PathBuf)>,
     /// sha256 by canonical path, so media shared by subjects are read once.
     hashes: HashMap<PathBuf, String>,
+    /// Canonical folders whose listing chose subjects (globs, watches).
+    listed: Vec<PathBuf>,
+    /// Some path resolved through a symlink: what it names can change without any file the
+    /// batch read changing.
+    through_links: std::cell::Cell<bool>,
 }
 
 impl Roots {
@@ -51,11 +56,21 @@ impl Roots {
             base,
             extra,
             hashes: HashMap::new(),
+            listed: Vec::new(),
+            through_links: std::cell::Cell::new(false),
         }
     }
 
     pub fn base(&self) -> &Path {
         &self.base
+    }
+
+    /// The folders listed and whether any path went through a link (see [`super::InputTrail`]).
+    pub fn trail(&self) -> super::InputTrail {
+        super::InputTrail {
+            listed_dirs: self.listed.clone(),
+            through_links: self.through_links.get(),
+        }
     }
 
     fn lexically_inside(&self, path: &Path) -> bool {
@@ -100,6 +115,9 @@ impl Roots {
             io::ErrorKind::NotFound => format!("`{}` does not exist", quote_for_message(raw)),
             _ => format!("cannot open `{}`: {err}", quote_for_message(raw)),
         })?;
+        if canonical != path {
+            self.through_links.set(true);
+        }
         match self.canonical_root_of(&canonical) {
             Some(root) => Ok((canonical.clone(), root)),
             None => Err(format!(
@@ -181,6 +199,7 @@ impl Roots {
         }
         let folder = self.confine_lexically(folder_raw)?;
         let (folder, _) = self.confine_canonically(folder_raw, &folder)?;
+        self.listed.push(folder.clone());
         let entries = fs::read_dir(&folder).map_err(|err| {
             format!(
                 "cannot list the folder `{}`: {err}",
@@ -243,6 +262,7 @@ impl Roots {
         }
         let folder = self.confine_lexically(raw)?;
         let (folder, _) = self.confine_canonically(raw, &folder)?;
+        self.listed.push(folder.clone());
         if !folder.is_dir() {
             return Err(format!("`{}` is not a folder", quote_for_message(raw)));
         }
@@ -313,6 +333,9 @@ impl Roots {
                             "the output folder `{}` runs into a file that is not a folder",
                             quote_for_message(raw)
                         ));
+                    }
+                    if canonical != ancestor {
+                        self.through_links.set(true);
                     }
                     let rest = joined.strip_prefix(ancestor).unwrap_or(Path::new(""));
                     return Ok(canonical.join(rest));

@@ -109,6 +109,44 @@ pub fn read(dir: &Path) -> HashMap<String, ResultLine> {
     out
 }
 
+/// The results file's inode and length, if it is there (a regular file).
+pub fn results_extent(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = open_regular(&dir.join(RESULTS_FILE))
+        .ok()?
+        .metadata()
+        .ok()?;
+    Some((meta.ino(), meta.len()))
+}
+
+/// Hand every line of the results file between bytes `from` and `to` to `each`, until it
+/// says stop (`false`). A torn or damaged line is handed on as `None`: it is not known whose
+/// it is. Returns `false` if the file cannot be read or `each` stopped.
+pub fn each_line_between(
+    dir: &Path,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(Option<ResultLine>) -> bool,
+) -> bool {
+    use std::io::{Seek, SeekFrom};
+    let Ok(mut file) = open_regular(&dir.join(RESULTS_FILE)) else {
+        return false;
+    };
+    if file.seek(SeekFrom::Start(from)).is_err() {
+        return false;
+    }
+    let reader = BufReader::new(file.take(to.saturating_sub(from).min(MAX_RESULTS_BYTES)));
+    for line in reader.split(b'\n') {
+        let Ok(line) = line else {
+            return false;
+        };
+        if !each(serde_json::from_slice::<ResultLine>(&line).ok()) {
+            return false;
+        }
+    }
+    true
+}
+
 /// Credits the results file records as spent on jobs other than `known` ones: per submit (its
 /// idempotency key) whose last line is not `closed`, or once for a clip recorded only as landed.
 /// An upper bound (a failed task's refund is not recorded), so a budget never counts too little.

@@ -17,6 +17,7 @@ use crate::pricing::{Estimate, PriceTable, credits_to_usd, usd_to_credits_floor}
 use crate::store::{JobState, Store, StoreError};
 
 mod prober;
+pub mod stamp;
 pub use prober::Prober;
 
 /// Subject images probed at once.

@@ -25,6 +25,7 @@ mod register;
 mod reports;
 mod scope;
 mod stages;
+mod stamps;
 mod steer;
 mod submits;
 mod views;
@@ -45,6 +46,7 @@ pub use lock::StateLock;
 pub use notices::{DueNotice, JobBrief, LoggedEvent, NoticeRecord};
 pub use reports::{AttentionJob, BatchSource, BatchSummary, EventLine, KnownJob, SubmitCounts};
 pub use scope::Scope;
+pub use stamps::InputStamp;
 pub use steer::RetryPrice;
 pub use views::JobRow;
 

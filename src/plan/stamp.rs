@@ -1,0 +1,221 @@
+//! Input stamps: the identity (`stat`: device, inode, size, mtime, ctime) of every file and
+//! folder a plan read, so that a later run of the same manifest can tell from a `stat` of each,
+//! without reading, hashing or probing any, that planning it again would give the same batch.
+//!
+//! Owns: which paths a stamp covers, their encoding, when a plan cannot be stamped, and the
+//! check that a stamp still holds on disk.
+//!
+//! May not: write the store (the caller keeps the encoded stamp), or open any file it stats:
+//! a stamp check reads no byte of a subject, so a FIFO or a huge file dropped in costs nothing.
+//!
+//! Why the ctime: a file's content cannot change without its ctime changing, and no tool sets a
+//! ctime back. A file changed within [`RACY`] of the moment its manifest was read (or after it)
+//! may have changed within one timestamp tick of being read: such a plan is not stamped, as git
+//! treats a "racily clean" file. Paths that went through a symlink, watched folders (whose
+//! failed files are in no stamp) and a reference video behind a URL are never stamped: what
+//! they name can change with no stamped file changing.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use super::Plan;
+use crate::manifest::MediaSource;
+
+/// Hashed into every context: bump it when what a stamp covers changes, so old ones never hold.
+const SCHEME: &str = "recast-stamp-v1";
+/// A file whose ctime is this close to the manifest's reading, or later, is not vouched for
+/// (the default of [`encode`]'s `racy`).
+pub const RACY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<FileId> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
+            ctime_ns: m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec(),
+        })
+    }
+
+    fn fields(&self) -> [i64; 5] {
+        [
+            self.dev as i64,
+            self.ino as i64,
+            self.size as i64,
+            self.mtime_ns,
+            self.ctime_ns,
+        ]
+    }
+}
+
+/// A digest of what a batch is planned under besides its files: the provider, prices, roots,
+/// publishing and flags, as `parts` describes them (with recast's version and the scheme).
+pub fn context(parts: &str) -> String {
+    let mut hasher = Sha256::new();
+    for part in [SCHEME, env!("CARGO_PKG_VERSION"), parts] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// The paths a plan read: the manifest, the folders its globs listed, the reference video and
+/// every subject image that is a local file.
+fn paths_of(plan: &Plan) -> impl Iterator<Item = &Path> {
+    fn local(m: &MediaSource) -> Option<&Path> {
+        match m {
+            MediaSource::Local { path, .. } => Some(path.as_path()),
+            MediaSource::Remote { .. } => None,
+        }
+    }
+    std::iter::once(plan.batch.manifest_path.as_path())
+        .chain(plan.batch.inputs.listed_dirs.iter().map(PathBuf::as_path))
+        .chain(local(&plan.batch.reference_video))
+        .chain(plan.jobs.iter().filter_map(|j| local(&j.spec.image)))
+}
+
+/// The stamp of `plan`, whose manifest was read at `read_at`; `None` if it cannot be stamped
+/// (a symlink on the way, a watched folder, a file changed within `racy` of the reading, or
+/// after it, or gone).
+pub fn encode(plan: &Plan, read_at: SystemTime, racy: Duration) -> Option<Vec<u8>> {
+    let batch = &plan.batch;
+    // A reference video behind a URL may have changed length (and so every estimate) with no
+    // file here changing.
+    let remote_reference = matches!(batch.reference_video, MediaSource::Remote { .. });
+    if batch.inputs.through_links || !batch.watch_dirs.is_empty() || remote_reference {
+        return None;
+    }
+    encode_paths(paths_of(plan), read_at, racy)
+}
+
+/// The stamp of `paths` (see [`encode`]).
+fn encode_paths<'a>(
+    paths: impl Iterator<Item = &'a Path>,
+    read_at: SystemTime,
+    racy: Duration,
+) -> Option<Vec<u8>> {
+    let cutoff = read_at
+        .checked_sub(racy)?
+        .duration_since(UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    let mut out = Vec::new();
+    for path in paths {
+        let path = std::path::absolute(path).ok()?;
+        let id = FileId::of(&path)?;
+        if i128::from(id.ctime_ns) >= cutoff as i128 {
+            return None;
+        }
+        let bytes = path.as_os_str().as_bytes();
+        out.extend_from_slice(&u32::try_from(bytes.len()).ok()?.to_le_bytes());
+        out.extend_from_slice(bytes);
+        for field in id.fields() {
+            out.extend_from_slice(&field.to_le_bytes());
+        }
+    }
+    Some(out)
+}
+
+/// Whether every file and folder a stamp names is still what it was. Anything unreadable in
+/// the stamp, or on disk, is "changed".
+pub fn unchanged(stamp: &[u8]) -> bool {
+    // Every stamp names the manifest at least: an empty one is damaged.
+    if stamp.is_empty() {
+        return false;
+    }
+    let mut rest = stamp;
+    loop {
+        if rest.is_empty() {
+            return true;
+        }
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, tail) = rest.split_at_checked(n)?;
+            rest = tail;
+            Some(head)
+        };
+        let Some(len) = take(4) else {
+            return false;
+        };
+        let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
+        let Some(path) = take(len) else {
+            return false;
+        };
+        let path = Path::new(OsStr::from_bytes(path));
+        let mut fields = [0i64; 5];
+        for f in &mut fields {
+            match take(8) {
+                Some(b) => *f = i64::from_le_bytes(b.try_into().unwrap_or_default()),
+                None => return false,
+            }
+        }
+        if FileId::of(path).map(|id| id.fields()) != Some(fields) {
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp_of(paths: &[&Path], racy: Duration) -> Option<Vec<u8>> {
+        encode_paths(paths.iter().copied(), SystemTime::now(), racy)
+    }
+
+    #[test]
+    fn a_stamp_holds_until_a_file_or_a_folder_listing_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+        std::fs::write(&a, b"one").unwrap();
+        std::fs::write(&b, b"two").unwrap();
+        let paths = [dir.path(), a.as_path(), b.as_path()];
+        let stamp = stamp_of(&paths, Duration::ZERO).unwrap();
+        assert!(unchanged(&stamp));
+        // Same length, other bytes.
+        std::fs::write(&a, b"eno").unwrap();
+        assert!(!unchanged(&stamp));
+        let stamp = stamp_of(&paths, Duration::ZERO).unwrap();
+        std::fs::write(dir.path().join("c.png"), b"new").unwrap();
+        assert!(!unchanged(&stamp), "a file added to a listed folder");
+        let stamp = stamp_of(&paths, Duration::ZERO).unwrap();
+        std::fs::remove_file(&b).unwrap();
+        assert!(!unchanged(&stamp), "a file gone");
+    }
+
+    #[test]
+    fn a_file_changed_too_close_to_the_reading_is_not_vouched_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.png");
+        std::fs::write(&a, b"one").unwrap();
+        assert!(stamp_of(&[a.as_path()], RACY).is_none());
+        assert!(stamp_of(&[dir.path().join("gone.png").as_path()], Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn a_damaged_stamp_is_never_taken_as_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.png");
+        std::fs::write(&a, b"one").unwrap();
+        let stamp = stamp_of(&[a.as_path()], Duration::ZERO).unwrap();
+        for cut in 1..stamp.len() {
+            assert!(!unchanged(&stamp[..cut]), "cut at {cut}");
+        }
+        assert!(unchanged(&stamp));
+    }
+}

@@ -1,0 +1,196 @@
+//! Input stamps: what a `recast run` of a manifest read when it last registered the batch, so
+//! the next run of the same manifest can tell, from a `stat` of each file, that registering it
+//! again would change nothing.
+//!
+//! Owns: the `input_stamps` rows (kept, read, forgotten) and the check that a line of the output
+//! folder's results file is one this state folder wrote for the batch.
+//!
+//! May not: stat files or decide whether a stamp still holds (`plan::stamp` does), or read the
+//! results file (`output` does).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::Cached;
+use super::{JobState, Store, StoreError, now_ms};
+use crate::output::ResultLine;
+
+/// One stamp, as kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputStamp {
+    pub manifest_path: String,
+    pub provider: String,
+    pub batch_id: i64,
+    /// A digest of the settings and flags the batch was planned under.
+    pub context: String,
+    /// The batch's `updated_at` when it was registered: any later registration (the daemon's,
+    /// another manifest's) makes the stamp stale.
+    pub registered_at: i64,
+    /// The encoded identities of every file and folder read (see `plan::stamp`).
+    pub files: Vec<u8>,
+    /// The output folder's results file (inode and length) as far as it was checked.
+    pub results_ino: u64,
+    pub results_len: u64,
+    /// The batch's folders (read from the batch; not written with the stamp).
+    pub base_dir: String,
+    pub output_dir: String,
+}
+
+impl Store {
+    /// Keep `stamp`, replacing the manifest's earlier one.
+    pub fn keep_stamp(&self, stamp: &InputStamp) -> Result<(), StoreError> {
+        self.write("keep an input stamp", |tx| {
+            tx.exec(
+                "INSERT INTO input_stamps (manifest_path, provider, batch_id, context,
+                     registered_at, files, results_ino, results_len, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (manifest_path, provider) DO UPDATE SET batch_id = ?3, context = ?4,
+                     registered_at = ?5, files = ?6, results_ino = ?7, results_len = ?8,
+                     recorded_at = ?9",
+                params![
+                    stamp.manifest_path,
+                    stamp.provider,
+                    stamp.batch_id,
+                    stamp.context,
+                    stamp.registered_at,
+                    stamp.files,
+                    stamp.results_ino as i64,
+                    stamp.results_len as i64,
+                    now_ms()
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Move a stamp's results-file mark forward, after the lines up to it were checked.
+    pub fn advance_stamp(
+        &self,
+        manifest_path: &str,
+        provider: &str,
+        results_ino: u64,
+        results_len: u64,
+    ) -> Result<(), StoreError> {
+        self.note("advance an input stamp", |tx| {
+            tx.exec(
+                "UPDATE input_stamps SET results_ino = ?3, results_len = ?4
+                 WHERE manifest_path = ?1 AND provider = ?2",
+                params![
+                    manifest_path,
+                    provider,
+                    results_ino as i64,
+                    results_len as i64
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Forget a manifest's stamp: its next run plans it in full.
+    pub fn forget_stamp(&self, manifest_path: &str, provider: &str) -> Result<(), StoreError> {
+        self.write("forget an input stamp", |tx| {
+            tx.exec(
+                "DELETE FROM input_stamps WHERE manifest_path = ?1 AND provider = ?2",
+                params![manifest_path, provider],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The manifest's stamp, if its batch is still as that registration left it.
+    pub fn stamp(
+        &self,
+        manifest_path: &str,
+        provider: &str,
+    ) -> Result<Option<InputStamp>, StoreError> {
+        let conn = self.conn();
+        conn.row(
+            "SELECT s.batch_id, s.context, s.registered_at, s.files, s.results_ino,
+                    s.results_len, b.base_dir, b.output_dir
+             FROM input_stamps s JOIN batches b ON b.id = s.batch_id
+             WHERE s.manifest_path = ?1 AND s.provider = ?2 AND b.updated_at = s.registered_at",
+            params![manifest_path, provider],
+            |r| {
+                Ok(InputStamp {
+                    manifest_path: manifest_path.to_owned(),
+                    provider: provider.to_owned(),
+                    batch_id: r.get(0)?,
+                    context: r.get(1)?,
+                    registered_at: r.get(2)?,
+                    files: r.get(3)?,
+                    results_ino: r.get::<_, i64>(4)? as u64,
+                    results_len: r.get::<_, i64>(5)? as u64,
+                    base_dir: r.get(6)?,
+                    output_dir: r.get(7)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(self.sql_error("read an input stamp"))
+    }
+
+    /// When the batch was last registered (its `updated_at`).
+    pub fn registered_at(&self, batch_id: i64) -> Result<Option<i64>, StoreError> {
+        let conn = self.conn();
+        conn.row(
+            "SELECT updated_at FROM batches WHERE id = ?1",
+            [batch_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(self.sql_error("read when a batch was registered"))
+    }
+
+    /// Planned jobs of a batch, and the credits their estimates add up to (`None` if one has
+    /// no price).
+    pub fn planned_credits(&self, batch_id: i64) -> Result<(u64, Option<u64>), StoreError> {
+        let conn = self.conn();
+        conn.row(
+            "SELECT count(*), sum(estimate_credits), count(estimate_credits) FROM jobs
+             WHERE batch_id = ?1 AND state = 'planned'",
+            [batch_id],
+            |r| {
+                let (n, sum, priced): (i64, Option<i64>, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+                Ok((n as u64, (priced == n).then(|| sum.unwrap_or(0) as u64)))
+            },
+        )
+        .map_err(self.sql_error("add up planned credits"))
+    }
+
+    /// Whether a results-file line is one this state folder wrote for the batch: its job is
+    /// the batch's, its submit (if it names one) is one of the job's attempts here, and a clip
+    /// it records as landed is `done` here. Any other line (another state folder's, a hand
+    /// edit) means registering again could change what is owed.
+    pub fn results_line_is_ours(
+        &self,
+        batch_id: i64,
+        line: &ResultLine,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let job: Option<(i64, String)> = conn
+            .row(
+                "SELECT id, state FROM jobs WHERE batch_id = ?1 AND job_key = ?2",
+                params![batch_id, line.job_key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.sql_error("check a results line"))?;
+        let Some((job_id, state)) = job else {
+            return Ok(false);
+        };
+        if line.state == "done" && state != JobState::Done.as_str() {
+            return Ok(false);
+        }
+        let Some(key) = &line.idempotency_key else {
+            return Ok(true);
+        };
+        let attempt: Option<i64> = conn
+            .row(
+                "SELECT 1 FROM attempts WHERE idempotency_key = ?1 AND job_id = ?2",
+                params![key, job_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql_error("check a results line"))?;
+        Ok(attempt.is_some())
+    }
+}

@@ -1,0 +1,125 @@
+//! `recast run` of a manifest whose batch is registered and unchanged skips planning (no
+//! subject read, hashed or probed again), and any change to what the plan read, or a clip
+//! another state folder landed in the output folder, makes it plan in full: the real binary
+//! against the simulator, asserting stderr, the ledger and the clips on disk.
+
+use recast::sim::{Sim, SimConfig};
+
+use crate::helper::workspace::{Workspace, describe, unique_png};
+
+const UNCHANGED: &str = "unchanged since it was registered";
+
+async fn start(config: SimConfig) -> Sim {
+    Sim::start(config).await.expect("simulator starts")
+}
+
+/// `recast run jobs.yaml` in `state`, with every file old enough to be vouched for (the files of
+/// a test are milliseconds old; `RECAST_STAMP_RACY_MS` says how old is old enough).
+async fn run_in(
+    ws: &Workspace,
+    sim: &Sim,
+    state: &std::path::Path,
+    extra: &[&str],
+) -> (i32, String) {
+    let mut args = vec!["run", "jobs.yaml"];
+    args.extend_from_slice(extra);
+    let out = ws
+        .recast_command_in(sim, state, &args)
+        .env("RECAST_STAMP_RACY_MS", "0")
+        .output()
+        .await
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    assert!(code == 0, "{}", describe(&out));
+    (code, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn bills(sim: &Sim) -> usize {
+    crate::helper::net_bills_per_subject(&sim.ledger())
+        .values()
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_manifest_is_resumed_without_planning_and_every_change_plans_it_again() {
+    let ws = Workspace::new(3, "");
+    let manifest = std::fs::read_to_string(ws.manifest()).unwrap();
+    let head = manifest.split("subjects:\n").next().unwrap();
+    std::fs::write(
+        ws.manifest(),
+        format!("{head}subjects:\n  - glob: ./subjects/*.png\noutput:\n  dir: ./out\n"),
+    )
+    .unwrap();
+    let sim = start(ws.sim_config()).await;
+    let state = ws.state();
+
+    let (_, first) = run_in(&ws, &sim, &state, &[]).await;
+    assert!(!first.contains(UNCHANGED), "{first}");
+    assert_eq!(bills(&sim), 3);
+    let (_, again) = run_in(&ws, &sim, &state, &[]).await;
+    assert!(again.contains(UNCHANGED), "{again}");
+    assert_eq!(bills(&sim), 3, "an unchanged rerun spends nothing");
+
+    // One image more in the globbed folder: planned again, and only it is made.
+    std::fs::write(ws.path().join("subjects/s003.png"), unique_png(3)).unwrap();
+    let (_, added) = run_in(&ws, &sim, &state, &[]).await;
+    assert!(!added.contains(UNCHANGED), "{added}");
+    assert_eq!(bills(&sim), 4);
+    assert_eq!(ws.outputs().len(), 4, "{:?}", ws.outputs());
+    let (_, again) = run_in(&ws, &sim, &state, &[]).await;
+    assert!(again.contains(UNCHANGED), "{again}");
+
+    // A subject's content changed under the same name: its clip is made again, once.
+    std::fs::write(ws.path().join("subjects/s000.png"), unique_png(100)).unwrap();
+    let (_, edited) = run_in(&ws, &sim, &state, &[]).await;
+    assert!(!edited.contains(UNCHANGED), "{edited}");
+    assert_eq!(bills(&sim), 5);
+
+    // The manifest written again (same bytes): its ctime changed, so it is read again.
+    let text = std::fs::read(ws.manifest()).unwrap();
+    std::fs::write(ws.manifest(), text).unwrap();
+    let (_, rewritten) = run_in(&ws, &sim, &state, &[]).await;
+    assert!(!rewritten.contains(UNCHANGED), "{rewritten}");
+    // Other prices are another context.
+    let (_, canary) = run_in(&ws, &sim, &state, &["--canary", "1"]).await;
+    assert!(!canary.contains(UNCHANGED), "{canary}");
+    assert_eq!(bills(&sim), 5, "nothing changed that shapes a clip");
+    // The changed subject's new clip lands beside its old one.
+    assert_eq!(ws.outputs().len(), 5, "{:?}", ws.outputs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clips_another_state_folder_landed_in_the_output_folder_are_not_bought_again() {
+    let ws = Workspace::new(4, "");
+    // One task in flight at a time: a `--no-wait` tick submits one subject and leaves.
+    ws.write_settings(
+        "  submit_per_minute: 6000\n  submit_burst: 50\n  max_in_flight: 1\n  \
+         poll_per_minute: 60000\n  download_concurrency: 8\n",
+    );
+    let sim = start(ws.sim_config()).await;
+    let a = ws.state();
+    let b = ws.path().join("state-b");
+    let (_, tick) = run_in(&ws, &sim, &a, &["--no-wait"]).await;
+    assert!(!tick.contains(UNCHANGED), "{tick}");
+    assert_eq!(bills(&sim), 1);
+    // The first state folder is put aside; a cold cache (another state folder, as CI has)
+    // finishes the batch into the same output folder and is thrown away.
+    let aside = ws.path().join("state-aside");
+    std::fs::rename(&a, &aside).unwrap();
+    let (_, cold) = run_in(&ws, &sim, &b, &[]).await;
+    assert!(!cold.contains(UNCHANGED), "{cold}");
+    assert_eq!(bills(&sim), 4);
+    std::fs::remove_dir_all(&b).unwrap();
+    std::fs::rename(&aside, &a).unwrap();
+    // Back in the first state folder: three of its jobs were never submitted there, and its
+    // stamp still holds for every file; the output folder's new lines are not its own.
+    let (_, back) = run_in(&ws, &sim, &a, &[]).await;
+    assert!(!back.contains(UNCHANGED), "{back}");
+    let per_subject = crate::helper::net_bills_per_subject(&sim.ledger());
+    assert_eq!(per_subject.len(), 4, "{per_subject:?}");
+    assert!(
+        per_subject.values().all(|n| *n == 1),
+        "bought twice: {per_subject:?}"
+    );
+    ws.assert_all_clips_whole();
+}
