@@ -13,6 +13,7 @@ mod plan_cmd;
 mod plan_markdown;
 mod progress;
 mod reach;
+mod real_provider;
 mod resume;
 mod run_cmd;
 mod run_report;

@@ -78,7 +78,7 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
                 return ExitCode::Invalid;
             }
         };
-        let publisher = super::run_cmd::real_publisher(&batch.base_dir, settings, store);
+        let publisher = super::real_provider::real_publisher(&batch.base_dir, settings, store);
         super::reach::media_reach(&batch, &publisher).await
     };
     let plan = match make_plan(

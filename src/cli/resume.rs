@@ -16,9 +16,8 @@ use std::time::SystemTime;
 use super::ExitCode;
 use super::args::RunArgs;
 use super::plan_cmd::provider_identity;
-use super::run_cmd::{
-    build_engine, check_balance, drive, open_real_provider, real_publisher, store_failure,
-};
+use super::real_provider::{check_balance, open_real_provider, real_publisher};
+use super::run_cmd::{build_engine, drive, store_failure};
 use crate::output;
 use crate::plan::{Plan, stamp};
 use crate::settings::Settings;
