@@ -15,7 +15,7 @@ mod manifest;
 mod media;
 mod media_store;
 mod notify;
-mod outage;
+mod provider_limits;
 mod resume;
 mod sim;
 mod terminal;

@@ -95,7 +95,18 @@ impl Bench {
         generation: Duration,
         faults: recast::sim::Faults,
     ) -> Sim {
-        let config = SimConfig {
+        let config = self.sim_config(limits, generation, faults);
+        Sim::start(config).await.expect("the simulator starts")
+    }
+
+    /// The simulator's settings for this batch, to adjust before starting it.
+    pub fn sim_config(
+        &self,
+        limits: Option<Limits>,
+        generation: Duration,
+        faults: recast::sim::Faults,
+    ) -> SimConfig {
+        SimConfig {
             faults,
             media_dir: Some(self.path().to_path_buf()),
             generation: Generation::Fixed(generation),
@@ -103,8 +114,7 @@ impl Bench {
             submit_burst: limits.map_or(1, |l| l.submit_burst),
             max_in_flight: limits.map(|l| l.max_in_flight),
             ..SimConfig::default()
-        };
-        Sim::start(config).await.expect("the simulator starts")
+        }
     }
 }
 
@@ -162,6 +172,10 @@ impl<P: Provider> Provider for Timed<P> {
 
     async fn poll(&self, task_id: &str) -> Result<TaskStatus, ProviderError> {
         self.inner.poll(task_id).await
+    }
+
+    fn take_rate_limit_hint(&self) -> Option<recast::provider::RateLimitHint> {
+        self.inner.take_rate_limit_hint()
     }
 }
 

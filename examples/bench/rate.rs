@@ -7,6 +7,9 @@
 //! The simulator counts submits that arrived before a `Retry-After` it gave had ended: an
 //! honest client sends none.
 //!
+//! The "headers" cases have the simulator name its quota in rate-limit headers
+//! (`RateLimit-Policy`, `RateLimit`), as some gateways do: recast takes the quota at once.
+//!
 //! The storm case refuses 30% of submits with `Retry-After: 1` whatever the rate: recast must
 //! honour every pause without mistaking the storm for a limit. Its ideal is the rate that
 //! honouring every `Retry-After` allows: per accepted submit, 1/(1-p) sends at R plus
@@ -27,13 +30,16 @@ struct Case {
     /// A first run of this many jobs on the same state folder (not measured): the measured run
     /// starts from the limit it learned.
     warm_up: usize,
+    /// The simulator names its quota in rate-limit headers.
+    headers: bool,
 }
 
 pub async fn run() {
     println!("== rate: achieved submit rate / what the provider allows (in-process engine)");
     println!("   achieved = (N - burst) / (last accept - first accept); 'early' = submits sent");
     println!("   before a Retry-After had ended (the simulator counts them); 'again' = a second");
-    println!("   run on the same state folder, starting from the limit the first one learned");
+    println!("   run on the same state folder, starting from the limit the first one learned;");
+    println!("   'headers' = the simulator names its quota in RateLimit-Policy / RateLimit");
     let cases = [
         case("1 x R", 200, limits(600, 1), 600, None),
         case("2 x R", 600, limits(600, 1), 1200, None),
@@ -45,6 +51,14 @@ pub async fn run() {
         Case {
             warm_up: 300,
             ..case("10 x R, again", 600, limits(600, 1), 6000, None)
+        },
+        Case {
+            headers: true,
+            ..case("2 x R, headers", 600, limits(600, 1), 1200, None)
+        },
+        Case {
+            headers: true,
+            ..case("10 x R, headers", 600, limits(600, 1), 6000, None)
         },
         case("1 x R", 400, limits(3000, 5), 3000, None),
         case("storm 30%", 200, limits(3000, 5), 3000, Some(0.3)),
@@ -86,9 +100,11 @@ pub async fn run() {
             ..Faults::default()
         };
         // Short tasks, no in-flight cap: only the submit rate limits the run.
-        let sim = bench
-            .sim_with(Some(case.provider), Duration::from_millis(100), faults)
-            .await;
+        let mut config = bench.sim_config(Some(case.provider), Duration::from_millis(100), faults);
+        config.rate_limit_headers = case.headers;
+        let sim = recast::sim::Sim::start(config)
+            .await
+            .expect("the simulator starts");
         let run = run_in_process_at(&bench, &sim, config_for(&case), state.path()).await;
         let stats = sim.stats();
         let refused =
@@ -156,6 +172,7 @@ fn case(
         recast_per_minute,
         storm,
         warm_up: 0,
+        headers: false,
     }
 }
 

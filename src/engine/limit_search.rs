@@ -53,6 +53,8 @@ pub struct LimitSearch {
     /// 429s before this answer calls sent before the last change.
     calm_until: Option<Instant>,
     learned: Option<f64>,
+    /// The factor the provider's own headers named: never searched faster than.
+    told: Option<f64>,
 }
 
 impl Default for LimitSearch {
@@ -67,6 +69,7 @@ impl Default for LimitSearch {
             doubling_from: None,
             calm_until: None,
             learned: None,
+            told: None,
         }
     }
 }
@@ -81,6 +84,20 @@ impl LimitSearch {
         self.factor = factor.clamp(1.0, MAX_FACTOR);
         self.safe = Some(self.factor);
         self.crossing = Some(self.factor / MARGIN);
+    }
+
+    /// The provider named its limit (rate-limit headers): go there at once, and search no faster
+    /// (its 429s may still slow the stage down, if the headers said too much).
+    pub fn told(&mut self, factor: f64) {
+        let factor = factor.clamp(1.0, MAX_FACTOR);
+        if self.told == Some(factor) {
+            return;
+        }
+        self.told = Some(factor);
+        self.factor = factor;
+        self.safe = Some(factor);
+        self.crossing = None;
+        self.learned = Some(factor);
     }
 
     /// A safe factor found since last asked, to be remembered.
@@ -168,9 +185,10 @@ impl LimitSearch {
         let next = match self.crossing {
             Some(c) if self.factor > c * MARGIN => (self.factor * c).sqrt().max(c * MARGIN),
             Some(_) => return,
-            // Nothing crossed: the configured rate is not over the limit.
+            // Nothing crossed: the configured rate (or the one named) is not over the limit.
             None => 1.0,
-        };
+        }
+        .max(self.told.unwrap_or(1.0));
         if next < self.factor {
             self.set(next, now);
         }
@@ -211,6 +229,17 @@ mod tests {
         // Settled: few 429s from here on (the bound drifts, so one now and then).
         let (_, refused) = provider(&mut search, 10.0, 0, 2000);
         assert!(refused <= 20, "{refused} refused once settled");
+    }
+
+    #[test]
+    fn a_limit_the_provider_names_is_taken_at_once_and_not_searched_past() {
+        let mut search = LimitSearch::default();
+        search.told(2.0);
+        assert_eq!(search.factor(), 2.0);
+        assert_eq!(search.take_learned(), Some(2.0));
+        let (_, refused) = provider(&mut search, 2.0, 0, 2000);
+        assert_eq!(refused, 0, "never faster than named");
+        assert_eq!(search.factor(), 2.0);
     }
 
     #[test]

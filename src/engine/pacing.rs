@@ -233,6 +233,19 @@ impl Pacing {
         s.search.refused(now, calm);
     }
 
+    /// What the provider's rate-limit headers said: its quota becomes the rate at once, and a
+    /// window used up (nothing remaining) pauses everyone until it comes back, unless the
+    /// quota is known (then the rate already spaces calls as it asks).
+    pub fn provider_told(&self, hint: crate::provider::RateLimitHint) {
+        if let Some(per_minute) = hint.per_minute {
+            // With the same headroom as a configured rate: jitter must not cross it.
+            let factor = self.factor_for(per_minute) * HEADROOM;
+            self.lock().search.told(factor);
+        } else if let (Some(0), Some(reset)) = (hint.remaining, hint.reset) {
+            self.pause(reset);
+        }
+    }
+
     /// Start from a limit learned in an earlier run (a factor of the configured spacing).
     pub fn start_from_learned(&self, factor: f64) {
         self.lock().search.start_from(factor);

@@ -181,6 +181,10 @@ impl<P: Provider> Engine<P> {
             .provider
             .submit(&request, &intent.idempotency_key)
             .await;
+        // Before anything is recorded, as for a 429: the next submit must already see it.
+        if let Some(hint) = self.provider.take_rate_limit_hint() {
+            self.submit_pacing.provider_told(hint);
+        }
         self.record_answer(&intent, answer).await?;
         drop(on_wire);
         if let Some(per_minute) = self.submit_pacing.take_learned() {

@@ -102,6 +102,11 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Limits")]
     pub burst: u32,
 
+    /// Submit answers carry the quota and what is left of it (`RateLimit-Policy`, `RateLimit`,
+    /// the IETF draft's fields), as some gateways send. Example: `--rate-limit-headers`.
+    #[arg(long, help_heading = "Limits")]
+    pub rate_limit_headers: bool,
+
     /// How a 429 spells `Retry-After`. Example: `--retry-after http-date`.
     #[arg(long, value_enum, default_value_t, help_heading = "Limits")]
     pub retry_after: RetryAfterFormat,
@@ -232,6 +237,7 @@ impl SimArgs {
             generation,
             submit_rate_per_min: self.rate_per_min,
             submit_burst: self.burst.max(1),
+            rate_limit_headers: self.rate_limit_headers,
             retry_after: self.retry_after,
             max_in_flight: self.max_in_flight,
             honour_idempotency: self.idempotency == IdempotencyMode::Honour,

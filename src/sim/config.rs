@@ -286,6 +286,9 @@ pub struct SimConfig {
     pub submit_rate_per_min: Option<u32>,
     /// Submissions allowed at once on top of the steady rate (at least 1).
     pub submit_burst: u32,
+    /// Every submit answer says the quota and what is left of it (`RateLimit-Policy`,
+    /// `RateLimit`: the IETF draft's fields). reAPI documents none; other gateways send them.
+    pub rate_limit_headers: bool,
     pub retry_after: RetryAfterFormat,
     /// Tasks pending or processing at once; `None`: unlimited.
     pub max_in_flight: Option<u32>,
@@ -315,6 +318,7 @@ impl Default for SimConfig {
             generation: Generation::Fixed(Duration::from_secs(4)),
             submit_rate_per_min: None,
             submit_burst: 1,
+            rate_limit_headers: false,
             retry_after: RetryAfterFormat::Seconds,
             max_in_flight: None,
             honour_idempotency: true,

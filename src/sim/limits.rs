@@ -48,6 +48,20 @@ impl RateLimiter {
         self.tat = Some(tat + self.interval);
         Ok(())
     }
+
+    /// Requests allowed at `now` (without taking any), and how long until one more would be.
+    pub fn remaining(&self, now: Instant) -> (u64, Duration) {
+        let ahead = self
+            .tat
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
+        match self.tolerance.checked_sub(ahead) {
+            Some(room) => (
+                room.as_nanos() as u64 / self.interval.as_nanos().max(1) as u64 + 1,
+                Duration::ZERO,
+            ),
+            None => (0, ahead - self.tolerance),
+        }
+    }
 }
 
 /// The `Retry-After` value for a wait, never below one second (a client must wait at all).
@@ -112,5 +126,8 @@ mod tests {
             rl.check(t2).unwrap();
         }
         assert!(rl.check(t2).is_err());
+        assert_eq!(rl.remaining(t2), (0, Duration::from_secs(1)));
+        assert_eq!(rl.remaining(t2 + Duration::from_secs(1)).0, 1);
+        assert_eq!(rl.remaining(t2 + Duration::from_secs(60)).0, 3);
     }
 }

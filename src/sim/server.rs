@@ -155,6 +155,31 @@ impl App {
         );
     }
 
+    /// With `rate_limit_headers`, what is left of the submit quota, as the IETF draft spells it
+    /// (`RateLimit-Policy: "default";q=600;w=60`, `RateLimit: "default";r=0;t=1`).
+    pub fn rate_limit_headers(&self, headers: &mut HeaderMap) {
+        let (true, Some(rate), Some(limiter)) = (
+            self.cfg.rate_limit_headers,
+            self.cfg.submit_rate_per_min,
+            &self.limiter,
+        ) else {
+            return;
+        };
+        let (left, wait) = limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remaining(Instant::now());
+        let secs = wait.as_millis().div_ceil(1000) as u64;
+        for (name, value) in [
+            ("ratelimit-policy", format!("\"default\";q={rate};w=60")),
+            ("ratelimit", format!("\"default\";r={left};t={secs}")),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(name, v);
+            }
+        }
+    }
+
     /// Hold an answer for the slow-answer delay (cut short when the simulator shuts down).
     pub async fn slow_down(&self) {
         tokio::select! {

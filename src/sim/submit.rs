@@ -209,6 +209,17 @@ fn answer(app: &Shared, id: &str, phase: Phase) -> Response {
 
 pub async fn submit(
     State(app): State<Shared>,
+    conn: ConnectInfo<Conn>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut response = submit_answer(State(app.clone()), conn, headers, body).await;
+    app.rate_limit_headers(response.headers_mut());
+    response
+}
+
+async fn submit_answer(
+    State(app): State<Shared>,
     ConnectInfo(conn): ConnectInfo<Conn>,
     headers: HeaderMap,
     body: Bytes,

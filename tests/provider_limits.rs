@@ -1,5 +1,6 @@
-//! An outage of the provider (every call answered 503 for a while), end to end: the real binary
-//! against the simulator's `--fault-outage`, asserting what the ledger and the disk show.
+//! The provider's limits and outages, end to end: the real binary against the simulator naming
+//! its quota in rate-limit headers, and against `--fault-outage` (every call answered 503 for a
+//! while), asserting what the simulator counted, the ledger and the disk.
 
 use std::time::Duration;
 
@@ -45,4 +46,30 @@ async fn an_outage_of_503s_is_probed_by_one_call_at_a_time_and_holds_no_job_unkn
     assert!(after < 15_000, "first submit {after} ms after the outage");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("held as unknown"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_named_in_rate_limit_headers_is_kept_from_the_first_answer_on() {
+    let ws = Workspace::new(30, "");
+    // recast is set to ten times what the simulator allows.
+    ws.write_settings(
+        "  submit_per_minute: 12000\n  submit_burst: 1\n  max_in_flight: 100\n  \
+         poll_per_minute: 60000\n  download_concurrency: 8\n",
+    );
+    let sim = Sim::start(SimConfig {
+        submit_rate_per_min: Some(1200),
+        submit_burst: 1,
+        rate_limit_headers: true,
+        ..ws.sim_config()
+    })
+    .await
+    .expect("simulator starts");
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    ws.assert_all_clips_whole();
+    let stats = sim.stats();
+    assert_eq!(stats.submits_accepted, 30, "{stats:?}");
+    // The first submit goes alone and its answer names the quota: no search, no refusals.
+    assert!(stats.rate_limited_429 <= 1, "{stats:?}");
+    assert_eq!(stats.submits_before_retry_after, 0, "{stats:?}");
 }
