@@ -9,7 +9,7 @@ use std::time::Duration;
 use recast::sim::{Generation, Sim, SimConfig};
 
 use crate::helper::wait_for;
-use crate::helper::workspace::{reference_clip, unique_png};
+use crate::helper::workspace::{describe, reference_clip, unique_png};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -746,4 +746,59 @@ async fn a_drop_whose_probe_hangs_does_not_hold_back_the_next_drop() {
     site.wait_done(&sim, "good", 1).await;
     let (_, code, log) = daemon.terminate().await;
     assert_eq!(code, Some(0), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_a_run_published_with_a_media_base_url_is_finished_by_the_daemon() {
+    let mut site = Site::new();
+    // A campaign folder outside every inbox, published by the run's --media-base-url alone.
+    let campaign = site.root().join("campaign");
+    std::fs::create_dir_all(campaign.join("media")).unwrap();
+    std::fs::create_dir_all(campaign.join("subjects")).unwrap();
+    std::fs::write(campaign.join("media/ref.mp4"), reference_clip()).unwrap();
+    let mut subjects = String::new();
+    for i in 0..3 {
+        std::fs::write(campaign.join(format!("subjects/c{i}.png")), unique_png(i)).unwrap();
+        subjects.push_str(&format!("  - id: c{i}\n    image: ./subjects/c{i}.png\n"));
+    }
+    std::fs::write(campaign.join("jobs.yaml"), manifest("campaign", &subjects)).unwrap();
+    let sim = Sim::start(SimConfig {
+        media_dir: Some(site.root()),
+        generation: Generation::Fixed(Duration::from_millis(100)),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // One task in flight at a time: the tick submits one subject and leaves the rest.
+    site.write_settings(
+        &sim,
+        "  submit_per_minute: 6000\n  submit_burst: 50\n  max_in_flight: 1\n  \
+         poll_per_minute: 60000\n  download_concurrency: 8\n",
+    );
+    let base = format!("{}/media/campaign/", sim.base_url());
+    let manifest_path = campaign.join("jobs.yaml");
+    let tick = site
+        .command(
+            &sim,
+            &[
+                "run",
+                manifest_path.to_str().unwrap(),
+                "--no-wait",
+                "--media-base-url",
+                &base,
+            ],
+        )
+        .output()
+        .await
+        .unwrap();
+    assert!(tick.status.success(), "{}", describe(&tick));
+    assert_eq!(sim.stats().submits_accepted, 1);
+    let daemon = site.start(&sim).await;
+    site.wait_done(&sim, "campaign", 3).await;
+    let (_, code, log) = daemon.terminate().await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains("no public URL"), "{log}");
+    let bills = crate::helper::net_bills_per_subject(&sim.ledger());
+    assert_eq!(bills.len(), 3, "{bills:?}");
+    assert!(bills.values().all(|n| *n == 1), "{bills:?}");
 }

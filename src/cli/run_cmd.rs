@@ -72,6 +72,12 @@ async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitC
     let registered = plan_and_register(&store, batch, &settings, &provider_id, &args).await?;
     let batch_id = registered.batch_id;
     if !args.simulate {
+        // A daemon on this state folder can then publish the batch's media as this run does.
+        store
+            .set_media_base_url(batch_id, settings.media_base_url.as_deref())
+            .map_err(store_failure)?;
+    }
+    if !args.simulate {
         let plan = &registered.plan;
         super::resume::keep_stamp(
             &store,

@@ -138,6 +138,11 @@ pub async fn run(config: DaemonConfig, shutdown: CancellationToken) -> Result<()
         .open_media_store()
         .map_err(DaemonError::MediaStore)?;
     let mut publisher = MediaPublisher::default().with_store(media_store.clone());
+    // Folders a `recast run --media-base-url` published, first: a folder this daemon's own
+    // settings publish too is published as they say.
+    for (folder, url) in store.published_folders(&provider_id)? {
+        publisher.publish(std::path::Path::new(&folder), &url);
+    }
     for inbox in &config.inboxes {
         match &inbox.media_base_url {
             Some(url) => publisher.publish(&inbox.path, url),

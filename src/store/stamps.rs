@@ -2,8 +2,9 @@
 //! the next run of the same manifest can tell, from a `stat` of each file, that registering it
 //! again would change nothing.
 //!
-//! Owns: the `input_stamps` rows (kept, read, forgotten) and the check that a line of the output
-//! folder's results file is one this state folder wrote for the batch.
+//! Owns: the `input_stamps` rows (kept, read, forgotten), the check that a line of the output
+//! folder's results file is one this state folder wrote for the batch, and the public URL a run
+//! published a batch's folder under (so a daemon can go on with it).
 //!
 //! May not: stat files or decide whether a stamp still holds (`plan::stamp` does), or read the
 //! results file (`output` does).
@@ -138,6 +139,31 @@ impl Store {
         )
         .optional()
         .map_err(self.sql_error("read when a batch was registered"))
+    }
+
+    /// Remember the public URL a run published the batch's folder under (`None`: none).
+    pub fn set_media_base_url(&self, batch_id: i64, url: Option<&str>) -> Result<(), StoreError> {
+        self.write("remember a batch's media URL", |tx| {
+            tx.exec(
+                "UPDATE batches SET media_base_url = ?2 WHERE id = ?1",
+                params![batch_id, url],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// The folders of this provider's batches that a run published, with their public URLs.
+    pub fn published_folders(&self, provider: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare_cached(
+                "SELECT base_dir, media_base_url FROM batches
+                 WHERE provider = ?1 AND media_base_url IS NOT NULL ORDER BY id",
+            )
+            .map_err(self.sql_error("list published folders"))?;
+        s.query_map([provider], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(self.sql_error("list published folders"))
     }
 
     /// Planned jobs of a batch, and the credits their estimates add up to (`None` if one has
