@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_learned_limits.sql"),
     include_str!("migrations/0009_input_stamps.sql"),
     include_str!("migrations/0010_batch_media_url.sql"),
+    include_str!("migrations/0011_status_indexes.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

@@ -96,6 +96,8 @@ mod tests {
         let _ = store.all_in_flight().unwrap();
         let _ = store.batch_counts(r.batch_id).unwrap();
         let _ = store.batch_summary(r.batch_id).unwrap();
+        let _ = store.attention_jobs(r.batch_id).unwrap();
+        let _ = store.held_jobs(r.batch_id).unwrap();
         tracing(&store, false);
 
         let statements = std::mem::take(&mut *TRACED.lock().unwrap());
@@ -119,5 +121,24 @@ mod tests {
             "full scans on a tick:\n{}",
             scans.join("\n")
         );
+        // Status's lists of the jobs that need a person, and of held ones, read those jobs
+        // only, not every job of the batch (which an index by batch alone would).
+        for (marker, index) in [
+            ("j.state IN ('unknown'", "jobs_needing_a_person"),
+            ("held IS NOT NULL", "jobs_held"),
+        ] {
+            let sql = statements
+                .iter()
+                .find(|s| s.contains(marker))
+                .unwrap_or_else(|| panic!("no statement with {marker}: {statements:#?}"));
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |row| row.get::<_, String>(3))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(plan.iter().any(|d| d.contains(index)), "{sql}\n{plan:#?}");
+        }
     }
 }
