@@ -20,12 +20,13 @@
 
 mod expand;
 mod key;
+mod listing;
 mod paths;
 pub(crate) mod schema;
 pub(crate) mod yaml;
 
 pub use key::{JOB_KEY_SCHEME, job_key};
-pub use paths::is_temporary_name;
+pub use listing::is_temporary_name;
 pub use yaml::MAX_MANIFEST_BYTES;
 
 use std::io::Read;

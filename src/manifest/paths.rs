@@ -1,8 +1,8 @@
 //! Where a manifest may reach: local media, globs and the output folder, confined to roots.
 //!
 //! Owns: telling URLs from local paths, confining local paths to the manifest's folder and the
-//! allowed roots (lexically first, then after resolving symlinks), listing a glob's folder,
-//! hashing local media, and resolving the output folder.
+//! allowed roots (lexically first, then after resolving symlinks), hashing local media, and
+//! resolving the output folder. Listing a glob's or a watched folder is `listing`'s.
 //!
 //! May not: read media beyond hashing them (probing is `media`), create or write anything, or
 //! put a resolved absolute path into an error message: the manifest said where, and that is what
@@ -18,9 +18,6 @@ use sha2::{Digest, Sha256};
 use super::MediaSource;
 use super::yaml::quote_for_message;
 
-/// A glob that matches more files than this is more likely a mistake than a batch.
-pub const MAX_GLOB_MATCHES: usize = 10_000;
-
 /// The folders local media and outputs may live in: the manifest's own folder and the allowed
 /// roots. Each is kept as written (made absolute) and canonical, so a path is accepted lexically
 /// under either spelling and then checked again once symlinks are resolved.
@@ -33,7 +30,7 @@ pub(crate) struct Roots {
     /// sha256 by canonical path, so media shared by subjects are read once.
     hashes: HashMap<PathBuf, String>,
     /// Canonical folders whose listing chose subjects (globs, watches).
-    listed: Vec<PathBuf>,
+    pub(super) listed: Vec<PathBuf>,
     /// Some path resolved through a symlink: what it names can change without any file the
     /// batch read changing.
     through_links: std::cell::Cell<bool>,
@@ -92,7 +89,7 @@ impl Roots {
     }
 
     /// A local path as written -> its absolute, lexically normalised form, if it stays inside.
-    fn confine_lexically(&self, raw: &str) -> Result<PathBuf, String> {
+    pub(super) fn confine_lexically(&self, raw: &str) -> Result<PathBuf, String> {
         if raw.contains('\0') {
             return Err("a path may not contain a NUL character".to_owned());
         }
@@ -110,7 +107,11 @@ impl Roots {
 
     /// Resolve symlinks and check the result is still inside a root; returns the canonical path
     /// and the root it lies in.
-    fn confine_canonically(&self, raw: &str, path: &Path) -> Result<(PathBuf, &Path), String> {
+    pub(super) fn confine_canonically(
+        &self,
+        raw: &str,
+        path: &Path,
+    ) -> Result<(PathBuf, &Path), String> {
         let canonical = fs::canonicalize(path).map_err(|err| match err.kind() {
             io::ErrorKind::NotFound => format!("`{}` does not exist", quote_for_message(raw)),
             _ => format!("cannot open `{}`: {err}", quote_for_message(raw)),
@@ -129,7 +130,7 @@ impl Roots {
     }
 
     /// A local media file: confined, checked to be a regular file, hashed.
-    fn local_file(&mut self, raw: &str, path: &Path) -> Result<MediaSource, String> {
+    pub(super) fn local_file(&mut self, raw: &str, path: &Path) -> Result<MediaSource, String> {
         let (canonical, root) = self.confine_canonically(raw, path)?;
         let rel = relative_with_slashes(&canonical, root);
         // Opened once (no link at its name, never a FIFO) and checked on the handle; the size
@@ -173,129 +174,6 @@ impl Roots {
         }
         let path = self.confine_lexically(raw)?;
         self.local_file(raw, &path)
-    }
-
-    /// Every file a glob matches, sorted by file name; each match is confined and hashed on its
-    /// own, so one bad match (a symlink out) does not hide the others.
-    pub fn glob(&mut self, raw: &str) -> Result<Vec<GlobMatch>, String> {
-        if remote_url(raw)?.is_some() {
-            return Err("a `glob` matches local files only; use `image` for a URL".to_owned());
-        }
-        let (folder_raw, pattern) = match raw.rfind('/') {
-            Some(i) => (&raw[..i.max(1)], &raw[i + 1..]),
-            None => (".", raw),
-        };
-        if folder_raw.contains(['*', '?']) {
-            return Err(format!(
-                "`{}`: `*` and `?` are allowed in the file name only, not in folders",
-                quote_for_message(raw)
-            ));
-        }
-        if !pattern.contains(['*', '?']) {
-            return Err(format!(
-                "`{}` has no `*` or `?` in its file name; for a single file use `image` with an `id`",
-                quote_for_message(raw)
-            ));
-        }
-        let folder = self.confine_lexically(folder_raw)?;
-        let (folder, _) = self.confine_canonically(folder_raw, &folder)?;
-        self.listed.push(folder.clone());
-        let entries = fs::read_dir(&folder).map_err(|err| {
-            format!(
-                "cannot list the folder `{}`: {err}",
-                quote_for_message(folder_raw)
-            )
-        })?;
-        let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(|err| {
-                format!(
-                    "cannot list the folder `{}`: {err}",
-                    quote_for_message(folder_raw)
-                )
-            })?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            // As in shells, `*` does not match hidden files unless the pattern asks for them.
-            if name.starts_with('.') && !pattern.starts_with('.') {
-                continue;
-            }
-            if wildcard_match(pattern, &name) {
-                names.push(name);
-                if names.len() > MAX_GLOB_MATCHES {
-                    return Err(format!(
-                        "`{}` matches more than {MAX_GLOB_MATCHES} files",
-                        quote_for_message(raw)
-                    ));
-                }
-            }
-        }
-        names.sort();
-        let mut matches = Vec::new();
-        for name in names {
-            let path = folder.join(&name);
-            // Folders that happen to match (`*`) are not subjects.
-            if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-                continue;
-            }
-            let shown = format!("{}/{name}", folder_raw.trim_end_matches('/'));
-            let media = self.local_file(&shown, &path);
-            matches.push(GlobMatch {
-                file_name: name,
-                shown,
-                media,
-            });
-        }
-        Ok(matches)
-    }
-
-    /// A watched subjects folder: confined like any local path; returns its canonical path and
-    /// the images in it now, sorted by file name. Only whole, visible image files count: names
-    /// a copy is still writing ([`is_temporary_name`]), dot-files, other extensions and folders
-    /// are left alone, so a half-copied image never becomes a subject. A file that cannot be
-    /// confined or read (a symlink out, one removed while listing) is skipped, not an error:
-    /// one stray file dropped by someone must not stop the whole standing performance.
-    pub fn watch(&mut self, raw: &str) -> Result<(PathBuf, Vec<GlobMatch>), String> {
-        if remote_url(raw)?.is_some() {
-            return Err("`watch` takes a local folder, not a URL".to_owned());
-        }
-        let folder = self.confine_lexically(raw)?;
-        let (folder, _) = self.confine_canonically(raw, &folder)?;
-        self.listed.push(folder.clone());
-        if !folder.is_dir() {
-            return Err(format!("`{}` is not a folder", quote_for_message(raw)));
-        }
-        let entries = fs::read_dir(&folder)
-            .map_err(|err| format!("cannot list the folder `{}`: {err}", quote_for_message(raw)))?;
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|name| !is_temporary_name(name) && is_image_name(name))
-            .collect();
-        if names.len() > MAX_GLOB_MATCHES {
-            return Err(format!(
-                "`{}` holds more than {MAX_GLOB_MATCHES} images",
-                quote_for_message(raw)
-            ));
-        }
-        names.sort();
-        let mut matches = Vec::new();
-        for name in names {
-            let path = folder.join(&name);
-            if !fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-                continue;
-            }
-            let shown = format!("{}/{name}", raw.trim_end_matches('/'));
-            if let Ok(media) = self.local_file(&shown, &path) {
-                matches.push(GlobMatch {
-                    file_name: name,
-                    shown,
-                    media: Ok(media),
-                });
-            }
-        }
-        Ok((folder, matches))
     }
 
     /// The output folder after templating: absolute, with the nearest existing ancestor resolved
@@ -352,34 +230,6 @@ impl Roots {
         }
         Err(outside())
     }
-}
-
-/// One file matched by a glob.
-#[derive(Debug)]
-pub(crate) struct GlobMatch {
-    pub file_name: String,
-    /// The match as the user would write it (`./subjects/team/fox.jpg`), for messages.
-    pub shown: String,
-    pub media: Result<MediaSource, String>,
-}
-
-/// A name that a copy, download or editor is still writing, or a hidden file: never taken as
-/// input from a watched folder (`.part`, `.tmp`, `.crdownload`, `~`, dot-files).
-pub fn is_temporary_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    name.starts_with('.')
-        || name.ends_with('~')
-        || [".part", ".tmp", ".crdownload", ".partial", ".swp"]
-            .iter()
-            .any(|suffix| lower.ends_with(suffix))
-}
-
-/// Whether a file name has an image extension the provider takes.
-fn is_image_name(name: &str) -> bool {
-    let lower = name.to_ascii_lowercase();
-    [".png", ".jpg", ".jpeg", ".webp"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
 }
 
 /// `Some(url)` for an accepted URL, `None` for a local path, an error for any other URL scheme
@@ -471,45 +321,9 @@ fn sha256_of(mut file: fs::File) -> io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// `*` matches any run of characters, `?` one character; everything else is literal.
-pub(crate) fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let pattern: Vec<char> = pattern.chars().collect();
-    let name: Vec<char> = name.chars().collect();
-    let (mut p, mut n) = (0, 0);
-    // Where the last `*` was, and how much of the name it has swallowed so far.
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == name[n]) {
-            p += 1;
-            n += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some((p, n));
-            p += 1;
-        } else if let Some((star_p, star_n)) = star {
-            p = star_p + 1;
-            n = star_n + 1;
-            star = Some((star_p, star_n + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|c| *c == '*')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard_match("*.jpg", "fox.jpg"));
-        assert!(wildcard_match("*", "x"));
-        assert!(wildcard_match("f?x*.jpg", "fox-1.jpg"));
-        assert!(wildcard_match("*a*b", "xxaxxb"));
-        assert!(!wildcard_match("*.jpg", "fox.jpeg"));
-        assert!(!wildcard_match("?", ""));
-        assert!(!wildcard_match("a*b", "acbd"));
-    }
 
     #[test]
     fn urls() {
