@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_input_stamps.sql"),
     include_str!("migrations/0010_batch_media_url.sql"),
     include_str!("migrations/0011_status_indexes.sql"),
+    include_str!("migrations/0012_file_digests.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -48,13 +49,23 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     // the end instead (SQLite's documented procedure; the pragma is a no-op in a transaction).
     conn.pragma_update(None, "foreign_keys", "OFF")
         .map_err(|e| sql("pause foreign keys", e))?;
-    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    // Each step reads the version again inside a write transaction taken at once (IMMEDIATE):
+    // another process opening the same fresh state folder (a `recast status` beside the first
+    // `recast run`) may have applied it meanwhile, and it must not be applied twice.
+    loop {
         let tx = conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| sql("start a migration", e))?;
+        let current: u32 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| sql("read the schema version", e))?;
+        let Some(migration) = MIGRATIONS.get(current as usize) else {
+            tx.commit().map_err(|e| sql("commit a migration", e))?;
+            break;
+        };
         tx.execute_batch(migration)
             .map_err(|e| sql("apply a migration", e))?;
-        tx.pragma_update(None, "user_version", i as u32 + 1)
+        tx.pragma_update(None, "user_version", current + 1)
             .map_err(|e| sql("record the schema version", e))?;
         tx.commit().map_err(|e| sql("commit a migration", e))?;
     }
@@ -80,6 +91,30 @@ pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_opening_one_fresh_state_folder_at_once_apply_each_migration_once() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("recast.db");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let racers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let mut conn = Connection::open(&path).unwrap();
+                        conn.busy_timeout(std::time::Duration::from_secs(10))
+                            .unwrap();
+                        barrier.wait();
+                        migrate(&mut conn, &path)
+                    })
+                })
+                .collect();
+            for racer in racers {
+                racer.join().unwrap().unwrap();
+            }
+        }
+    }
 
     #[test]
     fn migrations_apply_from_empty_and_are_idempotent() {
