@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod digest;
 pub mod engine;
+pub mod file_identity;
 pub mod manifest;
 pub mod media;
 pub mod media_store;

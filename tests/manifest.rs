@@ -28,6 +28,7 @@ fn render(errors: &ManifestErrors) -> String {
 fn with_media_root() -> LoadOptions {
     LoadOptions {
         allowed_roots: vec![fixture("media")],
+        ..LoadOptions::default()
     }
 }
 
@@ -286,6 +287,7 @@ fn symlinks_out_of_the_folder_are_refused() {
     // Allowing the other folder lets the same manifest through.
     let options = LoadOptions {
         allowed_roots: vec![outside.path().to_path_buf()],
+        ..LoadOptions::default()
     };
     let batch = manifest::parse_str(&text, Path::new("jobs.yaml"), dir.path(), &options)
         .unwrap_or_else(|e| panic!("{e}"));

@@ -1,7 +1,8 @@
 //! `recast run` of a manifest whose batch is registered and unchanged skips planning (no
 //! subject read, hashed or probed again), and any change to what the plan read, or a clip
-//! another state folder landed in the output folder, makes it plan in full: the real binary
-//! against the simulator, asserting stderr, the ledger and the clips on disk.
+//! another state folder landed in the output folder, makes it plan in full, reading only the
+//! files whose identity changed: the real binary against the simulator, asserting stderr, the
+//! ledger and the clips on disk.
 
 use recast::sim::{Sim, SimConfig};
 
@@ -64,6 +65,11 @@ async fn an_unchanged_manifest_is_resumed_without_planning_and_every_change_plan
     std::fs::write(ws.path().join("subjects/s003.png"), unique_png(3)).unwrap();
     let (_, added) = run_in(&ws, &sim, &state, &[]).await;
     assert!(!added.contains(UNCHANGED), "{added}");
+    // Only the new image is read and hashed; the video and three images are known by identity.
+    assert!(
+        added.contains("4 of 5 local files unchanged since an earlier run"),
+        "{added}"
+    );
     assert_eq!(bills(&sim), 4);
     assert_eq!(ws.outputs().len(), 4, "{:?}", ws.outputs());
     let (_, again) = run_in(&ws, &sim, &state, &[]).await;
@@ -73,6 +79,11 @@ async fn an_unchanged_manifest_is_resumed_without_planning_and_every_change_plan
     std::fs::write(ws.path().join("subjects/s000.png"), unique_png(100)).unwrap();
     let (_, edited) = run_in(&ws, &sim, &state, &[]).await;
     assert!(!edited.contains(UNCHANGED), "{edited}");
+    // Its identity changed with it: read again, never taken for its old digest.
+    assert!(
+        edited.contains("4 of 5 local files unchanged since an earlier run"),
+        "{edited}"
+    );
     assert_eq!(bills(&sim), 5);
 
     // The manifest written again (same bytes): its ctime changed, so it is read again.

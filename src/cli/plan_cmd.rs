@@ -19,9 +19,11 @@ pub fn provider_identity(settings: &Settings, simulate: bool) -> String {
 pub async fn load_manifest(
     path: &std::path::Path,
     settings: &Settings,
+    known: Option<std::sync::Arc<dyn crate::manifest::KnownDigests>>,
 ) -> Result<BatchSpec, ExitCode> {
     let options = LoadOptions {
         allowed_roots: settings.allowed_roots.clone(),
+        known,
     };
     let errors = match crate::plan::load_manifest(
         path,
@@ -57,7 +59,7 @@ pub fn existing_store(settings: &Settings) -> Result<Option<Store>, ExitCode> {
 }
 
 pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
-    let batch = match load_manifest(&args.manifest, settings).await {
+    let batch = match load_manifest(&args.manifest, settings, None).await {
         Ok(b) => b,
         Err(code) => return code,
     };

@@ -102,7 +102,7 @@ pub(super) fn unchanged_batch(
 
 /// How recent a change keeps a file from being vouched for: [`stamp::RACY`], or
 /// `RECAST_STAMP_RACY_MS` (tests, whose files are all seconds old, set it to 0).
-fn racy_window() -> std::time::Duration {
+pub(super) fn racy_window() -> std::time::Duration {
     std::env::var("RECAST_STAMP_RACY_MS")
         .ok()
         .and_then(|v| v.parse().ok())

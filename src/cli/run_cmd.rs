@@ -37,7 +37,24 @@ async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitC
     {
         return Ok(code);
     }
-    let mut batch = load_manifest(&args.manifest, settings).await?;
+    // A state folder that exists is held from the start, so the manifest's files are read
+    // with the digests it keeps; a first run creates none before the manifest proves valid.
+    let held = match settings.state_dir.join("recast.db").is_file() {
+        true => Some(hold_state(settings)?),
+        false => None,
+    };
+    let known = held.as_ref().map(|(_, store)| {
+        Arc::new(crate::plan::known::DigestsInStore::new(store.clone()))
+            as Arc<dyn crate::manifest::KnownDigests>
+    });
+    let mut batch = load_manifest(&args.manifest, settings, known).await?;
+    if batch.inputs.known > 0 {
+        eprintln!(
+            "{} of {} local files unchanged since an earlier run: not read again",
+            batch.inputs.known,
+            batch.inputs.known + batch.inputs.hashed
+        );
+    }
     if args.canary.is_some() {
         batch.canary = args.canary;
     }
@@ -46,8 +63,10 @@ async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitC
     } else {
         check_real_provider(&batch, settings)?
     };
-    let _lock = StateLock::acquire(&settings.state_dir).map_err(store_failure)?;
-    let store = Arc::new(Store::open(&settings.state_dir).map_err(store_failure)?);
+    let (_lock, store) = match held {
+        Some(held) => held,
+        None => hold_state(settings)?,
+    };
     let simulator = match args.simulate {
         true => Some(start_simulator(&batch).await.map_err(|message| {
             eprintln!("error: cannot start the simulator: {message}");
@@ -71,6 +90,10 @@ async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitC
     let context = super::resume::context(&settings, &provider_id, &args);
     let registered = plan_and_register(&store, batch, &settings, &provider_id, &args).await?;
     let batch_id = registered.batch_id;
+    let racy = super::resume::racy_window();
+    if let Err(e) = crate::plan::known::remember(&store, &registered.plan, racy) {
+        tracing::warn!("cannot keep the digests of the files read: {e}");
+    }
     if !args.simulate {
         // A daemon on this state folder can then publish the batch's media as this run does.
         store
@@ -116,6 +139,13 @@ async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitC
         tracing::warn!("cannot note how far the results file was checked: {e}");
     }
     code
+}
+
+/// The state folder's lock and store.
+fn hold_state(settings: &Settings) -> Result<(StateLock, Arc<Store>), ExitCode> {
+    let lock = StateLock::acquire(&settings.state_dir).map_err(store_failure)?;
+    let store = Arc::new(Store::open(&settings.state_dir).map_err(store_failure)?);
+    Ok((lock, store))
 }
 
 /// A plan registered: its batch's id, and the plan (for the stamp).

@@ -71,6 +71,9 @@ impl Intake {
     fn options(&self) -> LoadOptions {
         LoadOptions {
             allowed_roots: self.settings.allowed_roots.clone(),
+            known: Some(std::sync::Arc::new(
+                crate::plan::known::DigestsInStore::new(self.store.clone()),
+            )),
         }
     }
 
@@ -126,6 +129,10 @@ impl Intake {
             Err(RegisterError::Store(e)) => return Err(e),
             Err(e) => return Ok(Outcome::Invalid(e.to_string())),
         };
+        if let Err(e) = crate::plan::known::remember(&self.store, &plan, crate::file_identity::RACY)
+        {
+            tracing::warn!("cannot keep the digests of the files read: {e}");
+        }
         let invalid_images = plan
             .jobs
             .iter()

@@ -132,6 +132,11 @@ pub struct BatchSpec {
 pub struct InputTrail {
     pub listed_dirs: Vec<PathBuf>,
     pub through_links: bool,
+    /// Local files read and hashed, and files whose recorded digest was taken instead.
+    pub hashed: usize,
+    pub known: usize,
+    /// When the reading began: a file changed since (or just before) vouches for nothing read.
+    pub read_at: Option<std::time::SystemTime>,
 }
 
 /// How a manifest may reach local files.
@@ -139,6 +144,17 @@ pub struct InputTrail {
 pub struct LoadOptions {
     /// Folders besides the manifest's own that local media may come from.
     pub allowed_roots: Vec<PathBuf>,
+    /// Digests earlier runs computed: a local file whose identity is unchanged is not read
+    /// and hashed again.
+    pub known: Option<std::sync::Arc<dyn KnownDigests>>,
+}
+
+/// Digests of local files computed by earlier runs, by the file's identity (`stat`): a file
+/// whose identity is what it was then has the same bytes (see [`crate::file_identity`]).
+pub trait KnownDigests: Send + Sync + std::fmt::Debug {
+    /// The sha256 (lowercase hex) of the file at the canonical `path`, if one was recorded
+    /// while its identity was `identity`.
+    fn sha256(&self, path: &Path, identity: &crate::file_identity::FileIdentity) -> Option<String>;
 }
 
 /// One mistake in a manifest.
@@ -364,7 +380,7 @@ fn parse_with_hint(
 
     let mut problems = Problems::new(file);
     let manifest = schema::read_manifest(&root, &mut problems);
-    let mut roots = paths::Roots::new(base_dir, &options.allowed_roots);
+    let mut roots = paths::Roots::new(base_dir, &options.allowed_roots, options.known.clone());
     let expanded = expand::expand(&manifest, &mut roots, &mut problems);
     if !problems.is_empty() {
         let image_orientation_used = manifest.defaults.orientation.unwrap_or(Orientation::Image)

@@ -34,12 +34,22 @@ pub(crate) struct Roots {
     /// Some path resolved through a symlink: what it names can change without any file the
     /// batch read changing.
     through_links: std::cell::Cell<bool>,
+    /// Digests recorded by earlier runs, and how many files were hashed or taken from them.
+    known: Option<std::sync::Arc<dyn super::KnownDigests>>,
+    hashed: usize,
+    reused: usize,
+    /// When these roots were made, before any file was read through them.
+    started: std::time::SystemTime,
 }
 
 impl Roots {
     /// `base` must be canonical. Allowed roots that do not exist are skipped: nothing can be
     /// read from them, and an output folder under them could not be confined after resolving.
-    pub fn new(base: PathBuf, allowed: &[PathBuf]) -> Roots {
+    pub fn new(
+        base: PathBuf,
+        allowed: &[PathBuf],
+        known: Option<std::sync::Arc<dyn super::KnownDigests>>,
+    ) -> Roots {
         let extra = allowed
             .iter()
             .filter_map(|root| {
@@ -55,6 +65,10 @@ impl Roots {
             hashes: HashMap::new(),
             listed: Vec::new(),
             through_links: std::cell::Cell::new(false),
+            known,
+            hashed: 0,
+            reused: 0,
+            started: std::time::SystemTime::now(),
         }
     }
 
@@ -67,6 +81,9 @@ impl Roots {
         super::InputTrail {
             listed_dirs: self.listed.clone(),
             through_links: self.through_links.get(),
+            hashed: self.hashed,
+            known: self.reused,
+            read_at: Some(self.started),
         }
     }
 
@@ -140,10 +157,10 @@ impl Roots {
             io::ErrorKind::Other => format!("`{}` is not a regular file", quote_for_message(raw)),
             _ => format!("cannot open `{}`: {err}", quote_for_message(raw)),
         })?;
-        let size = file
+        let meta = file
             .metadata()
-            .map_err(|err| format!("cannot open `{}`: {err}", quote_for_message(raw)))?
-            .len();
+            .map_err(|err| format!("cannot open `{}`: {err}", quote_for_message(raw)))?;
+        let size = meta.len();
         if size > MAX_LOCAL_MEDIA_BYTES {
             return Err(format!(
                 "`{}` is {size} bytes; the provider takes media of at most 100 MB (a video) \
@@ -154,8 +171,25 @@ impl Roots {
         let sha256 = match self.hashes.get(&canonical) {
             Some(sha) => sha.clone(),
             None => {
-                let sha = sha256_of(file)
-                    .map_err(|err| format!("cannot read `{}`: {err}", quote_for_message(raw)))?;
+                // Identified on the open handle: the bytes a recorded digest vouches for are
+                // this file's, whatever was at its name before.
+                let identity = crate::file_identity::FileIdentity::of_metadata(&meta);
+                let recorded = self
+                    .known
+                    .as_ref()
+                    .and_then(|k| k.sha256(&canonical, &identity));
+                let sha = match recorded {
+                    Some(sha) => {
+                        self.reused += 1;
+                        sha
+                    }
+                    None => {
+                        self.hashed += 1;
+                        sha256_of(file).map_err(|err| {
+                            format!("cannot read `{}`: {err}", quote_for_message(raw))
+                        })?
+                    }
+                };
                 self.hashes.insert(canonical.clone(), sha.clone());
                 sha
             }
@@ -357,7 +391,7 @@ mod tests {
     #[test]
     fn traversal_is_rejected_before_touching_the_file_system() {
         let dir = tempfile::tempdir().unwrap();
-        let mut roots = Roots::new(fs::canonicalize(dir.path()).unwrap(), &[]);
+        let mut roots = Roots::new(fs::canonicalize(dir.path()).unwrap(), &[], None);
         let err = roots.media("../../etc/passwd").unwrap_err();
         assert!(err.contains("outside the manifest's folder"), "{err}");
         let err = roots.media("/etc/passwd").unwrap_err();

@@ -16,6 +16,7 @@ use crate::media::{self, ImageInfo, Orientation, VideoInfo};
 use crate::pricing::{Estimate, PriceTable, credits_to_usd, usd_to_credits_floor};
 use crate::store::{JobState, Store, StoreError};
 
+pub mod known;
 mod prober;
 pub mod stamp;
 pub use prober::Prober;

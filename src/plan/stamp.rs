@@ -17,52 +17,18 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
 use super::Plan;
+pub use crate::file_identity::RACY;
+use crate::file_identity::{FileIdentity, IDENTITY_BYTES};
 use crate::manifest::MediaSource;
 
 /// Hashed into every context: bump it when what a stamp covers changes, so old ones never hold.
 const SCHEME: &str = "recast-stamp-v1";
-/// A file whose ctime is this close to the manifest's reading, or later, is not vouched for
-/// (the default of [`encode`]'s `racy`).
-pub const RACY: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-}
-
-impl FileId {
-    fn of(path: &Path) -> Option<FileId> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime_ns: m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec(),
-            ctime_ns: m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec(),
-        })
-    }
-
-    fn fields(&self) -> [i64; 5] {
-        [
-            self.dev as i64,
-            self.ino as i64,
-            self.size as i64,
-            self.mtime_ns,
-            self.ctime_ns,
-        ]
-    }
-}
 
 /// A digest of what a batch is planned under besides its files: the provider, prices, roots,
 /// publishing and flags, as `parts` describes them (with recast's version and the scheme).
@@ -110,24 +76,17 @@ fn encode_paths<'a>(
     read_at: SystemTime,
     racy: Duration,
 ) -> Option<Vec<u8>> {
-    let cutoff = read_at
-        .checked_sub(racy)?
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
     let mut out = Vec::new();
     for path in paths {
         let path = std::path::absolute(path).ok()?;
-        let id = FileId::of(&path)?;
-        if i128::from(id.ctime_ns) >= cutoff as i128 {
+        let id = FileIdentity::of_path(&path)?;
+        if !id.settled_before(read_at, racy) {
             return None;
         }
         let bytes = path.as_os_str().as_bytes();
         out.extend_from_slice(&u32::try_from(bytes.len()).ok()?.to_le_bytes());
         out.extend_from_slice(bytes);
-        for field in id.fields() {
-            out.extend_from_slice(&field.to_le_bytes());
-        }
+        out.extend_from_slice(&id.to_bytes());
     }
     Some(out)
 }
@@ -157,14 +116,10 @@ pub fn unchanged(stamp: &[u8]) -> bool {
             return false;
         };
         let path = Path::new(OsStr::from_bytes(path));
-        let mut fields = [0i64; 5];
-        for f in &mut fields {
-            match take(8) {
-                Some(b) => *f = i64::from_le_bytes(b.try_into().unwrap_or_default()),
-                None => return false,
-            }
-        }
-        if FileId::of(path).map(|id| id.fields()) != Some(fields) {
+        let Some(id) = take(IDENTITY_BYTES).and_then(FileIdentity::from_bytes) else {
+            return false;
+        };
+        if FileIdentity::of_path(path) != Some(id) {
             return false;
         }
     }

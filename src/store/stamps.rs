@@ -3,8 +3,9 @@
 //! again would change nothing.
 //!
 //! Owns: the `input_stamps` rows (kept, read, forgotten), the check that a line of the output
-//! folder's results file is one this state folder wrote for the batch, and the public URL a run
-//! published a batch's folder under (so a daemon can go on with it).
+//! folder's results file is one this state folder wrote for the batch, the public URL a run
+//! published a batch's folder under (so a daemon can go on with it), and the `file_digests`
+//! of local files by identity (so a plan reads only the files that changed).
 //!
 //! May not: stat files or decide whether a stamp still holds (`plan::stamp` does), or read the
 //! results file (`output` does).
@@ -139,6 +140,37 @@ impl Store {
         )
         .optional()
         .map_err(self.sql_error("read when a batch was registered"))
+    }
+
+    /// The identity (encoded) and sha256 recorded for the file at `path`, if any.
+    pub fn file_digest(&self, path: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+        let conn = self.conn();
+        conn.row(
+            "SELECT identity, sha256 FROM file_digests WHERE path = ?1",
+            [path],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(self.sql_error("read a file's digest"))
+    }
+
+    /// Record digests of files by identity (a cache: written without waiting for the disk).
+    pub fn remember_digests(
+        &self,
+        rows: impl Iterator<Item = (String, Vec<u8>, String)>,
+    ) -> Result<usize, StoreError> {
+        self.note("remember file digests", |tx| {
+            let mut changed = 0;
+            for (path, identity, sha256) in rows {
+                changed += tx.exec(
+                    "INSERT INTO file_digests (path, identity, sha256) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (path) DO UPDATE SET identity = ?2, sha256 = ?3
+                     WHERE identity != ?2 OR sha256 != ?3",
+                    params![path, identity, sha256],
+                )?;
+            }
+            Ok(changed)
+        })
     }
 
     /// Remember the public URL a run published the batch's folder under (`None`: none).
