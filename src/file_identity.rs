@@ -25,6 +25,10 @@ pub struct FileIdentity {
     ctime_ns: i64,
 }
 
+/// Files smaller than this are simply hashed: reading them costs less than looking a recorded
+/// digest up (a state-folder query), so their digests are neither looked up nor kept.
+pub const DIGEST_WORTH_KEEPING: u64 = 8 * 1024;
+
 /// The length of [`FileIdentity::to_bytes`].
 pub const IDENTITY_BYTES: usize = 40;
 

@@ -177,6 +177,7 @@ impl Roots {
                 let recorded = self
                     .known
                     .as_ref()
+                    .filter(|_| size >= crate::file_identity::DIGEST_WORTH_KEEPING)
                     .and_then(|k| k.sha256(&canonical, &identity));
                 let sha = match recorded {
                     Some(sha) => {

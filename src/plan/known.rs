@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Plan;
-use crate::file_identity::FileIdentity;
+use crate::file_identity::{DIGEST_WORTH_KEEPING, FileIdentity};
 use crate::manifest::{KnownDigests, MediaSource};
 use crate::store::{Store, StoreError};
 
@@ -36,8 +36,9 @@ impl KnownDigests for DigestsInStore {
 }
 
 /// Keep the digest of every local file `plan` read whose identity vouches for it: one changed
-/// within `racy` of the moment its manifest's reading began, or since, is left out. Returns
-/// how many digests were new or changed.
+/// within `racy` of the moment its manifest's reading began, or since, is left out, and so is
+/// one too small to be worth it ([`DIGEST_WORTH_KEEPING`]). Returns how many digests were new
+/// or changed.
 pub fn remember(store: &Store, plan: &Plan, racy: Duration) -> Result<usize, StoreError> {
     let Some(read_at) = plan.batch.inputs.read_at else {
         return Ok(0);
@@ -49,7 +50,11 @@ pub fn remember(store: &Store, plan: &Plan, racy: Duration) -> Result<usize, Sto
             MediaSource::Remote { .. } => None,
         });
     let rows = local.filter_map(|(path, sha256)| {
-        let identity = FileIdentity::of_path(path)?;
+        let meta = std::fs::metadata(path).ok()?;
+        if meta.len() < DIGEST_WORTH_KEEPING {
+            return None;
+        }
+        let identity = FileIdentity::of_metadata(&meta);
         if !identity.settled_before(read_at, racy) {
             return None;
         }
