@@ -204,6 +204,10 @@ impl<P: Provider> Engine<P> {
     ) -> Result<(), EngineError> {
         let store = &self.store;
         let closed = |engine: &Self| {
+            // A resend's earlier send may have billed: the output folder must not hear it closed.
+            if intent.resend {
+                return;
+            }
             if let Err(e) = engine.remember(intent, "closed", None) {
                 tracing::warn!(subject = %intent.subject_id, "cannot note an unsent submit in the output folder: {e}");
             }

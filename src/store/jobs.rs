@@ -92,6 +92,9 @@ pub struct SubmitIntent {
     pub job_key: String,
     /// Where its clip will land: the output folder also remembers the submit.
     pub output_dir: String,
+    /// The attempt was sent before (its outcome unknown) and goes again under its key: an
+    /// answer saying this send created nothing says nothing of the earlier one.
+    pub resend: bool,
 }
 
 #[derive(Debug, Clone)]

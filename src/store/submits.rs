@@ -130,6 +130,7 @@ impl Store {
                     continue;
                 }
             }
+            let resend = reusable.is_some();
             let (attempt_id, attempt_number, idempotency_key) = match reusable {
                 Some((id, number, key)) => {
                     set_attempt_state(tx, id, "submitting", None)?;
@@ -180,6 +181,7 @@ impl Store {
                 estimate_credits: estimate.map(|e| e as u64),
                 job_key,
                 output_dir,
+                resend,
             })));
         })
     }
@@ -220,12 +222,24 @@ impl Store {
     /// goes back to `planned` and the attempt is closed.
     pub fn record_not_sent(&self, intent: &SubmitIntent, why: &str) -> Result<(), StoreError> {
         self.write("record an unsent submit", |tx| {
-            set_attempt_state(tx, intent.attempt_id, "not_sent", Some(why))?;
-            tx.exec(
-                "UPDATE jobs SET state = 'planned', attempt_id = NULL, reason = ?2, updated_at = ?3
-                 WHERE id = ?1 AND state = 'submitting' AND attempt_id = ?4",
-                params![intent.job_id, why, now_ms(), intent.attempt_id],
-            )?;
+            if intent.resend {
+                // An earlier send of this attempt may have created a task: it stays `unknown`,
+                // and the job waits to be sent again under the same key, never a new one.
+                set_attempt_state(tx, intent.attempt_id, "unknown", Some(why))?;
+                tx.exec(
+                    "UPDATE jobs SET state = 'planned', reason = ?2, updated_at = ?3
+                     WHERE id = ?1 AND state = 'submitting' AND attempt_id = ?4",
+                    params![intent.job_id, why, now_ms(), intent.attempt_id],
+                )?;
+            } else {
+                set_attempt_state(tx, intent.attempt_id, "not_sent", Some(why))?;
+                tx.exec(
+                    "UPDATE jobs SET state = 'planned', attempt_id = NULL, reason = ?2,
+                         updated_at = ?3
+                     WHERE id = ?1 AND state = 'submitting' AND attempt_id = ?4",
+                    params![intent.job_id, why, now_ms(), intent.attempt_id],
+                )?;
+            }
             release_budget_holds(tx, intent.batch_id)?;
             event(
                 tx,

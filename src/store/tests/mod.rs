@@ -205,10 +205,16 @@ fn a_released_unknown_submit_is_resent_under_its_same_key() {
     let again = claim(&store).unwrap();
     assert_eq!(again.attempt_id, first.attempt_id);
     assert_eq!(again.idempotency_key, first.idempotency_key);
+    assert!(again.resend && !first.resend);
     assert_committed_matches(&store, first.batch_id);
+    // This send created nothing, but the first one may have: the attempt stays unknown (its
+    // credits still committed) and goes again under the same key, never a new one.
     store.record_not_sent(&again, "connection refused").unwrap();
     assert_committed_matches(&store, first.batch_id);
-    assert_eq!(store.committed_credits(first.batch_id).unwrap(), 0);
+    assert_eq!(store.committed_credits(first.batch_id).unwrap(), 566);
+    let third = claim(&store).unwrap();
+    assert_eq!(third.attempt_id, first.attempt_id);
+    assert_eq!(third.idempotency_key, first.idempotency_key);
 }
 
 #[test]
