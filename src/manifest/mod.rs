@@ -19,12 +19,14 @@
 //! 0-based list indexes (`subjects[2].image`); mistakes about the whole file have no position.
 
 mod expand;
+mod inputs;
 mod key;
 mod listing;
 mod paths;
 pub(crate) mod schema;
 pub(crate) mod yaml;
 
+pub use inputs::{InputTrail, KnownDigests};
 pub use key::{JOB_KEY_SCHEME, job_key};
 pub use listing::is_temporary_name;
 pub use yaml::MAX_MANIFEST_BYTES;
@@ -126,19 +128,6 @@ pub struct BatchSpec {
     pub inputs: InputTrail,
 }
 
-/// The folders whose listing chose subjects, and whether any path went through a symlink: with
-/// the manifest and every media file, what `plan::stamp` stats to tell a batch unchanged.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InputTrail {
-    pub listed_dirs: Vec<PathBuf>,
-    pub through_links: bool,
-    /// Local files read and hashed, and files whose recorded digest was taken instead.
-    pub hashed: usize,
-    pub known: usize,
-    /// When the reading began: a file changed since (or just before) vouches for nothing read.
-    pub read_at: Option<std::time::SystemTime>,
-}
-
 /// How a manifest may reach local files.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -147,14 +136,6 @@ pub struct LoadOptions {
     /// Digests earlier runs computed: a local file whose identity is unchanged is not read
     /// and hashed again.
     pub known: Option<std::sync::Arc<dyn KnownDigests>>,
-}
-
-/// Digests of local files computed by earlier runs, by the file's identity (`stat`): a file
-/// whose identity is what it was then has the same bytes (see [`crate::file_identity`]).
-pub trait KnownDigests: Send + Sync + std::fmt::Debug {
-    /// The sha256 (lowercase hex) of the file at the canonical `path`, if one was recorded
-    /// while its identity was `identity`.
-    fn sha256(&self, path: &Path, identity: &crate::file_identity::FileIdentity) -> Option<String>;
 }
 
 /// One mistake in a manifest.
