@@ -23,6 +23,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_batch_media_url.sql"),
     include_str!("migrations/0011_status_indexes.sql"),
     include_str!("migrations/0012_file_digests.sql"),
+    include_str!("migrations/0013_tick_indexes.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

@@ -164,7 +164,8 @@ enum Role {
 }
 
 /// Statements run through the connection's statement cache (`prepare_cached`): on the hot path
-/// parsing and planning a statement cost more than running it.
+/// parsing and planning a statement cost more than running it. `prepare` turns on SQLite's
+/// query planner stability guarantee so that a cached statement stays planned.
 pub(super) trait Cached {
     fn exec<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
     fn row<T, P, F>(&self, sql: &str, params: P, f: F) -> rusqlite::Result<T>
@@ -313,6 +314,16 @@ impl Store {
         // Statements go through the cache (`Cached`): parsing and planning one costs more
         // than running it.
         conn.set_prepared_statement_cache_capacity(256);
+        // Without the guarantee SQLite plans a statement again whenever a value bound to it
+        // might change its plan: a bound `LIMIT`, a comparison a partial index's `IS NOT NULL`
+        // might follow from, an integer bound as 0 or 1 (the first batch's id). The stages bind
+        // the time on every tick, so their questions were planned every tick (14% of a run's
+        // CPU). The plans are the ones `plans.rs` checks, whatever the values.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(|e| sql("turn on the query planner stability guarantee", e))?;
         if role == Role::Reader {
             conn.pragma_update(None, "query_only", "ON")
                 .map_err(|e| sql("make the read connection read-only", e))?;

@@ -122,10 +122,15 @@ mod tests {
             scans.join("\n")
         );
         // Status's lists of the jobs that need a person, and of held ones, read those jobs
-        // only, not every job of the batch (which an index by batch alone would).
+        // only, not every job of the batch (which an index by batch alone would); the stages'
+        // questions read the jobs due, in the order they want them, not every job in the state.
         for (marker, index) in [
             ("j.state IN ('unknown'", "jobs_needing_a_person"),
             ("held IS NOT NULL", "jobs_held"),
+            ("next_poll_at <= ", "jobs_polls_due"),
+            ("SELECT next_poll_at FROM", "jobs_polls_due"),
+            ("j.state = 'downloading'", "jobs_downloads_due"),
+            ("ORDER BY j.id LIMIT 1", "jobs_ready"),
         ] {
             let sql = statements
                 .iter()
@@ -140,5 +145,67 @@ mod tests {
                 .collect();
             assert!(plan.iter().any(|d| d.contains(index)), "{sql}\n{plan:#?}");
         }
+    }
+
+    static REPREPARED: Mutex<Vec<(String, i32)>> = Mutex::new(Vec::new());
+
+    fn count_reprepares(event: rusqlite::trace::TraceEvent<'_>) {
+        if let rusqlite::trace::TraceEvent::Profile(stmt, _) = event {
+            let n = stmt.get_status(rusqlite::StatementStatus::RePrepare);
+            REPREPARED
+                .lock()
+                .unwrap()
+                .push((stmt.sql().into_owned(), n));
+        }
+    }
+
+    /// SQLite plans a statement again when a bound value can change its plan (a bound
+    /// `LIMIT`, a comparison against a partial index's `IS NOT NULL`, a 0 or 1), and the
+    /// stages bind the time on every tick and the first batch's id is 1: planned again on
+    /// every tick, their questions cost more than running them (14% of a run's CPU). With the
+    /// planner stability guarantee each is planned once, then only run.
+    #[test]
+    fn no_tick_query_is_planned_again_when_the_time_changes() {
+        let store = Store::open_in_memory().unwrap();
+        store
+            .register_batch(&batch("b", None, 0), jobs("k", 10))
+            .unwrap();
+        let ClaimOutcome::Intent(intent) = store.claim_next(&all()).unwrap() else {
+            panic!("nothing to claim")
+        };
+        store
+            .record_submitted(&intent, "task-1", 0)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        let mask = rusqlite::trace::TraceEventCodes::SQLITE_TRACE_PROFILE;
+        let f: fn(rusqlite::trace::TraceEvent<'_>) = count_reprepares;
+        store.conn().trace_v2(mask, Some(f)).unwrap();
+        let scope = all();
+        for _ in 0..3 {
+            let ClaimOutcome::Intent(intent) = store.claim_next(&scope).unwrap() else {
+                panic!("nothing to claim")
+            };
+            store
+                .record_submitted(&intent, &format!("task-{}", intent.job_id), 0)
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+        }
+        for now in [1_000, 2_000, i64::MAX] {
+            let _ = store.due_polls(&scope, now, 10).unwrap();
+            let _ = store.next_poll_at(&scope).unwrap();
+            let _ = store.due_downloads(&scope, now, 10, &[now]).unwrap();
+            let _ = store.provider_in_flight(&scope).unwrap();
+            let _ = store.has_active_jobs(&scope, true).unwrap();
+        }
+        store
+            .conn()
+            .trace_v2(mask, None::<fn(rusqlite::trace::TraceEvent<'_>)>)
+            .unwrap();
+        let seen = std::mem::take(&mut *REPREPARED.lock().unwrap());
+        assert!(seen.len() >= 12, "{seen:#?}");
+        let again: Vec<_> = seen.iter().filter(|(_, n)| *n > 0).collect();
+        assert!(again.is_empty(), "planned again:\n{again:#?}");
     }
 }

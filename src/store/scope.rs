@@ -119,7 +119,8 @@ impl Store {
         let conn = self.conn();
         conn.row(
             &format!(
-                "SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running') {}",
+                "SELECT coalesce(sum(n), 0) FROM batch_state_counts
+                 WHERE state IN ('submitting', 'running') {}",
                 scope.provider_filter("batch_id")
             ),
             [],
@@ -135,7 +136,8 @@ impl Store {
     pub fn all_in_flight(&self) -> Result<u64, StoreError> {
         let conn = self.conn();
         conn.row(
-            "SELECT count(*) FROM jobs WHERE state IN ('submitting', 'running')",
+            "SELECT coalesce(sum(n), 0) FROM batch_state_counts
+             WHERE state IN ('submitting', 'running')",
             [],
             |r| r.get::<_, i64>(0),
         )

@@ -4,7 +4,7 @@
 //! (`WHERE state = ...`), so a late answer can never revive a job that was expired, cancelled or
 //! done.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::Cached;
 use super::jobs::{
@@ -44,7 +44,7 @@ impl Store {
             .prepare_cached(&format!(
                 "SELECT id, attempt_id, batch_id, subject_id, task_id, polls, duration_ms,
                      (SELECT a.created_at FROM attempts a WHERE a.id = jobs.attempt_id)
-                 FROM jobs
+                 FROM jobs INDEXED BY jobs_polls_due
                  WHERE state = 'running' AND next_poll_at <= ?1 AND task_id IS NOT NULL {}
                  ORDER BY next_poll_at LIMIT ?2",
                 scope.filter("batch_id")
@@ -73,12 +73,15 @@ impl Store {
         let conn = self.conn();
         conn.row(
             &format!(
-                "SELECT min(next_poll_at) FROM jobs WHERE state = 'running' {}",
+                "SELECT next_poll_at FROM jobs INDEXED BY jobs_polls_due
+                 WHERE state = 'running' {} ORDER BY next_poll_at LIMIT 1",
                 scope.filter("batch_id")
             ),
             [],
             |r| r.get(0),
         )
+        .optional()
+        .map(Option::flatten)
         .map_err(self.sql_error("find the next poll"))
     }
 
@@ -200,41 +203,50 @@ impl Store {
         skip: &[i64],
     ) -> Result<Vec<DownloadItem>, StoreError> {
         let conn = self.conn();
-        let skip_list = skip
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
         let mut s = conn
             .prepare_cached(&format!(
                 "SELECT j.id, j.batch_id, j.subject_id, j.job_key, j.clip_url, j.clip_expires_at,
                      b.output_dir, j.output_name, j.download_failures, b.name, j.task_id,
                      j.estimate_credits
-                 FROM jobs j JOIN batches b ON b.id = j.batch_id
+                 FROM jobs j INDEXED BY jobs_downloads_due JOIN batches b ON b.id = j.batch_id
                  WHERE j.state = 'downloading' AND j.clip_url IS NOT NULL
-                     AND coalesce(j.not_before, 0) <= ?1 AND j.id NOT IN ({skip_list}) {}
+                     AND coalesce(j.not_before, 0) <= ?1 {}
                  ORDER BY coalesce(j.clip_expires_at, 9223372036854775807), j.id LIMIT ?2",
                 scope.filter("j.batch_id")
             ))
             .map_err(self.sql_error("find due downloads"))?;
-        s.query_map(params![now, limit as i64], |r| {
-            Ok(DownloadItem {
-                job_id: r.get(0)?,
-                batch_id: r.get(1)?,
-                subject_id: r.get(2)?,
-                job_key: r.get(3)?,
-                clip_url: r.get(4)?,
-                clip_expires_at: r.get(5)?,
-                output_dir: r.get(6)?,
-                output_name: r.get(7)?,
-                download_failures: r.get(8)?,
-                batch_name: r.get(9)?,
-                task_id: r.get(10)?,
-                estimate_credits: r.get::<_, Option<i64>>(11)?.map(|c| c as u64),
+        // The ones to skip are left out here, not in the SQL: a statement per list would be
+        // parsed and planned on every tick.
+        let wanted = limit.saturating_add(skip.len());
+        let rows = s
+            .query_map(params![now, wanted as i64], |r| {
+                Ok(DownloadItem {
+                    job_id: r.get(0)?,
+                    batch_id: r.get(1)?,
+                    subject_id: r.get(2)?,
+                    job_key: r.get(3)?,
+                    clip_url: r.get(4)?,
+                    clip_expires_at: r.get(5)?,
+                    output_dir: r.get(6)?,
+                    output_name: r.get(7)?,
+                    download_failures: r.get(8)?,
+                    batch_name: r.get(9)?,
+                    task_id: r.get(10)?,
+                    estimate_credits: r.get::<_, Option<i64>>(11)?.map(|c| c as u64),
+                })
             })
-        })
-        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        .map_err(self.sql_error("find due downloads"))
+            .map_err(self.sql_error("find due downloads"))?;
+        let mut due = Vec::new();
+        for row in rows {
+            let item = row.map_err(self.sql_error("find due downloads"))?;
+            if !skip.contains(&item.job_id) {
+                due.push(item);
+            }
+            if due.len() == limit {
+                break;
+            }
+        }
+        Ok(due)
     }
 
     /// The clip is on disk under its final name: the job is done.

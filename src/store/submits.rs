@@ -59,11 +59,12 @@ impl Store {
                     &format!(
                         "SELECT b.id FROM batches b
                          WHERE b.paused = 0 AND b.cancelled = 0 {scope} AND {CANARY_OPEN}
-                             AND EXISTS (SELECT 1 FROM jobs j
+                             AND EXISTS (SELECT 1 FROM jobs j INDEXED BY jobs_ready
                              WHERE j.batch_id = b.id AND j.state = 'planned' AND j.held IS NULL)
                          ORDER BY b.priority DESC,
-                             (SELECT count(*) FROM jobs x WHERE x.batch_id = b.id
-                                 AND x.state IN ('submitting', 'running')) ASC,
+                             (SELECT coalesce(sum(c.n), 0) FROM batch_state_counts c
+                                 WHERE c.batch_id = b.id
+                                 AND c.state IN ('submitting', 'running')) ASC,
                              b.id
                          LIMIT 1"
                     ),
@@ -306,7 +307,7 @@ fn next_candidate(
     tx.row(
         "SELECT j.id, j.batch_id, b.name, j.subject_id, b.base_dir, b.output_dir, j.spec_json,
              j.duration_ms, j.estimate_credits, b.budget_credits, j.attempt_id, j.job_key
-         FROM jobs j JOIN batches b ON b.id = j.batch_id
+         FROM jobs j INDEXED BY jobs_ready JOIN batches b ON b.id = j.batch_id
          WHERE j.batch_id = ?1 AND j.state = 'planned' AND j.held IS NULL
          ORDER BY j.id LIMIT 1",
         [batch],
