@@ -37,15 +37,24 @@ pub async fn run(jobs: usize) {
     }
     let cpu_ms = run.cpu.as_secs_f64() * 1000.0;
     println!(
-        "{:>6} {:>9} {:>8} {:>11} {:>10} {:>8} {:>9} {:>8}",
-        "jobs", "wall s", "cpu s", "cpu ms/job", "cpu/wall", "polls", "downloads", "rss MiB"
+        "{:>6} {:>9} {:>8} {:>11} {:>12} {:>10} {:>8} {:>9} {:>8}",
+        "jobs",
+        "wall s",
+        "cpu s",
+        "cpu ms/job",
+        "of it: sys",
+        "cpu/wall",
+        "polls",
+        "downloads",
+        "rss MiB"
     );
     println!(
-        "{:>6} {:>9.2} {:>8.2} {:>11.2} {:>10.2} {:>8} {:>9} {:>8.1}",
+        "{:>6} {:>9.2} {:>8.2} {:>11.2} {:>12.2} {:>10.2} {:>8} {:>9} {:>8.1}",
         jobs,
         run.wall.as_secs_f64(),
         cpu_ms / 1000.0,
         cpu_ms / jobs as f64,
+        run.sys.as_secs_f64() * 1000.0 / jobs as f64,
         run.cpu.as_secs_f64() / run.wall.as_secs_f64(),
         stats.polls,
         stats.downloads,

@@ -271,6 +271,9 @@ pub struct ChildRun {
     /// User + system CPU of the child, from this process's `cutime + cstime` in
     /// `/proc/self/stat` before and after reaping it (ticks of 10 ms).
     pub cpu: Duration,
+    /// The system part of `cpu` (`cstime`): the kernel's work for the child (file creation,
+    /// fsyncs, sockets), which depends on the machine's file system more than on recast.
+    pub sys: Duration,
     /// The child's `VmHWM` (peak resident set) from `/proc/<pid>/status`, last read before it
     /// exited (read every 20 ms; the high-water mark only grows).
     pub peak_rss_kib: u64,
@@ -363,7 +366,7 @@ pub async fn run_binary(
 ) -> ChildRun {
     let settings = write_settings(bench, limits);
     let mut cmd = recast_command(bench, sim, &settings, "run");
-    let cpu_before = children_cpu();
+    let (user_before, sys_before) = children_cpu();
     let start = Instant::now();
     let mut child = cmd.spawn().expect("recast starts");
     let pid = child.id().expect("a pid");
@@ -395,9 +398,12 @@ pub async fn run_binary(
         }
     };
     let wall = start.elapsed();
-    let cpu = children_cpu().saturating_sub(cpu_before);
+    let (user, sys) = children_cpu();
+    let sys = sys.saturating_sub(sys_before);
+    let cpu = user.saturating_sub(user_before) + sys;
     ChildRun {
         wall,
+        sys,
         cpu,
         peak_rss_kib: peak,
         last_rss_kib: last,
@@ -424,9 +430,10 @@ fn status_field(pid: u32, name: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// CPU time of this process's reaped children: `cutime + cstime` of `/proc/self/stat`.
-/// Linux reports them in USER_HZ ticks, which is 100 per second on every mainstream kernel.
-fn children_cpu() -> Duration {
+/// CPU time of this process's reaped children, user and system: `cutime` and `cstime` of
+/// `/proc/self/stat`. Linux reports them in USER_HZ ticks, which is 100 per second on every
+/// mainstream kernel.
+fn children_cpu() -> (Duration, Duration) {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the `(comm)`, which may hold spaces; cutime and cstime are fields 16 and 17.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -438,7 +445,10 @@ fn children_cpu() -> Duration {
             .unwrap_or(0)
     };
     // `rest` starts at field 3 (state), so field n is at index n - 3.
-    Duration::from_millis((ticks(16 - 3) + ticks(17 - 3)) * 10)
+    (
+        Duration::from_millis(ticks(16 - 3) * 10),
+        Duration::from_millis(ticks(17 - 3) * 10),
+    )
 }
 
 pub fn mib(kib: u64) -> f64 {

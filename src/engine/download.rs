@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::landing::land;
 use super::{Engine, EngineError};
-use crate::output::OutputDir;
 use crate::provider::Provider;
 use crate::store::{DownloadItem, JobState, now_ms};
 
@@ -238,7 +237,7 @@ impl<P: Provider> Engine<P> {
             move |source| DownloadError::Local { path, source }
         };
         // Opened once, not through a link at its name; every file below goes through it.
-        let out = OutputDir::open(&dir).map_err(local(&dir))?;
+        let out = self.folders.get(&dir).map_err(local(&dir))?;
         // A link from the provider's answer is foreign: it may not lead to a private address.
         crate::netguard::check_url(&item.clip_url, self.config.allow_private_networks)
             .map_err(|why| DownloadError::Retryable(format!("the clip link is refused: {why}")))?;

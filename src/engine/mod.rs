@@ -134,6 +134,8 @@ pub struct Engine<P: Provider> {
     /// ones registered while it runs) or some (a `recast run`).
     scope: Scope,
     downloads: reqwest::Client,
+    /// Output folders, each opened once for this engine's life.
+    folders: crate::output::OpenFolders,
     submit_pacing: Pacing,
     poll_pacing: Pacing,
     /// Rung whenever a job changes stage, so idle stages look at the store again.
@@ -193,6 +195,7 @@ impl<P: Provider> Engine<P> {
             config,
             scope,
             downloads,
+            folders: Default::default(),
             wake: Notify::new(),
             halted: Mutex::new(None),
             provider_confirmed: Default::default(),

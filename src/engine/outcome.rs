@@ -45,7 +45,12 @@ impl<P: Provider> Engine<P> {
             error,
             ..Default::default()
         };
-        if let Err(e) = crate::output::append(std::path::Path::new(&batch.output_dir), &line) {
+        let folder = std::path::Path::new(&batch.output_dir);
+        let appended = self
+            .folders
+            .get(folder)
+            .and_then(|dir| crate::output::append_in(&dir, &line));
+        if let Err(e) = appended {
             tracing::warn!(folder = %batch.output_dir, "cannot note an outcome in the results file: {e}");
         }
     }

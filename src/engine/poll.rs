@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{Engine, EngineError, Halt};
-use crate::provider::{Provider, ProviderError, TaskState};
+use crate::provider::{Provider, ProviderError, TaskState, TaskStatus};
 use crate::store::{JobState, PollItem, now_ms};
 
 impl<P: Provider> Engine<P> {
@@ -113,73 +113,120 @@ impl<P: Provider> Engine<P> {
             _ => self.poll_pacing.accepted(),
         }
         drop(on_wire);
-        let store = &self.store;
-        let later =
-            |polls: u32| now_ms() + self.config.poll_schedule.next_delay(polls).as_millis() as i64;
         match answer {
-            Ok(status) => {
-                if let Some(billed) = status.billed_credits {
-                    store.record_billed(item.attempt_id, billed)?;
+            Ok(status) => self.on_status(&item, status).await,
+            Err(e) => self.on_poll_error(&item, e),
+        }
+    }
+
+    /// When the task should be asked again, after `polls` asks.
+    fn next_poll_at(&self, polls: u32) -> i64 {
+        now_ms() + self.config.poll_schedule.next_delay(polls).as_millis() as i64
+    }
+
+    /// The provider answered with the task's status.
+    async fn on_status(&self, item: &PollItem, status: TaskStatus) -> Result<(), EngineError> {
+        let store = &self.store;
+        let later = |polls: u32| self.next_poll_at(polls);
+        // Said again on every poll: written only when it changed, and with the poll's
+        // progress when the task goes on (one transaction).
+        let billed = status
+            .billed_credits
+            .filter(|b| item.billed_credits != Some(*b));
+        let still_running = matches!(
+            status.state,
+            TaskState::Queued | TaskState::Running | TaskState::Unrecognised
+        );
+        if let Some(credits) = billed
+            && !still_running
+        {
+            store.record_billed(item.attempt_id, credits)?;
+        }
+        match status.state {
+            TaskState::Completed => match status.video_url {
+                Some(url) => {
+                    let expires = now_ms() + self.config.assumed_link_ttl.as_millis() as i64;
+                    store.record_clip_ready(item, &url, expires).await?;
+                    tracing::info!(subject = %item.subject_id, task = %item.task_id, "finished");
+                    self.wake.notify_waiters();
                 }
-                match status.state {
-                    TaskState::Completed => match status.video_url {
-                        Some(url) => {
-                            let expires =
-                                now_ms() + self.config.assumed_link_ttl.as_millis() as i64;
-                            store.record_clip_ready(&item, &url, expires).await?;
-                            tracing::info!(subject = %item.subject_id, task = %item.task_id, "finished");
-                            self.wake.notify_waiters();
-                        }
-                        None => {
-                            tracing::warn!(task = %item.task_id, "completed without a clip URL; asking again");
-                            store.record_progress(item.job_id, None, later(item.polls))?;
-                        }
-                    },
-                    TaskState::Failed | TaskState::Cancelled => {
-                        let why = status
-                            .error
-                            .unwrap_or_else(|| format!("the provider says `{}`", status.word));
-                        let state = store.record_task_failed(&item, &why)?;
-                        if state == JobState::Failed {
-                            store.note_error_reference(item.job_id, &status.reference)?;
-                            self.note_outcome(item.job_id);
-                        }
-                        let why = format!("{why}{}", status.reference);
-                        if state == JobState::Failed {
-                            tracing::error!(subject = %item.subject_id, "failed for good: {why}");
-                        } else {
-                            tracing::warn!(subject = %item.subject_id, "task failed ({why}); retrying as a new attempt");
-                        }
-                        self.wake.notify_waiters();
-                    }
-                    TaskState::Expired => {
-                        store.record_needs_person(
-                        item.job_id,
-                        JobState::Expired,
-                        &format!("the provider says task {} has expired: its clip can no longer be had", item.task_id),
-                    )?;
-                        self.note_outcome(item.job_id);
-                        tracing::error!(subject = %item.subject_id, task = %item.task_id, "EXPIRED: the clip can no longer be downloaded");
-                    }
-                    TaskState::Queued | TaskState::Running | TaskState::Unrecognised => {
-                        if status.state == TaskState::Unrecognised {
-                            let first = self
-                                .seen_status_words
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .insert(status.word.clone());
-                            if first {
-                                tracing::warn!(word = %status.word, "unknown status word; treating it as still running");
-                            }
-                        }
-                        if self.too_old(&item)? {
-                            return Ok(());
-                        }
-                        store.record_progress(item.job_id, status.progress, later(item.polls))?;
-                    }
+                None => {
+                    tracing::warn!(task = %item.task_id, "completed without a clip URL; asking again");
+                    store.record_progress(item.job_id, None, later(item.polls))?;
                 }
+            },
+            TaskState::Failed | TaskState::Cancelled => {
+                let why = status
+                    .error
+                    .unwrap_or_else(|| format!("the provider says `{}`", status.word));
+                let state = store.record_task_failed(item, &why)?;
+                if state == JobState::Failed {
+                    store.note_error_reference(item.job_id, &status.reference)?;
+                    self.note_outcome(item.job_id);
+                }
+                let why = format!("{why}{}", status.reference);
+                if state == JobState::Failed {
+                    tracing::error!(subject = %item.subject_id, "failed for good: {why}");
+                } else {
+                    tracing::warn!(subject = %item.subject_id, "task failed ({why}); retrying as a new attempt");
+                }
+                self.wake.notify_waiters();
             }
-            Err(ProviderError::TaskNotFound { task_id }) => {
+            TaskState::Expired => {
+                store.record_needs_person(
+                    item.job_id,
+                    JobState::Expired,
+                    &format!(
+                        "the provider says task {} has expired: its clip can no longer be had",
+                        item.task_id
+                    ),
+                )?;
+                self.note_outcome(item.job_id);
+                tracing::error!(subject = %item.subject_id, task = %item.task_id, "EXPIRED: the clip can no longer be downloaded");
+            }
+            TaskState::Queued | TaskState::Running | TaskState::Unrecognised => {
+                self.on_still_running(item, &status, billed)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The task goes on: poll it again later, unless it has run for too long.
+    fn on_still_running(
+        &self,
+        item: &PollItem,
+        status: &TaskStatus,
+        billed: Option<u64>,
+    ) -> Result<(), EngineError> {
+        if status.state == TaskState::Unrecognised {
+            let first = self
+                .seen_status_words
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(status.word.clone());
+            if first {
+                tracing::warn!(word = %status.word, "unknown status word; treating it as still running");
+            }
+        }
+        if self.too_old(item)? {
+            if let Some(credits) = billed {
+                self.store.record_billed(item.attempt_id, credits)?;
+            }
+            return Ok(());
+        }
+        let billed = billed.map(|credits| (item.attempt_id, credits));
+        let next = self.next_poll_at(item.polls);
+        self.store
+            .record_poll(item.job_id, status.progress, next, billed)?;
+        Ok(())
+    }
+
+    /// The poll got no status: the task is unknown to the provider, or the call failed.
+    fn on_poll_error(&self, item: &PollItem, error: ProviderError) -> Result<(), EngineError> {
+        let store = &self.store;
+        let later = |polls: u32| self.next_poll_at(polls);
+        match error {
+            ProviderError::TaskNotFound { task_id } => {
                 let refreshing = store.link_refreshes(item.job_id)? > 0;
                 let (state, why) = if refreshing {
                     (
@@ -204,16 +251,16 @@ impl<P: Provider> Engine<P> {
                 self.note_outcome(item.job_id);
                 tracing::error!(subject = %item.subject_id, "{why}");
             }
-            Err(ProviderError::RateLimited { retry_after }) => {
+            ProviderError::RateLimited { retry_after } => {
                 self.poll_pacing.rate_limited(retry_after);
                 store.record_progress(item.job_id, None, later(item.polls))?;
             }
-            Err(e @ ProviderError::Unauthorized { .. }) => {
+            e @ ProviderError::Unauthorized { .. } => {
                 self.halt(Halt::Unauthorized(e.to_string()));
             }
-            Err(e) => {
+            e => {
                 tracing::debug!(task = %item.task_id, "poll failed, will ask again: {e}");
-                if self.too_old(&item)? {
+                if self.too_old(item)? {
                     return Ok(());
                 }
                 store.record_progress(item.job_id, None, later(item.polls))?;

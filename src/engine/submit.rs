@@ -120,8 +120,9 @@ impl<P: Provider> Engine<P> {
         state: &str,
         task_id: Option<&str>,
     ) -> std::io::Result<()> {
-        crate::output::append(
-            std::path::Path::new(&intent.output_dir),
+        let folder = self.folders.get(std::path::Path::new(&intent.output_dir))?;
+        crate::output::append_in(
+            &folder,
             &crate::output::ResultLine {
                 job_key: intent.job_key.clone(),
                 subject: intent.subject_id.clone(),

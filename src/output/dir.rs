@@ -42,7 +42,34 @@ impl Drop for TempName {
     }
 }
 
+/// Output folders opened once for a run: each line and clip of a batch goes through its
+/// folder's handle, instead of creating and opening the folder again for every one (a dozen
+/// system calls per job). A folder removed while open is created and opened again.
+#[derive(Debug, Default)]
+pub struct OpenFolders {
+    open: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<OutputDir>>>,
+}
+
+impl OpenFolders {
+    pub fn get(&self, path: &Path) -> std::io::Result<Arc<OutputDir>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dir) = open.get(path)
+            && dir.still_there()
+        {
+            return Ok(dir.clone());
+        }
+        let dir = OutputDir::open(path)?;
+        open.insert(path.to_path_buf(), dir.clone());
+        Ok(dir)
+    }
+}
+
 impl OutputDir {
+    /// Whether the folder still has a name (a removed folder has no links left).
+    fn still_there(&self) -> bool {
+        rustix::fs::fstat(&self.fd).is_ok_and(|st| st.st_nlink > 0)
+    }
+
     /// Create the folder if needed, then open it without following a link at its name.
     pub fn open(path: &Path) -> std::io::Result<Arc<OutputDir>> {
         std::fs::create_dir_all(path)?;

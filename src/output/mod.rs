@@ -18,7 +18,7 @@
 mod dir;
 mod lock;
 
-pub use dir::{OutputDir, TempName};
+pub use dir::{OpenFolders, OutputDir, TempName};
 pub use lock::{OutputBusy, hold};
 
 use std::collections::HashMap;

@@ -96,11 +96,7 @@ impl Store {
     /// What the provider says it billed for an attempt's task.
     pub fn record_billed(&self, attempt_id: i64, credits: u64) -> Result<(), StoreError> {
         self.note("record a billed amount", |tx| {
-            tx.exec(
-                "UPDATE attempts SET billed_credits = ?2 WHERE id = ?1
-                 AND billed_credits IS NOT ?2",
-                params![attempt_id, credits as i64],
-            )
+            set_billed(tx, attempt_id, credits)
         })?;
         Ok(())
     }
@@ -238,4 +234,15 @@ impl Store {
         })?;
         Ok(())
     }
+}
+
+pub(super) fn set_billed(
+    tx: &rusqlite::Transaction<'_>,
+    attempt_id: i64,
+    credits: u64,
+) -> rusqlite::Result<usize> {
+    tx.exec(
+        "UPDATE attempts SET billed_credits = ?2 WHERE id = ?1 AND billed_credits IS NOT ?2",
+        params![attempt_id, credits as i64],
+    )
 }

@@ -2,11 +2,13 @@
 //!
 //! Owns: the one thread that makes commits durable, and the numbering callers wait on. Every
 //! write commits with `synchronous=NORMAL` (its frames reach the WAL file, not yet the disk) and
-//! takes the next commit number; this thread then `fdatasync`s the WAL file once for every
-//! commit made since its last sync, however many there were, and announces the highest number
-//! now durable. A caller that must not act before its transaction is on disk (a submit intent)
-//! waits for its number; many transitions share one sync, and no caller holds the connection
-//! while the disk works.
+//! takes the next commit number; when a caller waits for a number, this thread `fdatasync`s the
+//! WAL file once for every commit made since its last sync, however many there were, and
+//! announces the highest number now durable. A caller that must not act before its transaction
+//! is on disk (a submit intent) waits for its number; many transitions share one sync, and no
+//! caller holds the connection while the disk works. Commits nobody waits for (observations
+//! the engine can make again) do not ask for a sync: they ride on the next one, or one made
+//! [`LAZY_SYNC`] after them.
 //!
 //! May not: run SQL (the writer does), or decide which writes need to wait (the store's
 //! transitions do).
@@ -21,6 +23,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::StoreError;
 
@@ -28,10 +31,17 @@ use super::StoreError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Commit(u64);
 
+/// How long a commit nobody waits for may stay unsynced (it is in the kernel's page cache, so
+/// only a power loss could take it).
+pub const LAZY_SYNC: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Default)]
 struct Progress {
     committed: u64,
     synced: u64,
+    /// The highest commit a caller waits for: the thread syncs only up to what is wanted, so
+    /// observations alone cost no sync each.
+    wanted: u64,
     /// How many syncs covered more than one commit, and the commits they covered (for tests
     /// and the benchmarks: does group commit group?).
     syncs: u64,
@@ -113,16 +123,25 @@ impl Durability {
             // Nothing on disk to wait for.
             p.synced = p.committed;
             self.shared.synced.send_replace(p.synced);
+        } else if p.committed == p.synced + 1 {
+            // The first commit not on disk starts the lazy clock.
+            self.shared.changed.notify_all();
         }
-        let n = p.committed;
-        drop(p);
-        self.shared.changed.notify_all();
-        Commit(n)
+        Commit(p.committed)
+    }
+
+    /// Ask the thread to sync up to `commit`, if it is not already on disk.
+    fn want(&self, p: &mut Progress, commit: Commit) {
+        if commit.0 > p.wanted {
+            p.wanted = commit.0;
+            self.shared.changed.notify_all();
+        }
     }
 
     /// Block the calling thread until `commit` is on disk.
     pub fn wait(&self, commit: Commit) -> Result<(), StoreError> {
         let mut p = self.shared.lock();
+        self.want(&mut p, commit);
         loop {
             if p.synced >= commit.0 {
                 return Ok(());
@@ -141,6 +160,7 @@ impl Durability {
     /// Wait, without holding a thread, until `commit` is on disk.
     pub async fn settled(&self, commit: Commit) -> Result<(), StoreError> {
         let mut rx = self.shared.synced.subscribe();
+        self.want(&mut self.shared.lock(), commit);
         loop {
             if *rx.borrow_and_update() >= commit.0 {
                 return Ok(());
@@ -171,11 +191,30 @@ fn sync_loop(shared: &Shared, wal: &File) {
     loop {
         let target = {
             let mut p = shared.lock();
-            while (p.committed == p.synced || p.held) && !p.stop {
-                p = shared.changed.wait(p).unwrap_or_else(|e| e.into_inner());
-            }
-            if p.committed == p.synced {
-                return; // stopping, and everything is durable
+            loop {
+                if p.stop {
+                    if p.committed == p.synced {
+                        return; // stopping, and everything is durable
+                    }
+                    break;
+                }
+                if p.held {
+                    p = shared.changed.wait(p).unwrap_or_else(|e| e.into_inner());
+                } else if p.wanted > p.synced {
+                    break;
+                } else if p.committed > p.synced {
+                    // Only observations: sync them lazily, sooner if someone waits.
+                    let (next, timeout) = shared
+                        .changed
+                        .wait_timeout(p, LAZY_SYNC)
+                        .unwrap_or_else(|e| e.into_inner());
+                    p = next;
+                    if timeout.timed_out() && !p.held && p.committed > p.synced {
+                        break;
+                    }
+                } else {
+                    p = shared.changed.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
             }
             p.committed
         };

@@ -116,6 +116,8 @@ pub struct PollItem {
     pub duration_ms: u64,
     /// When its attempt was committed, just before the submit (Unix milliseconds).
     pub submitted_at_ms: i64,
+    /// What the provider last said it billed for the attempt, as recorded.
+    pub billed_credits: Option<u64>,
 }
 
 /// A submit a crash interrupted: its intent was committed, its answer never recorded.

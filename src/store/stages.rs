@@ -43,7 +43,8 @@ impl Store {
         let mut s = conn
             .prepare_cached(&format!(
                 "SELECT id, attempt_id, batch_id, subject_id, task_id, polls, duration_ms,
-                     (SELECT a.created_at FROM attempts a WHERE a.id = jobs.attempt_id)
+                     (SELECT a.created_at FROM attempts a WHERE a.id = jobs.attempt_id),
+                     (SELECT a.billed_credits FROM attempts a WHERE a.id = jobs.attempt_id)
                  FROM jobs INDEXED BY jobs_polls_due
                  WHERE state = 'running' AND next_poll_at <= ?1 AND task_id IS NOT NULL {}
                  ORDER BY next_poll_at LIMIT ?2",
@@ -61,6 +62,7 @@ impl Store {
                     polls: r.get(5)?,
                     duration_ms: r.get::<_, i64>(6)? as u64,
                     submitted_at_ms: r.get::<_, Option<i64>>(7)?.unwrap_or(now),
+                    billed_credits: r.get::<_, Option<i64>>(8)?.map(|c| c as u64),
                 })
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -91,7 +93,22 @@ impl Store {
         progress: Option<u8>,
         next_poll_at: i64,
     ) -> Result<(), StoreError> {
+        self.record_poll(job_id, progress, next_poll_at, None)
+    }
+
+    /// A poll's answer for a task that goes on, with what the provider said it billed for its
+    /// attempt if that changed (`(attempt, credits)`).
+    pub fn record_poll(
+        &self,
+        job_id: i64,
+        progress: Option<u8>,
+        next_poll_at: i64,
+        billed: Option<(i64, u64)>,
+    ) -> Result<(), StoreError> {
         self.note("record progress", |tx| {
+            if let Some((attempt_id, credits)) = billed {
+                super::account::set_billed(tx, attempt_id, credits)?;
+            }
             tx.exec(
                 "UPDATE jobs SET progress = coalesce(?2, progress), polls = polls + 1,
                  next_poll_at = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'running'",

@@ -54,3 +54,23 @@ fn commits_made_while_a_sync_runs_share_the_next_one() {
         syncs - syncs_before
     );
 }
+
+#[test]
+fn an_observation_nobody_waits_for_is_synced_lazily_all_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_batch(&batch("b", None, 0), jobs("k", 1))
+        .unwrap();
+    let (_, syncs_before) = store.commit_counts();
+    store.record_progress(1, Some(5), 0).unwrap();
+    // Bounded: the lazy sync comes `LAZY_SYNC` after the commit, whatever the machine.
+    let deadline = std::time::Instant::now() + super::super::durable::LAZY_SYNC * 20;
+    while store.commit_counts().1 == syncs_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an observation was never synced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
