@@ -7,7 +7,7 @@
 //! May not: read the YAML (that is `yaml` and `schema`) or decide what may be reached on disk
 //! (that is `paths`). Output is deterministic: jobs sorted by subject id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::key::job_key;
@@ -31,17 +31,27 @@ const MAX_FILE_NAME_BYTES: usize = 255;
 const OUTPUT_NAME_PLACEHOLDERS: &[&str] = &["batch", "subject", "mode", "model", "key"];
 const OUTPUT_DIR_PLACEHOLDERS: &[&str] = &["batch"];
 
-/// A subject after its media are resolved, before its job key.
+/// A subject after its media are resolved, before its job key. Kept small: a glob may make
+/// 100,000 of them, and what they share (the entry's overrides, its field path) stays with the
+/// manifest's entry.
 struct Candidate {
     id: String,
     /// Where the id came from, for duplicate messages: the `id:` line, or the glob's.
     at: Location,
-    /// Field path for messages, e.g. `subjects[2].id` or `subjects[3].glob`.
-    field: String,
+    /// The manifest's subject entry it came from (`manifest.subjects[entry]`).
+    entry: usize,
+    /// The entry's field named in messages: `id`, `watch` or `glob`.
+    field: &'static str,
     /// For glob matches: the file the id came from.
     from_file: Option<String>,
     image: MediaSource,
-    overrides: Overrides,
+}
+
+impl Candidate {
+    /// Field path for messages, e.g. `subjects[2].id` or `subjects[3].glob`.
+    fn field_path(&self, manifest: &Manifest) -> String {
+        format!("{}.{}", manifest.subjects[self.entry].path, self.field)
+    }
 }
 
 pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Problems) -> Expanded {
@@ -69,6 +79,7 @@ pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Prob
     let template_ok = check_name_template(&manifest.output_name, problems);
     let mut watch_dirs = Vec::new();
     let candidates = drop_duplicate_ids(
+        manifest,
         candidates(manifest, roots, &mut watch_dirs, problems),
         problems,
     );
@@ -84,10 +95,12 @@ pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Prob
     };
     let batch = manifest.name.as_ref().map_or("", |n| n.value.as_str());
     let model: std::sync::Arc<str> = model.as_str().into();
-    let mut jobs: Vec<JobSpec> = candidates
+    // Already sorted by subject id (`drop_duplicate_ids`).
+    let jobs: Vec<JobSpec> = candidates
         .into_iter()
         .map(|c| {
-            let settings = effective_settings(&model, &manifest.defaults, &c.overrides);
+            let overrides = &manifest.subjects[c.entry].overrides;
+            let settings = effective_settings(&model, &manifest.defaults, overrides);
             let key = job_key(&settings, &c.image, video);
             let output_name = if template_ok {
                 render_output_name(&manifest.output_name, batch, &c.id, &settings, &key)
@@ -104,8 +117,6 @@ pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Prob
             }
         })
         .collect();
-    // Stable sort: with duplicate ids (already reported) file order breaks the tie.
-    jobs.sort_by(|a, b| a.subject_id.cmp(&b.subject_id));
 
     check_same_clip(&jobs, problems);
     if template_ok {
@@ -126,7 +137,7 @@ fn candidates(
     problems: &mut Problems,
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
-    for subject in &manifest.subjects {
+    for (entry, subject) in manifest.subjects.iter().enumerate() {
         match &subject.source {
             None => {}
             Some(SubjectSource::Image(image)) => {
@@ -138,10 +149,10 @@ fn candidates(
                     out.push(Candidate {
                         id: id.value.clone(),
                         at: id.at,
-                        field: format!("{}.id", subject.path),
+                        entry,
+                        field: "id",
                         from_file: None,
                         image,
-                        overrides: subject.overrides.clone(),
                     });
                 }
             }
@@ -163,10 +174,10 @@ fn candidates(
                     out.push(Candidate {
                         id,
                         at: watch.at,
-                        field: field.clone(),
+                        entry,
+                        field: "watch",
                         from_file: Some(m.shown),
                         image,
-                        overrides: subject.overrides.clone(),
                     });
                 }
             }
@@ -209,10 +220,10 @@ fn candidates(
                     out.push(Candidate {
                         id,
                         at: glob.at,
-                        field: field.clone(),
+                        entry,
+                        field: "glob",
                         from_file: Some(m.shown),
                         image,
-                        overrides: subject.overrides.clone(),
                     });
                 }
             }
@@ -253,19 +264,25 @@ fn describe_candidate(c: &Candidate) -> String {
 }
 
 /// Report every id used twice, and keep only the first use: the later one's clip and file name
-/// would otherwise be reported again as collisions of the same mistake.
-fn drop_duplicate_ids(candidates: Vec<Candidate>, problems: &mut Problems) -> Vec<Candidate> {
-    let mut first_by_id: BTreeMap<String, Candidate> = BTreeMap::new();
+/// would otherwise be reported again as collisions of the same mistake. The kept ones come back
+/// sorted by id (a stable sort, so the first use in the file is the one kept).
+fn drop_duplicate_ids(
+    manifest: &Manifest,
+    mut candidates: Vec<Candidate>,
+    problems: &mut Problems,
+) -> Vec<Candidate> {
+    candidates.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
     for c in candidates {
-        match first_by_id.get(c.id.as_str()) {
-            Some(first) => {
+        match kept.last() {
+            Some(first) if first.id == c.id => {
                 let here = match &c.from_file {
                     Some(file) => format!(" (from `{}`)", quote_for_message(file)),
                     None => String::new(),
                 };
                 problems.push(
                     c.at,
-                    &c.field,
+                    &c.field_path(manifest),
                     format!(
                         "subject id `{}`{here} is already used at {}; ids must be unique",
                         c.id,
@@ -273,12 +290,10 @@ fn drop_duplicate_ids(candidates: Vec<Candidate>, problems: &mut Problems) -> Ve
                     ),
                 );
             }
-            None => {
-                first_by_id.insert(c.id.clone(), c);
-            }
+            _ => kept.push(c),
         }
     }
-    first_by_id.into_values().collect()
+    kept
 }
 
 /// Model and prompt are shared (`Arc<str>`) by every job that inherits them: a 2500-character
