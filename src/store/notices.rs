@@ -172,10 +172,17 @@ impl Store {
     }
 
     /// Forget events older than `before` (Unix milliseconds): the log is for a person looking
-    /// back days, not for ever. Returns how many went.
+    /// back days, not for ever. Returns how many went. Events are numbered in the order they
+    /// happen, so the old ones are those before the first recent one: found by reading from the
+    /// oldest, not by reading the whole log (400,000 events at 100,000 jobs) at every start.
     pub fn prune_events(&self, before: i64) -> Result<usize, StoreError> {
         self.write("prune old events", |tx| {
-            tx.exec("DELETE FROM events WHERE at < ?1", [before])
+            tx.exec(
+                "DELETE FROM events WHERE id < coalesce(
+                     (SELECT id FROM events WHERE at >= ?1 ORDER BY id LIMIT 1),
+                     (SELECT max(id) + 1 FROM events))",
+                [before],
+            )
         })
     }
 
