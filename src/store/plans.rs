@@ -28,6 +28,18 @@ mod tests {
         store.conn().trace_v2(mask, f).unwrap();
     }
 
+    /// Claim the next job and record it submitted: a task in flight.
+    fn submit_one(store: &Store) {
+        let ClaimOutcome::Intent(intent) = store.claim_next(&all()).unwrap() else {
+            panic!("nothing to claim")
+        };
+        store
+            .record_submitted(&intent, &format!("task-{}", intent.job_id), 0)
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+    }
+
     /// Tables that grow with the batch: reading one whole is a scan per tick.
     const BIG: [&str; 3] = ["jobs", "attempts", "events"];
 
@@ -74,14 +86,7 @@ mod tests {
             )
             .unwrap();
         // A job in flight, so each query has something to find.
-        let ClaimOutcome::Intent(intent) = store.claim_next(&all()).unwrap() else {
-            panic!("nothing to claim")
-        };
-        store
-            .record_submitted(&intent, "task-1", 0)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        submit_one(&store);
         tracing(&store, true);
         TRACED.lock().unwrap().clear();
 
@@ -170,27 +175,13 @@ mod tests {
         store
             .register_batch(&batch("b", None, 0), jobs("k", 10))
             .unwrap();
-        let ClaimOutcome::Intent(intent) = store.claim_next(&all()).unwrap() else {
-            panic!("nothing to claim")
-        };
-        store
-            .record_submitted(&intent, "task-1", 0)
-            .now_or_never()
-            .unwrap()
-            .unwrap();
+        submit_one(&store);
         let mask = rusqlite::trace::TraceEventCodes::SQLITE_TRACE_PROFILE;
         let f: fn(rusqlite::trace::TraceEvent<'_>) = count_reprepares;
         store.conn().trace_v2(mask, Some(f)).unwrap();
         let scope = all();
         for _ in 0..3 {
-            let ClaimOutcome::Intent(intent) = store.claim_next(&scope).unwrap() else {
-                panic!("nothing to claim")
-            };
-            store
-                .record_submitted(&intent, &format!("task-{}", intent.job_id), 0)
-                .now_or_never()
-                .unwrap()
-                .unwrap();
+            submit_one(&store);
         }
         for now in [1_000, 2_000, i64::MAX] {
             let _ = store.due_polls(&scope, now, 10).unwrap();
