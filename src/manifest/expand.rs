@@ -1,8 +1,8 @@
 //! Expansion: a checked [`Manifest`] -> the batch's [`JobSpec`]s, one per subject.
 //!
 //! Owns: resolving every subject's media (through `paths`), ids from glob file stems, effective
-//! settings after overrides, job keys, output-name templating, and the checks across subjects:
-//! duplicate ids, two subjects making the same clip, two clips landing on one file name.
+//! settings after overrides, job keys, and the checks across subjects: duplicate ids, two
+//! subjects making the same clip (the output names and their checks are `output_name`'s).
 //!
 //! May not: read the YAML (that is `yaml` and `schema`) or decide what may be reached on disk
 //! (that is `paths`). Output is deterministic: jobs sorted by subject id.
@@ -11,8 +11,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::key::job_key;
+use super::output_name::{
+    OUTPUT_DIR_PLACEHOLDERS, check_name_template, check_output_names, render, render_output_name,
+};
 use super::paths::Roots;
-use super::schema::{At, MAX_NAME_CHARS, Manifest, Overrides, SubjectSource, identifier_problem};
+use super::schema::{MAX_NAME_CHARS, Manifest, Overrides, SubjectSource, identifier_problem};
 use super::yaml::quote_for_message;
 use super::{ClipSettings, JobSpec, Location, MediaSource, Problems};
 use crate::media::Orientation;
@@ -25,11 +28,6 @@ pub(crate) struct Expanded {
     pub jobs: Vec<JobSpec>,
     pub watch_dirs: Vec<PathBuf>,
 }
-
-/// Longest output file name most file systems take, in bytes.
-const MAX_FILE_NAME_BYTES: usize = 255;
-const OUTPUT_NAME_PLACEHOLDERS: &[&str] = &["batch", "subject", "mode", "model", "key"];
-const OUTPUT_DIR_PLACEHOLDERS: &[&str] = &["batch"];
 
 /// A subject after its media are resolved, before its job key. Kept small: a glob may make
 /// 100,000 of them, and what they share (the entry's overrides, its field path) stays with the
@@ -348,160 +346,6 @@ fn check_same_clip(jobs: &[JobSpec], problems: &mut Problems) {
     }
 }
 
-/// Replace `{placeholder}`s; any other `{...}` or a stray brace is a mistake.
-fn render(
-    template: &str,
-    allowed: &[&str],
-    value_of: &dyn Fn(&str) -> String,
-) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(open) = rest.find(['{', '}']) {
-        out.push_str(&rest[..open]);
-        if rest[open..].starts_with('}') {
-            return Err(format!(
-                "`{}` has a `}}` without a `{{`; placeholders are {}",
-                quote_for_message(template),
-                list_placeholders(allowed)
-            ));
-        }
-        let Some(close) = rest[open..].find('}') else {
-            return Err(format!(
-                "`{}` has a `{{` without a `}}`; placeholders are {}",
-                quote_for_message(template),
-                list_placeholders(allowed)
-            ));
-        };
-        let name = &rest[open + 1..open + close];
-        if !allowed.contains(&name) {
-            return Err(format!(
-                "unknown placeholder `{{{}}}` in `{}`; allowed here: {}",
-                quote_for_message(name),
-                quote_for_message(template),
-                list_placeholders(allowed)
-            ));
-        }
-        out.push_str(&value_of(name));
-        rest = &rest[open + close + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn list_placeholders(names: &[&str]) -> String {
-    names
-        .iter()
-        .map(|n| format!("`{{{n}}}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Why a file name could leave its folder or be mistaken for something else; `None` when fine.
-pub(crate) fn output_name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("is empty")
-    } else if name.contains('\0') {
-        Some("contains a NUL character")
-    } else if name.contains(['/', '\\']) {
-        Some("contains a path separator (`/` or `\\`); it must be a file name in the output folder")
-    } else if name.contains("..") {
-        Some("contains `..`")
-    } else if name.starts_with('.') {
-        Some("starts with `.` (a hidden file)")
-    } else if name.chars().any(char::is_control) {
-        Some("contains control characters")
-    } else if name.len() > MAX_FILE_NAME_BYTES {
-        Some("is longer than 255 bytes")
-    } else if !name.ends_with(".mp4") || name == ".mp4" {
-        Some("must end in `.mp4`")
-    } else {
-        None
-    }
-}
-
-/// Check the template once with harmless values, so a mistake in the template itself is
-/// reported once rather than for every subject.
-fn check_name_template(template: &At<String>, problems: &mut Problems) -> bool {
-    let result = render(&template.value, OUTPUT_NAME_PLACEHOLDERS, &|_| {
-        "x".to_owned()
-    })
-    .and_then(|sample| match output_name_problem(&sample) {
-        None => Ok(()),
-        Some(problem) => Err(format!(
-            "`{}` gives names like `{}`, which {problem}",
-            quote_for_message(&template.value),
-            quote_for_message(&sample)
-        )),
-    });
-    match result {
-        Ok(()) => true,
-        Err(message) => {
-            problems.push(template.at, "output.name", message);
-            false
-        }
-    }
-}
-
-fn render_output_name(
-    template: &At<String>,
-    batch: &str,
-    subject: &str,
-    settings: &ClipSettings,
-    key: &super::JobKey,
-) -> String {
-    render(&template.value, OUTPUT_NAME_PLACEHOLDERS, &|p| match p {
-        "batch" => batch.to_owned(),
-        "subject" => subject.to_owned(),
-        "mode" => settings.mode.as_str().to_owned(),
-        "model" => settings.model.to_string(),
-        "key" => key.short().to_owned(),
-        _ => String::new(),
-    })
-    // The template was checked already; an error here cannot happen, and leaves the name empty,
-    // which the per-job check reports.
-    .unwrap_or_default()
-}
-
-fn check_output_names(jobs: &[JobSpec], template: &At<String>, problems: &mut Problems) {
-    let mut reported_unsafe: Vec<String> = Vec::new();
-    let mut first_by_name: HashMap<&str, &JobSpec> = HashMap::new();
-    let mut in_file_order: Vec<&JobSpec> = jobs.iter().collect();
-    in_file_order.sort_by_key(|j| j.location);
-    for job in in_file_order {
-        if let Some(problem) = output_name_problem(&job.output_name) {
-            // Values such as a model with `/` give every subject the same mistake: say it once.
-            let message = format!(
-                "`{}` gives `{}` for subject `{}`, which {problem}",
-                quote_for_message(&template.value),
-                quote_for_message(&job.output_name),
-                job.subject_id
-            );
-            if !reported_unsafe.contains(&problem.to_owned()) {
-                reported_unsafe.push(problem.to_owned());
-                problems.push(template.at, "output.name", message);
-            }
-            continue;
-        }
-        match first_by_name.get(job.output_name.as_str()) {
-            Some(first) => problems.push(
-                job.location,
-                "output.name",
-                format!(
-                    "subjects `{}` (line {}) and `{}` would both be saved as `{}`; put \
-                     `{{subject}}` or `{{key}}` in `output.name`",
-                    first.subject_id,
-                    first.location.line,
-                    job.subject_id,
-                    quote_for_message(&job.output_name)
-                ),
-            ),
-            None => {
-                first_by_name.insert(&job.output_name, job);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,41 +369,5 @@ mod tests {
             id_from_file_name(&long).as_deref(),
             Some("a".repeat(63).as_str())
         );
-    }
-
-    #[test]
-    fn templates() {
-        let value = |p: &str| format!("<{p}>");
-        assert_eq!(
-            render("{batch}/{subject}.mp4", OUTPUT_NAME_PLACEHOLDERS, &value).unwrap(),
-            "<batch>/<subject>.mp4"
-        );
-        assert!(
-            render("{nope}.mp4", OUTPUT_NAME_PLACEHOLDERS, &value)
-                .unwrap_err()
-                .contains("unknown placeholder `{nope}`")
-        );
-        assert!(render("{subject.mp4", OUTPUT_NAME_PLACEHOLDERS, &value).is_err());
-        assert!(render("subject}.mp4", OUTPUT_NAME_PLACEHOLDERS, &value).is_err());
-    }
-
-    #[test]
-    fn output_names_stay_in_their_folder() {
-        assert_eq!(output_name_problem("fox.mp4"), None);
-        for bad in [
-            "",
-            "a/b.mp4",
-            "a\\b.mp4",
-            "../x.mp4",
-            "x..mp4",
-            ".x.mp4",
-            "x.mov",
-            ".mp4",
-            "a\0.mp4",
-            "/etc/x.mp4",
-        ] {
-            assert!(output_name_problem(bad).is_some(), "{bad:?}");
-        }
-        assert!(output_name_problem(&format!("{}.mp4", "a".repeat(252))).is_some());
     }
 }

@@ -11,7 +11,9 @@
 //! - `yaml`: text -> a node tree with line/column (serde-saphyr, with a budget).
 //! - `schema`: node tree -> typed fields, every mistake collected.
 //! - `paths`: URLs vs local paths, confinement to roots, globs, hashing, the output folder.
-//! - `expand`: subjects -> job specs; ids, keys, output names, checks across subjects.
+//! - `expand`: subjects -> job specs; ids, keys, checks across subjects.
+//! - `output_name`: the output name and folder templates, and that every clip gets a safe
+//!   name of its own.
 //! - `key`: the job key's versioned encoding.
 //!
 //! Errors read `FILE:LINE:COLUMN: FIELD: MESSAGE` (see [`ManifestError`]), e.g.
@@ -22,6 +24,7 @@ mod expand;
 mod inputs;
 mod key;
 mod listing;
+mod output_name;
 mod paths;
 pub(crate) mod schema;
 pub(crate) mod yaml;
