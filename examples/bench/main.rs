@@ -42,8 +42,13 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// Achieved submit rate / allowed rate, and 429s (example: `bench rate`).
-    Rate,
+    /// Achieved submit rate / allowed rate, and 429s (example: `bench rate`, or
+    /// `bench rate --only again` for the cases whose label holds `again`).
+    Rate {
+        /// Only the cases whose label contains this.
+        #[arg(long)]
+        only: Option<String>,
+    },
     /// Makespan / ideal makespan (example: `bench makespan`).
     Makespan,
     /// CPU ms per job of `recast run` (example: `bench cpu --jobs 1000`).
@@ -79,14 +84,14 @@ enum Bench {
 async fn main() {
     let args = Args::parse();
     match args.bench {
-        Bench::Rate => rate::run().await,
+        Bench::Rate { only } => rate::run(only.as_deref()).await,
         Bench::Makespan => makespan::run().await,
         Bench::Cpu { jobs } => cpu::run(jobs).await,
         Bench::Memory { jobs, max_secs } => memory::run(&jobs, max_secs).await,
         Bench::Restart { jobs } => restart::run(jobs).await,
         Bench::Outage { secs } => outage::run(secs).await,
         Bench::All => {
-            rate::run().await;
+            rate::run(None).await;
             makespan::run().await;
             cpu::run(1000).await;
             memory::run(&[1000, 10_000], 900).await;

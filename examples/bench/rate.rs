@@ -34,7 +34,7 @@ struct Case {
     headers: bool,
 }
 
-pub async fn run() {
+pub async fn run(only: Option<&str>) {
     println!("== rate: achieved submit rate / what the provider allows (in-process engine)");
     println!("   achieved = (N - burst) / (last accept - first accept); 'early' = submits sent");
     println!("   before a Retry-After had ended (the simulator counts them); 'again' = a second");
@@ -77,7 +77,10 @@ pub async fn run() {
         "429 %",
         "early"
     );
-    for case in cases {
+    for case in cases
+        .into_iter()
+        .filter(|c| only.is_none_or(|o| c.label.contains(o)))
+    {
         let state = tempfile::Builder::new()
             .prefix("recast-bench-state-")
             .tempdir()

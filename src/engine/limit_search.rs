@@ -11,8 +11,11 @@
 //! crossing, and the stage slows to twice it, or to the middle (geometric) of the crossing
 //! factor and the fastest factor seen safe. A factor is safe after [`SAFE_RUN`] accepted answers
 //! with no more 429s than the noise. Between a crossing and a safe factor the search halves the
-//! gap each step until they are within [`MARGIN`], then stays on the safe side; the crossing
-//! bound drifts faster slowly, so a limit the provider raised is found again. Noise: if the
+//! gap each step until they are within [`MARGIN`], then stays on the safe side. After
+//! [`REPROBE_AFTER`] without a 429 it tries one step faster, and keeps stepping while those
+//! steps stay safe, so a limit the provider raised is found again; a 429 ends the probe. (The
+//! crossing bound used to drift faster with every accepted call: on a second run, which starts
+//! at the limit the first learned, that cost one or two one-second pauses a minute.) Noise: if the
 //! doublings reach the slowest factor and the 429s still come, slowing down is not what ends
 //! them: their share is learned as noise and the factor goes back to where the doublings began.
 
@@ -34,8 +37,8 @@ const OVER_NOISE: f64 = 0.08;
 const MARGIN: f64 = 1.04;
 /// How far a factor that was safe and then crossed steps back.
 const STEP_BACK: f64 = 1.08;
-/// Each accepted call moves the crossing bound this much faster.
-const DRIFT: f64 = 0.99995;
+/// How long the search stays on a safe factor without a 429 before it tries one step faster.
+pub const REPROBE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Debug)]
 pub struct LimitSearch {
@@ -55,6 +58,10 @@ pub struct LimitSearch {
     learned: Option<f64>,
     /// The factor the provider's own headers named: never searched faster than.
     told: Option<f64>,
+    /// Since when no 429 (or change of the crossing bound) has come.
+    quiet_since: Option<Instant>,
+    /// A step faster than the crossing bound is being tried (after [`REPROBE_AFTER`]).
+    reprobing: bool,
 }
 
 impl Default for LimitSearch {
@@ -70,6 +77,8 @@ impl Default for LimitSearch {
             calm_until: None,
             learned: None,
             told: None,
+            quiet_since: None,
+            reprobing: false,
         }
     }
 }
@@ -128,6 +137,8 @@ impl LimitSearch {
     pub fn refused(&mut self, now: Instant, calm_until: Instant) {
         self.note(true);
         self.clean += 1;
+        self.quiet_since = Some(now);
+        self.reprobing = false;
         if self.calm_until.is_some_and(|c| c > now) {
             return;
         }
@@ -170,9 +181,19 @@ impl LimitSearch {
     pub fn accepted(&mut self, now: Instant) {
         self.note(false);
         self.clean += 1;
-        self.crossing = self.crossing.map(|c| c * DRIFT);
+        let quiet_since = *self.quiet_since.get_or_insert(now);
         if self.clean < SAFE_RUN || self.share() > self.noise + OVER_NOISE {
             return;
+        }
+        // Long quiet, or a step faster just found safe: one more step faster.
+        let step_held = self.reprobing && self.clean == SAFE_RUN;
+        if let Some(c) = self.crossing
+            && (step_held || now.duration_since(quiet_since) >= REPROBE_AFTER)
+            && self.told.is_none()
+        {
+            self.crossing = Some(c / MARGIN);
+            self.quiet_since = Some(now);
+            self.reprobing = true;
         }
         // This factor is safe: the slowdowns (if any) ended the 429s.
         self.doubling_from = None;
@@ -229,6 +250,37 @@ mod tests {
         // Settled: few 429s from here on (the bound drifts, so one now and then).
         let (_, refused) = provider(&mut search, 10.0, 0, 2000);
         assert!(refused <= 20, "{refused} refused once settled");
+    }
+
+    #[test]
+    fn a_second_run_at_the_learned_limit_pays_no_429_and_a_raised_limit_is_found_again() {
+        let mut search = LimitSearch::default();
+        provider(&mut search, 10.0, 0, 2000);
+        let learned = search.take_learned().unwrap();
+        // A second run starts where the first settled, and stays there.
+        let mut again = LimitSearch::default();
+        again.start_from(learned);
+        let (_, refused) = provider(&mut again, 10.0, 0, 3000);
+        assert_eq!(refused, 0, "a second run within minutes probes nothing");
+        // The provider raises its limit (a factor of 5 is twice as fast as 10); after a long
+        // quiet the search steps faster while the steps stay safe.
+        let mut now = Instant::now();
+        let mut refused = 0;
+        for _ in 0..2000 {
+            now += std::time::Duration::from_secs(1);
+            if again.factor() < 5.0 {
+                refused += 1;
+                again.refused(now, now);
+            } else {
+                again.accepted(now);
+            }
+        }
+        let f = again.factor();
+        assert!((5.0..5.0 * MARGIN * MARGIN).contains(&f), "{f}");
+        assert!(
+            refused <= 10,
+            "{refused} refused while finding the raised limit"
+        );
     }
 
     #[test]
