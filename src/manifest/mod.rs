@@ -15,11 +15,13 @@
 //! - `output_name`: the output name and folder templates, and that every clip gets a safe
 //!   name of its own.
 //! - `key`: the job key's versioned encoding.
+//! - `errors`: mistakes with their positions, collected and bounded.
 //!
 //! Errors read `FILE:LINE:COLUMN: FIELD: MESSAGE` (see [`ManifestError`]), e.g.
 //! ``jobs.yaml:7:7: mode: `mode` must be `std` or `pro`, not `ultra` ``. Fields are paths with
 //! 0-based list indexes (`subjects[2].image`); mistakes about the whole file have no position.
 
+mod errors;
 mod expand;
 mod inputs;
 mod key;
@@ -29,6 +31,8 @@ mod paths;
 pub(crate) mod schema;
 pub(crate) mod yaml;
 
+pub(crate) use errors::Problems;
+pub use errors::{MAX_REPORTED_ERRORS, ManifestError, ManifestErrors};
 pub use inputs::{InputTrail, KnownDigests};
 pub use key::{JOB_KEY_SCHEME, job_key};
 pub use listing::is_temporary_name;
@@ -139,114 +143,6 @@ pub struct LoadOptions {
     /// Digests earlier runs computed: a local file whose identity is unchanged is not read
     /// and hashed again.
     pub known: Option<std::sync::Arc<dyn KnownDigests>>,
-}
-
-/// One mistake in a manifest.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct ManifestError {
-    pub file: PathBuf,
-    /// `None` when the mistake is about the file as a whole (cannot read it, too large).
-    pub location: Option<Location>,
-    /// Field path, e.g. `subjects[2].image`; empty for the whole file.
-    pub field: String,
-    /// What is wrong and what is allowed.
-    pub message: String,
-}
-
-impl std::fmt::Display for ManifestError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(loc) = self.location {
-            write!(f, ":{}:{}", loc.line, loc.column)?;
-        }
-        if !self.field.is_empty() {
-            write!(f, ": {}", self.field)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
-
-/// Every mistake found in one manifest, in file order.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ManifestErrors(pub Vec<ManifestError>);
-
-impl std::fmt::Display for ManifestErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, e) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{e}")?;
-        }
-        Ok(())
-    }
-}
-
-impl ManifestErrors {
-    fn one(file: &Path, message: impl Into<String>) -> ManifestErrors {
-        ManifestErrors(vec![ManifestError {
-            file: file.to_path_buf(),
-            location: None,
-            field: String::new(),
-            message: message.into(),
-        }])
-    }
-}
-
-/// Mistakes reported for one manifest; past this the rest are counted, not listed, so a huge
-/// broken file cannot produce a huge report.
-pub const MAX_REPORTED_ERRORS: usize = 200;
-
-/// Mistakes found so far in one manifest.
-pub(crate) struct Problems {
-    file: PathBuf,
-    errors: Vec<ManifestError>,
-    /// Mistakes beyond what is kept in memory.
-    dropped: usize,
-}
-
-impl Problems {
-    fn new(file: &Path) -> Problems {
-        Problems {
-            file: file.to_path_buf(),
-            errors: Vec::new(),
-            dropped: 0,
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.errors.is_empty() && self.dropped == 0
-    }
-
-    pub(crate) fn push(&mut self, at: Location, field: &str, message: impl Into<String>) {
-        // Kept beyond the reported count so sorting still picks the earliest in the file.
-        if self.errors.len() >= 50 * MAX_REPORTED_ERRORS {
-            self.dropped += 1;
-            return;
-        }
-        self.errors.push(ManifestError {
-            file: self.file.clone(),
-            location: Some(at),
-            field: field.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    /// In file order; mistakes about the whole file first.
-    fn into_errors(mut self) -> ManifestErrors {
-        self.errors.sort_by_key(|e| e.location);
-        let more = self.dropped + self.errors.len().saturating_sub(MAX_REPORTED_ERRORS);
-        self.errors.truncate(MAX_REPORTED_ERRORS);
-        if more > 0 {
-            self.errors.push(ManifestError {
-                file: self.file,
-                location: None,
-                field: String::new(),
-                message: format!("… and {more} more mistakes, not listed"),
-            });
-        }
-        ManifestErrors(self.errors)
-    }
 }
 
 /// The batch name the manifest file at `path` declares, if it can be read and says one. Used to
