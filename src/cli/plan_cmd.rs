@@ -117,8 +117,8 @@ pub async fn plan(settings: &Settings, args: PlanArgs) -> ExitCode {
         let mut doc = plan.to_json();
         let folder = clip_folder(&plan, args.simulate);
         if let Some(jobs) = doc["jobs"].as_array_mut() {
-            for (entry, job) in jobs.iter_mut().zip(&plan.jobs) {
-                entry["lands_as"] = serde_json::json!(lands_as(job, &folder));
+            for (entry, job) in jobs.iter_mut().zip(plan.jobs()) {
+                entry["lands_as"] = serde_json::json!(lands_as(&job, &folder));
             }
         }
         doc["media"] = serde_json::json!(reach);
@@ -207,7 +207,7 @@ pub fn print_plan(plan: &Plan, simulate: bool) {
     table.set_header(vec![
         "subject", "image", "mode", "status", "credits", "USD", "notes",
     ]);
-    for job in &plan.jobs {
+    for job in plan.jobs() {
         let image = match &job.image {
             Some(i) => format!("{:?} {}x{}", i.format, i.width, i.height).to_lowercase(),
             None => "unreadable".to_owned(),
@@ -226,7 +226,7 @@ pub fn print_plan(plan: &Plan, simulate: bool) {
             Cell::new(if job.status == JobStatus::Invalid {
                 job.problems.join("; ")
             } else {
-                lands_as(job, &folder)
+                lands_as(&job, &folder)
             }),
         ]);
     }
@@ -235,14 +235,14 @@ pub fn print_plan(plan: &Plan, simulate: bool) {
     match credits {
         Some(c) => println!(
             "{} subjects · {} to submit · estimated {} credits ≈ {} USD (upper bound)",
-            plan.jobs.len(),
+            plan.batch.jobs.len(),
             n,
             c,
             usd(c)
         ),
         None => println!(
             "{} subjects · {} to submit · price unknown for some (their model is not in the price table)",
-            plan.jobs.len(),
+            plan.batch.jobs.len(),
             n
         ),
     }
@@ -287,13 +287,9 @@ pub fn print_plan(plan: &Plan, simulate: bool) {
 
 /// The canary's first subjects and the fan-out that waits for approval, with their costs.
 fn print_canary(plan: &Plan, n: u32) {
-    let to_submit: Vec<_> = plan
-        .jobs
-        .iter()
-        .filter(|j| j.status.would_submit())
-        .collect();
+    let to_submit: Vec<_> = plan.jobs().filter(|j| j.status.would_submit()).collect();
     let (first, rest) = to_submit.split_at(to_submit.len().min(n as usize));
-    let credits = |jobs: &[&crate::plan::PlannedJob]| -> u64 {
+    let credits = |jobs: &[crate::plan::PlannedJob]| -> u64 {
         jobs.iter()
             .filter_map(|j| j.estimate.map(|e| e.credits))
             .sum()

@@ -25,19 +25,18 @@ pub fn render(plan: &Plan, lands_as: &dyn Fn(&crate::plan::PlannedJob) -> String
     let _ = writeln!(
         md,
         "**{n} to submit** of {} subjects · {} · provider `{}`\n",
-        plan.jobs.len(),
+        plan.batch.jobs.len(),
         match credits {
             Some(c) => format!("at most **{} USD** ({c} credits)", usd(c)),
             None => "price unknown for some subjects".to_owned(),
         },
         cell(&plan.provider)
     );
-    let changes: Vec<&crate::plan::PlannedJob> = plan
-        .jobs
-        .iter()
+    let changes: Vec<crate::plan::PlannedJob> = plan
+        .jobs()
         .filter(|j| !matches!(j.status, JobStatus::Known(JobState::Done)))
         .collect();
-    let unchanged = plan.jobs.len() - changes.len();
+    let unchanged = plan.batch.jobs.len() - changes.len();
     if changes.is_empty() {
         let _ = writeln!(
             md,

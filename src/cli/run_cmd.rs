@@ -215,7 +215,7 @@ async fn plan_and_register(
     eprintln!(
         "{}: {} subjects, {} to submit{}; clips go to {}{}",
         plan.batch.name,
-        plan.jobs.len(),
+        plan.batch.jobs.len(),
         to_submit,
         credits
             .map(|c| format!(" (at most {c} credits ≈ {:.3} USD)", c as f64 / 1000.0))
@@ -230,7 +230,7 @@ async fn plan_and_register(
     if let Some(needed) = credits.filter(|_| to_submit > 0) {
         check_balance(settings, needed, args.spend_available).await?;
     }
-    for job in plan.jobs.iter().filter(|j| j.status == JobStatus::Invalid) {
+    for job in plan.jobs().filter(|j| j.status == JobStatus::Invalid) {
         eprintln!(
             "left out: {}: {}",
             job.spec.subject_id,

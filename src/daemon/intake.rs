@@ -134,8 +134,7 @@ impl Intake {
             tracing::warn!("cannot keep the digests of the files read: {e}");
         }
         let invalid_images = plan
-            .jobs
-            .iter()
+            .jobs()
             .filter(|j| j.status == JobStatus::Invalid)
             .filter_map(|j| match &j.spec.image {
                 MediaSource::Local { path, .. } => Some((path.clone(), j.problems.join("\n"))),

@@ -103,7 +103,7 @@ pub fn register(
     }
     let made = output::read(output_dir);
     // Built one at a time as the store takes them: a large batch is not held twice.
-    let jobs = plan.jobs.iter().map(|j| {
+    let jobs = plan.jobs().map(|j| {
         let key = &j.spec.key.0;
         // Only jobs this state folder has not seen made are checked against the folder.
         let landed = (j.status != JobStatus::Known(JobState::Done) && j.problems.is_empty())
@@ -167,11 +167,17 @@ pub fn register(
     )?;
     // What the output folder records as spent on jobs this state folder never knew (versions of
     // the batch made from a state folder since lost) still counts against the budget.
-    let known = store.job_keys(report.batch_id)?;
-    store.set_outside_credits(
-        report.batch_id,
-        output::recorded_credits(output_dir, &known),
-    )?;
+    let mut failed = None;
+    let outside = output::recorded_credits(output_dir, |key| {
+        store.has_job_key(report.batch_id, key).unwrap_or_else(|e| {
+            failed.get_or_insert(e);
+            true
+        })
+    });
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    store.set_outside_credits(report.batch_id, outside)?;
     if report.adopted > 0 {
         tracing::warn!(
             batch = %batch.name,

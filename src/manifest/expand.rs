@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use super::key::job_key;
+use super::listing::{shown_match, split_glob};
 use super::output_name::{
     OUTPUT_DIR_PLACEHOLDERS, check_name_template, check_output_names, render, render_output_name,
 };
@@ -40,12 +41,27 @@ struct Candidate {
     entry: usize,
     /// The entry's field named in messages: `id`, `watch` or `glob`.
     field: &'static str,
-    /// For glob matches: the file the id came from.
-    from_file: Option<String>,
+    /// The id came from the image's file name (a glob or watched folder match).
+    from_file: bool,
     image: MediaSource,
 }
 
 impl Candidate {
+    /// For ids from file names: the file as the user would write it, for messages. Made again
+    /// from the entry and the path when needed, not kept with each of 100,000 candidates.
+    fn shown_file(&self, manifest: &Manifest) -> Option<String> {
+        let MediaSource::Local { path, .. } = &self.image else {
+            return None;
+        };
+        let folder = match manifest.subjects[self.entry].source.as_ref()? {
+            SubjectSource::Glob(glob) => split_glob(&glob.value).0,
+            SubjectSource::Watch(watch) => watch.value.as_str(),
+            SubjectSource::Image(_) => return None,
+        };
+        let name = path.file_name()?.to_string_lossy();
+        self.from_file.then(|| shown_match(folder, &name))
+    }
+
     /// Field path for messages, e.g. `subjects[2].id` or `subjects[3].glob`.
     fn field_path(&self, manifest: &Manifest) -> String {
         format!("{}.{}", manifest.subjects[self.entry].path, self.field)
@@ -149,7 +165,7 @@ fn candidates(
                         at: id.at,
                         entry,
                         field: "id",
-                        from_file: None,
+                        from_file: false,
                         image,
                     });
                 }
@@ -174,7 +190,7 @@ fn candidates(
                         at: watch.at,
                         entry,
                         field: "watch",
-                        from_file: Some(m.shown),
+                        from_file: true,
                         image,
                     });
                 }
@@ -220,7 +236,7 @@ fn candidates(
                         at: glob.at,
                         entry,
                         field: "glob",
-                        from_file: Some(m.shown),
+                        from_file: true,
                         image,
                     });
                 }
@@ -254,8 +270,8 @@ pub(crate) fn id_from_file_name(file_name: &str) -> Option<String> {
     (!id.is_empty()).then_some(id)
 }
 
-fn describe_candidate(c: &Candidate) -> String {
-    match &c.from_file {
+fn describe_candidate(c: &Candidate, manifest: &Manifest) -> String {
+    match &c.shown_file(manifest) {
         Some(file) => format!("line {} (from `{}`)", c.at.line, quote_for_message(file)),
         None => format!("line {}", c.at.line),
     }
@@ -270,28 +286,27 @@ fn drop_duplicate_ids(
     problems: &mut Problems,
 ) -> Vec<Candidate> {
     candidates.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut kept: Vec<Candidate> = Vec::with_capacity(candidates.len());
-    for c in candidates {
-        match kept.last() {
-            Some(first) if first.id == c.id => {
-                let here = match &c.from_file {
-                    Some(file) => format!(" (from `{}`)", quote_for_message(file)),
-                    None => String::new(),
-                };
-                problems.push(
-                    c.at,
-                    &c.field_path(manifest),
-                    format!(
-                        "subject id `{}`{here} is already used at {}; ids must be unique",
-                        c.id,
-                        describe_candidate(first)
-                    ),
-                );
-            }
-            _ => kept.push(c),
+    // In place: a second vector of 100,000 candidates would double expansion's peak.
+    candidates.dedup_by(|later, first| {
+        if later.id != first.id {
+            return false;
         }
-    }
-    kept
+        let here = match later.shown_file(manifest) {
+            Some(file) => format!(" (from `{}`)", quote_for_message(&file)),
+            None => String::new(),
+        };
+        problems.push(
+            later.at,
+            &later.field_path(manifest),
+            format!(
+                "subject id `{}`{here} is already used at {}; ids must be unique",
+                later.id,
+                describe_candidate(first, manifest)
+            ),
+        );
+        true
+    });
+    candidates
 }
 
 /// Model and prompt are shared (`Arc<str>`) by every job that inherits them: a 2500-character

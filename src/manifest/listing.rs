@@ -21,10 +21,7 @@ impl Roots {
         if remote_url(raw)?.is_some() {
             return Err("a `glob` matches local files only; use `image` for a URL".to_owned());
         }
-        let (folder_raw, pattern) = match raw.rfind('/') {
-            Some(i) => (&raw[..i.max(1)], &raw[i + 1..]),
-            None => (".", raw),
-        };
+        let (folder_raw, pattern) = split_glob(raw);
         if folder_raw.contains(['*', '?']) {
             return Err(format!(
                 "`{}`: `*` and `?` are allowed in the file name only, not in folders",
@@ -79,8 +76,8 @@ impl Roots {
             if fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
                 continue;
             }
-            let shown = format!("{}/{name}", folder_raw.trim_end_matches('/'));
-            let media = self.local_file(&shown, &path);
+            let shown = shown_match(folder_raw, &name);
+            let media = self.listed_file(&shown, &path);
             matches.push(GlobMatch {
                 file_name: name,
                 shown,
@@ -126,8 +123,8 @@ impl Roots {
             if !fs::metadata(&path).is_ok_and(|m| m.is_file()) {
                 continue;
             }
-            let shown = format!("{}/{name}", raw.trim_end_matches('/'));
-            if let Ok(media) = self.local_file(&shown, &path) {
+            let shown = shown_match(raw, &name);
+            if let Ok(media) = self.listed_file(&shown, &path) {
                 matches.push(GlobMatch {
                     file_name: name,
                     shown,
@@ -137,6 +134,19 @@ impl Roots {
         }
         Ok((folder, matches))
     }
+}
+
+/// A glob as written: its folder part and its file name pattern.
+pub(crate) fn split_glob(raw: &str) -> (&str, &str) {
+    match raw.rfind('/') {
+        Some(i) => (&raw[..i.max(1)], &raw[i + 1..]),
+        None => (".", raw),
+    }
+}
+
+/// A listed file as the user would write it: the folder as the manifest wrote it, then its name.
+pub(crate) fn shown_match(folder_raw: &str, name: &str) -> String {
+    format!("{}/{name}", folder_raw.trim_end_matches('/'))
 }
 
 /// One file matched by a glob.

@@ -148,6 +148,23 @@ impl Roots {
 
     /// A local media file: confined, checked to be a regular file, hashed.
     pub(super) fn local_file(&mut self, raw: &str, path: &Path) -> Result<MediaSource, String> {
+        self.confined_file(raw, path, true)
+    }
+
+    /// A file a glob or a watched folder listed: as [`Roots::local_file`], but its digest is not
+    /// kept for later references. A listing names each file once, and keeping every listed
+    /// file's path and digest would hold a large batch twice; a file also named elsewhere is
+    /// at worst read twice.
+    pub(super) fn listed_file(&mut self, raw: &str, path: &Path) -> Result<MediaSource, String> {
+        self.confined_file(raw, path, false)
+    }
+
+    fn confined_file(
+        &mut self,
+        raw: &str,
+        path: &Path,
+        remember: bool,
+    ) -> Result<MediaSource, String> {
         let (canonical, root) = self.confine_canonically(raw, path)?;
         let rel = relative_with_slashes(&canonical, root);
         // Opened once (no link at its name, never a FIFO) and checked on the handle; the size
@@ -191,7 +208,9 @@ impl Roots {
                         })?
                     }
                 };
-                self.hashes.insert(canonical.clone(), sha.clone());
+                if remember {
+                    self.hashes.insert(canonical.clone(), sha.clone());
+                }
                 sha
             }
         };

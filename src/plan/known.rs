@@ -44,7 +44,7 @@ pub fn remember(store: &Store, plan: &Plan, racy: Duration) -> Result<usize, Sto
         return Ok(0);
     };
     let local = std::iter::once(&plan.batch.reference_video)
-        .chain(plan.jobs.iter().map(|j| &j.spec.image))
+        .chain(plan.batch.jobs.iter().map(|j| &j.image))
         .filter_map(|m| match m {
             MediaSource::Local { path, sha256, .. } => Some((path, sha256)),
             MediaSource::Remote { .. } => None,

@@ -58,13 +58,23 @@ impl JobStatus {
     }
 }
 
-/// One job of the plan.
+/// What planning found of one job. Kept beside the specs (`Plan::batch.jobs`, same order),
+/// not with a copy of each: a large batch is held once.
 #[derive(Debug, Clone)]
-pub struct PlannedJob {
-    pub spec: JobSpec,
-    pub image: Option<ImageInfo>,
+pub struct JobFacts {
+    image: Option<ImageInfo>,
+    problems: Vec<String>,
+    estimate: Option<Estimate>,
+    status: JobStatus,
+}
+
+/// One job of the plan: its spec and what planning found of it.
+#[derive(Debug, Clone, Copy)]
+pub struct PlannedJob<'a> {
+    pub spec: &'a JobSpec,
+    pub image: Option<&'a ImageInfo>,
     /// Why the subject cannot be submitted; empty when it can.
-    pub problems: Vec<String>,
+    pub problems: &'a [String],
     pub estimate: Option<Estimate>,
     pub status: JobStatus,
 }
@@ -99,11 +109,11 @@ impl BudgetVerdict {
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// The manifest's batch; its `jobs` have moved into [`Plan::jobs`] and are empty here.
+    /// The manifest's batch; [`Plan::jobs`] pairs its jobs with what planning found.
     pub batch: BatchSpec,
     pub provider: String,
     pub reference: VideoInfo,
-    pub jobs: Vec<PlannedJob>,
+    facts: Vec<JobFacts>,
     /// Credits already committed to this batch in the store (accepted or possibly billed).
     pub committed_credits: u64,
     pub budget: BudgetVerdict,
@@ -177,7 +187,7 @@ fn file_name_of(source: &MediaSource) -> &str {
 
 /// Probe, check and price a batch, and compare it with the store (if one is given).
 pub async fn make_plan(
-    mut batch: BatchSpec,
+    batch: BatchSpec,
     provider: &str,
     prices: &PriceTable,
     store: Option<&Store>,
@@ -237,17 +247,20 @@ pub async fn make_plan(
         .collect();
 
     // Probes overlap (most time is waiting on disk or network); results keep manifest order.
-    // The specs move into the plan's jobs (no second copy of a large batch); each goes through
-    // the stream by value, which also keeps this future `Send` for the daemon's spawned tasks.
-    let specs = std::mem::take(&mut batch.jobs);
-    let mut jobs = Vec::with_capacity(specs.len());
-    let mut probed = futures_util::stream::iter(specs)
-        .map(|spec| async move {
-            let probe = prober.image(&spec.image).await;
-            (spec, probe)
+    // Each probe takes a copy of its image's source by index, not a borrow of the spec, which
+    // keeps this future `Send` for the daemon's spawned tasks.
+    let specs = &batch.jobs;
+    let mut facts = Vec::with_capacity(specs.len());
+    let mut probed = futures_util::stream::iter(0..specs.len())
+        .map(|i| {
+            let image = specs[i].image.clone();
+            async move { prober.image(&image).await }
         })
         .buffered(PROBES_AT_ONCE);
-    while let Some((spec, probe)) = probed.next().await {
+    let mut index = 0;
+    while let Some(probe) = probed.next().await {
+        let spec = &specs[index];
+        index += 1;
         let mut problems = Vec::new();
         let image = match probe {
             Ok(info) => {
@@ -281,8 +294,7 @@ pub async fn make_plan(
                 None => JobStatus::New,
             }
         };
-        jobs.push(PlannedJob {
-            spec,
+        facts.push(JobFacts {
             image,
             problems,
             estimate,
@@ -290,25 +302,26 @@ pub async fn make_plan(
         });
     }
     drop(probed);
-    let budget = verdict(&batch, &jobs, committed_credits);
-    Ok(Plan {
+    let mut plan = Plan {
         batch,
         provider: provider.to_owned(),
         reference,
-        jobs,
+        facts,
         committed_credits,
-        budget,
-    })
+        budget: BudgetVerdict::NoBudget,
+    };
+    plan.budget = verdict(&plan, committed_credits);
+    Ok(plan)
 }
 
-fn verdict(batch: &BatchSpec, jobs: &[PlannedJob], committed: u64) -> BudgetVerdict {
-    let Some(max_usd) = batch.budget_usd else {
+fn verdict(plan: &Plan, committed: u64) -> BudgetVerdict {
+    let Some(max_usd) = plan.batch.budget_usd else {
         return BudgetVerdict::NoBudget;
     };
     let budget_credits = usd_to_credits_floor(max_usd);
-    let submitting: Vec<&PlannedJob> = jobs.iter().filter(|j| j.status.would_submit()).collect();
+    let submitting = plan.jobs().filter(|j| j.status.would_submit());
     let unpriced: Vec<String> = submitting
-        .iter()
+        .clone()
         .filter(|j| j.estimate.is_none())
         .map(|j| j.spec.subject_id.clone())
         .collect();
@@ -319,7 +332,6 @@ fn verdict(batch: &BatchSpec, jobs: &[PlannedJob], committed: u64) -> BudgetVerd
         };
     }
     let to_submit_credits: u64 = submitting
-        .iter()
         .filter_map(|j| j.estimate.map(|e| e.credits))
         .sum();
     if committed + to_submit_credits <= budget_credits {
@@ -338,20 +350,33 @@ fn verdict(batch: &BatchSpec, jobs: &[PlannedJob], committed: u64) -> BudgetVerd
 }
 
 impl Plan {
-    /// Jobs that running the plan would submit, and their estimated total (`None` if any is unpriced).
-    pub fn to_submit(&self) -> (usize, Option<u64>) {
-        let jobs: Vec<&PlannedJob> = self
+    /// The plan's jobs in manifest order.
+    pub fn jobs(&self) -> impl ExactSizeIterator<Item = PlannedJob<'_>> + Clone {
+        self.batch
             .jobs
             .iter()
-            .filter(|j| j.status.would_submit())
-            .collect();
-        let credits = jobs.iter().map(|j| j.estimate.map(|e| e.credits)).sum();
-        (jobs.len(), credits)
+            .zip(&self.facts)
+            .map(|(spec, facts)| PlannedJob {
+                spec,
+                image: facts.image.as_ref(),
+                problems: &facts.problems,
+                estimate: facts.estimate,
+                status: facts.status,
+            })
+    }
+
+    /// Jobs that running the plan would submit, and their estimated total (`None` if any is unpriced).
+    pub fn to_submit(&self) -> (usize, Option<u64>) {
+        let (mut n, mut credits) = (0, Some(0));
+        for job in self.jobs().filter(|j| j.status.would_submit()) {
+            n += 1;
+            credits = credits.zip(job.estimate).map(|(sum, e)| sum + e.credits);
+        }
+        (n, credits)
     }
 
     pub fn invalid_count(&self) -> usize {
-        self.jobs
-            .iter()
+        self.jobs()
             .filter(|j| j.status == JobStatus::Invalid)
             .count()
     }
@@ -360,8 +385,7 @@ impl Plan {
     pub fn to_json(&self) -> serde_json::Value {
         let (to_submit, credits) = self.to_submit();
         let jobs: Vec<serde_json::Value> = self
-            .jobs
-            .iter()
+            .jobs()
             .map(|j| {
                 serde_json::json!({
                     "subject": j.spec.subject_id,
@@ -397,7 +421,7 @@ impl Plan {
             },
             "jobs": jobs,
             "totals": {
-                "jobs": self.jobs.len(),
+                "jobs": self.batch.jobs.len(),
                 "invalid": self.invalid_count(),
                 "to_submit": to_submit,
                 "credits": credits,

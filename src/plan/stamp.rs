@@ -53,7 +53,7 @@ fn paths_of(plan: &Plan) -> impl Iterator<Item = &Path> {
     std::iter::once(plan.batch.manifest_path.as_path())
         .chain(plan.batch.inputs.listed_dirs.iter().map(PathBuf::as_path))
         .chain(local(&plan.batch.reference_video))
-        .chain(plan.jobs.iter().filter_map(|j| local(&j.spec.image)))
+        .chain(plan.batch.jobs.iter().filter_map(|j| local(&j.image)))
 }
 
 /// The stamp of `plan`, whose manifest was read at `read_at`; `None` if it cannot be stamped

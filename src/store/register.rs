@@ -7,8 +7,6 @@
 //! A clip the output folder holds whole makes its job `done`; a submit only the output folder
 //! remembers is followed (`running`) or held (`unknown`), never sent again silently.
 
-use std::collections::HashSet;
-
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Cached;
@@ -39,12 +37,20 @@ impl Store {
                 batch_id,
                 ..Default::default()
             };
-            let mut keys = HashSet::new();
+            // The rows this manifest names, by id (8 bytes a job, not a copy of every key):
+            // a large batch is registered without holding it twice.
+            let mut named = Vec::new();
             for job in jobs {
-                reconcile_job(tx, batch_id, batch_cancelled, &job, &mut report)?;
-                keys.insert(job.key);
+                named.push(reconcile_job(
+                    tx,
+                    batch_id,
+                    batch_cancelled,
+                    &job,
+                    &mut report,
+                )?);
             }
-            report.dropped = drop_stale(tx, batch_id, &keys)?;
+            named.sort_unstable();
+            report.dropped = drop_stale(tx, batch_id, &named)?;
             count_subjects(tx, batch_id)?;
             event(
                 tx,
@@ -155,7 +161,7 @@ fn reconcile_job(
     batch_cancelled: bool,
     job: &NewJob,
     report: &mut ReconcileReport,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<i64> {
     let state = if job.invalid_reason.is_some() {
         JobState::Rejected
     } else {
@@ -169,14 +175,14 @@ fn reconcile_job(
         };
         if mark_found_done(tx, id, clip)? {
             report.found_in_output += 1;
-            return Ok(());
+            return Ok(id);
         }
     }
     let Some(known) = known else {
-        match (&job.adopt, state) {
+        let id = match (&job.adopt, state) {
             (Some(adopted), JobState::Planned) => {
-                insert_adopted(tx, batch_id, job, adopted)?;
                 report.adopted += 1;
+                insert_adopted(tx, batch_id, job, adopted)?
             }
             // A person cancelled the batch: what it gains waits for their resume.
             (_, JobState::Planned) if batch_cancelled => {
@@ -188,21 +194,19 @@ fn reconcile_job(
                     JobState::Cancelled,
                     Some(why),
                     Some("person"),
-                )?;
+                )?
             }
-            _ => {
-                insert_job(
-                    tx,
-                    batch_id,
-                    job,
-                    state,
-                    job.invalid_reason.as_deref(),
-                    None,
-                )?;
-            }
-        }
+            _ => insert_job(
+                tx,
+                batch_id,
+                job,
+                state,
+                job.invalid_reason.as_deref(),
+                None,
+            )?,
+        };
         report.added += 1;
-        return Ok(());
+        return Ok(id);
     };
     tx.prepare_cached(
         "UPDATE jobs SET subject_id = ?2, output_name = ?3, spec_json = ?4, duration_ms = ?5,
@@ -233,25 +237,30 @@ fn reconcile_job(
     } else {
         report.kept += 1;
     }
-    Ok(())
+    Ok(known.id)
 }
 
 /// Planned jobs whose keys left the manifest: cancelled by the manifest (nothing was spent on
 /// them; they come back with their subject). Returns how many.
-fn drop_stale(
-    tx: &Transaction<'_>,
-    batch_id: i64,
-    keys: &HashSet<String>,
-) -> rusqlite::Result<usize> {
-    let planned: Vec<(i64, String)> = tx
-        .prepare_cached("SELECT id, job_key FROM jobs WHERE batch_id = ?1 AND state = 'planned'")?
-        .query_map([batch_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
+fn drop_stale(tx: &Transaction<'_>, batch_id: i64, named: &[i64]) -> rusqlite::Result<usize> {
+    // Only the stale ids are collected (usually none), not every planned row.
+    let mut stale = Vec::new();
+    let mut planned =
+        tx.prepare_cached("SELECT id FROM jobs WHERE batch_id = ?1 AND state = 'planned'")?;
+    let mut rows = planned.query([batch_id])?;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        if named.binary_search(&id).is_err() {
+            stale.push(id);
+        }
+    }
+    drop(rows);
+    drop(planned);
     let mut dropped = 0;
-    for (id, _) in planned.iter().filter(|(_, key)| !keys.contains(key)) {
+    for id in stale {
         set_job_state(
             tx,
-            *id,
+            id,
             JobState::Cancelled,
             Some("no longer in the manifest"),
         )?;
@@ -290,7 +299,7 @@ fn insert_adopted(
     batch_id: i64,
     job: &NewJob,
     adopted: &AdoptedSubmit,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<i64> {
     let now = now_ms();
     let (job_state, attempt_state, reason) = match &adopted.task_id {
         Some(_) => (
@@ -327,7 +336,8 @@ fn insert_adopted(
         "UPDATE jobs SET attempt_id = ?2 WHERE id = ?1",
         params![job_id, attempt_id],
     )?;
-    event(tx, Some(batch_id), Some(job_id), job_state.as_str(), reason)
+    event(tx, Some(batch_id), Some(job_id), job_state.as_str(), reason)?;
+    Ok(job_id)
 }
 
 /// A clip the output folder holds makes its job `done`, unless a task of it is in flight (that

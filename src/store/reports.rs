@@ -347,15 +347,16 @@ impl Store {
         .map_err(self.sql_error("read events"))
     }
 
-    /// Every job key of a batch, whatever its state.
-    pub fn job_keys(&self, batch_id: i64) -> Result<std::collections::HashSet<String>, StoreError> {
+    /// Whether a batch has a job of this key, whatever its state.
+    pub fn has_job_key(&self, batch_id: i64, key: &str) -> Result<bool, StoreError> {
         let conn = self.conn();
         let mut s = conn
-            .prepare_cached("SELECT job_key FROM jobs WHERE batch_id = ?1")
-            .map_err(self.sql_error("list job keys"))?;
-        s.query_map([batch_id], |r| r.get(0))
-            .and_then(|rows| rows.collect())
-            .map_err(self.sql_error("list job keys"))
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE batch_id = ?1 AND job_key = ?2)",
+            )
+            .map_err(self.sql_error("look up a job key"))?;
+        s.query_row(params![batch_id, key], |r| r.get(0))
+            .map_err(self.sql_error("look up a job key"))
     }
 
     /// What the batch's output folder records as spent on jobs this state folder does not know.
