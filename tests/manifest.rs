@@ -72,13 +72,13 @@ fn the_example_manifest_loads() {
         .jobs
         .iter()
         .map(|j| {
-            let MediaSource::Local { rel, sha256, .. } = &j.image else {
+            let MediaSource::Local(local) = &j.image else {
                 panic!("local media")
             };
-            assert_eq!(sha256.len(), 64);
+            assert_eq!(local.sha256().len(), 64);
             (
                 j.subject_id.as_str(),
-                rel.as_str(),
+                local.rel(),
                 j.output_name.as_str(),
                 j.location.line,
             )
@@ -110,10 +110,10 @@ fn the_example_manifest_loads() {
     assert_eq!(owl.prompt.as_deref(), Some("moonlight, slow dolly in"));
     assert!(!owl.keep_original_sound);
     assert!(batch.jobs[0].settings.keep_original_sound);
-    let MediaSource::Local { rel, .. } = &batch.reference_video else {
+    let MediaSource::Local(local) = &batch.reference_video else {
         panic!("local video")
     };
-    assert_eq!(rel, "examples/media/dance-5s.mp4");
+    assert_eq!(local.rel(), "examples/media/dance-5s.mp4");
 }
 
 #[test]
@@ -466,7 +466,7 @@ fn keys_by_id(batch: &BatchSpec) -> BTreeMap<String, String> {
     batch
         .jobs
         .iter()
-        .map(|j| (j.subject_id.clone(), j.key.0.clone()))
+        .map(|j| (j.subject_id.clone(), j.key.as_str().to_owned()))
         .collect()
 }
 

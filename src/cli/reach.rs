@@ -33,7 +33,7 @@ pub async fn media_reach(batch: &BatchSpec, publisher: &MediaPublisher) -> Vec<M
     let mut seen = std::collections::HashSet::new();
     let files: Vec<(String, StoredMedia)> = std::iter::once(&batch.reference_video)
         .chain(batch.jobs.iter().map(|j| &j.image))
-        .filter(|m| matches!(m, MediaSource::Local { .. }))
+        .filter(|m| matches!(m, MediaSource::Local(_)))
         .filter(|m| seen.insert(crate::plan::media_label(m).to_owned()))
         .map(|m| (crate::plan::media_label(m).to_owned(), StoredMedia::from(m)))
         .collect();

@@ -106,7 +106,7 @@ pub(super) fn real_publisher(
 fn unpublishable_media(batch: &BatchSpec, publisher: &MediaPublisher) -> Option<String> {
     let local = std::iter::once(&batch.reference_video)
         .chain(batch.jobs.iter().map(|j| &j.image))
-        .filter(|m| matches!(m, MediaSource::Local { .. }))
+        .filter(|m| matches!(m, MediaSource::Local(_)))
         .filter(|m| !publisher.can_publish(&crate::engine::StoredMedia::from(*m)))
         .count();
     (local > 0).then(|| {

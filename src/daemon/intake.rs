@@ -137,7 +137,9 @@ impl Intake {
             .jobs()
             .filter(|j| j.status == JobStatus::Invalid)
             .filter_map(|j| match &j.spec.image {
-                MediaSource::Local { path, .. } => Some((path.clone(), j.problems.join("\n"))),
+                MediaSource::Local(local) => {
+                    Some((local.path().to_path_buf(), j.problems.join("\n")))
+                }
                 MediaSource::Remote { .. } => None,
             })
             .collect();

@@ -104,7 +104,7 @@ pub fn register(
     let made = output::read(output_dir);
     // Built one at a time as the store takes them: a large batch is not held twice.
     let jobs = plan.jobs().map(|j| {
-        let key = &j.spec.key.0;
+        let key = j.spec.key.as_str();
         // Only jobs this state folder has not seen made are checked against the folder.
         let landed = (j.status != JobStatus::Known(JobState::Done) && j.problems.is_empty())
             .then(|| made.get(key))
@@ -139,7 +139,7 @@ pub fn register(
                 })
             });
         NewJob {
-            key: key.clone(),
+            key: key.to_owned(),
             subject_id: j.spec.subject_id.clone(),
             output_name: j.spec.output_name.clone(),
             spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video)

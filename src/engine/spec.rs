@@ -39,9 +39,9 @@ impl StoredMedia {
 impl From<&MediaSource> for StoredMedia {
     fn from(m: &MediaSource) -> Self {
         match m {
-            MediaSource::Local { path, sha256, .. } => StoredMedia::File {
-                path: path.clone(),
-                sha256: sha256.clone(),
+            MediaSource::Local(local) => StoredMedia::File {
+                path: local.path().to_path_buf(),
+                sha256: local.sha256(),
             },
             MediaSource::Remote { url } => StoredMedia::Url(url.clone()),
         }

@@ -50,9 +50,10 @@ impl Candidate {
     /// For ids from file names: the file as the user would write it, for messages. Made again
     /// from the entry and the path when needed, not kept with each of 100,000 candidates.
     fn shown_file(&self, manifest: &Manifest) -> Option<String> {
-        let MediaSource::Local { path, .. } = &self.image else {
+        let MediaSource::Local(local) = &self.image else {
             return None;
         };
+        let path = local.path();
         let folder = match manifest.subjects[self.entry].source.as_ref()? {
             SubjectSource::Glob(glob) => split_glob(&glob.value).0,
             SubjectSource::Watch(watch) => watch.value.as_str(),
@@ -341,7 +342,7 @@ fn check_same_clip(jobs: &[JobSpec], problems: &mut Problems) {
     let mut in_file_order: Vec<&JobSpec> = jobs.iter().collect();
     in_file_order.sort_by_key(|j| j.location);
     for job in in_file_order {
-        match first_by_key.get(job.key.0.as_str()) {
+        match first_by_key.get(job.key.as_str()) {
             Some(first) => problems.push(
                 job.location,
                 "subjects",
@@ -355,7 +356,7 @@ fn check_same_clip(jobs: &[JobSpec], problems: &mut Problems) {
                 ),
             ),
             None => {
-                first_by_key.insert(&job.key.0, job);
+                first_by_key.insert(job.key.as_str(), job);
             }
         }
     }

@@ -29,6 +29,7 @@ mod listing;
 mod output_name;
 mod paths;
 pub(crate) mod schema;
+mod source;
 pub(crate) mod yaml;
 
 pub(crate) use errors::Problems;
@@ -36,6 +37,7 @@ pub use errors::{MAX_REPORTED_ERRORS, ManifestError, ManifestErrors};
 pub use inputs::{InputTrail, KnownDigests};
 pub use key::{JOB_KEY_SCHEME, job_key};
 pub use listing::is_temporary_name;
+pub use source::{JobKey, LocalMedia, LocalMediaError, MediaSource};
 pub use yaml::MAX_MANIFEST_BYTES;
 
 use std::io::Read;
@@ -43,43 +45,6 @@ use std::path::{Path, PathBuf};
 
 use crate::media::Orientation;
 use crate::pricing::Mode;
-
-/// Hash of everything that shapes a clip. Same key = same clip: never made twice.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct JobKey(pub String);
-
-impl std::fmt::Display for JobKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl JobKey {
-    /// First 12 hex digits: enough to tell keys apart in tables and file names.
-    pub fn short(&self) -> &str {
-        &self.0[..self.0.len().min(12)]
-    }
-}
-
-/// Where a piece of media is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum MediaSource {
-    /// A local file, already confined to an allowed root and hashed.
-    Local {
-        /// Canonical absolute path.
-        path: PathBuf,
-        /// Path relative to the manifest's folder with `/` separators, used to map local media to
-        /// a public URL (`media_base_url`) or to the simulator's `/media/` folder. For a file
-        /// under an allowed root outside the manifest's folder: relative to that root.
-        rel: String,
-        /// sha256 of the content, lowercase hex.
-        sha256: String,
-    },
-    /// An `https://` (or `http://`, for local testing) URL, passed to the provider as is.
-    Remote { url: String },
-}
 
 /// A position in the manifest file (1-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]

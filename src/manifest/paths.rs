@@ -214,11 +214,9 @@ impl Roots {
                 sha
             }
         };
-        Ok(MediaSource::Local {
-            path: canonical,
-            rel,
-            sha256,
-        })
+        super::LocalMedia::new(canonical, &rel, &sha256)
+            .map(MediaSource::Local)
+            .map_err(|err| format!("`{}`: {err}", quote_for_message(raw)))
     }
 
     /// One media reference as written: an http(s) URL, or a local path relative to the manifest.

@@ -46,10 +46,11 @@ pub fn remember(store: &Store, plan: &Plan, racy: Duration) -> Result<usize, Sto
     let local = std::iter::once(&plan.batch.reference_video)
         .chain(plan.batch.jobs.iter().map(|j| &j.image))
         .filter_map(|m| match m {
-            MediaSource::Local { path, sha256, .. } => Some((path, sha256)),
+            MediaSource::Local(local) => Some(local),
             MediaSource::Remote { .. } => None,
         });
-    let rows = local.filter_map(|(path, sha256)| {
+    let rows = local.filter_map(|media| {
+        let path = media.path();
         let meta = std::fs::metadata(path).ok()?;
         if meta.len() < DIGEST_WORTH_KEEPING {
             return None;
@@ -61,7 +62,7 @@ pub fn remember(store: &Store, plan: &Plan, racy: Duration) -> Result<usize, Sto
         Some((
             path.to_str()?.to_owned(),
             identity.to_bytes().to_vec(),
-            sha256.clone(),
+            media.sha256(),
         ))
     });
     store.remember_digests(rows)

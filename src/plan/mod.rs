@@ -174,7 +174,7 @@ pub async fn load_manifest(
 /// How a piece of media is named to a person: its path relative to the manifest, or its URL.
 pub fn media_label(source: &MediaSource) -> &str {
     match source {
-        MediaSource::Local { rel, .. } => rel,
+        MediaSource::Local(local) => local.rel(),
         MediaSource::Remote { url } => url,
     }
 }
@@ -286,7 +286,7 @@ pub async fn make_plan(
         let status = if !problems.is_empty() {
             JobStatus::Invalid
         } else {
-            match known.as_ref().and_then(|(_, k)| k.get(&spec.key.0)) {
+            match known.as_ref().and_then(|(_, k)| k.get(spec.key.as_str())) {
                 Some(k) => JobStatus::Known(k.state),
                 None if subjects_with_clips.contains_key(spec.subject_id.as_str()) => {
                     JobStatus::Changed
@@ -389,7 +389,7 @@ impl Plan {
             .map(|j| {
                 serde_json::json!({
                     "subject": j.spec.subject_id,
-                    "key": j.spec.key.0,
+                    "key": j.spec.key.as_str(),
                     "image": {
                         "source": media_label(&j.spec.image),
                         "format": j.image.as_ref().map(|i| i.format),

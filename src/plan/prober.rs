@@ -42,8 +42,8 @@ impl Prober {
 
     pub async fn video(&self, source: &MediaSource) -> Result<VideoInfo, MediaError> {
         match source {
-            MediaSource::Local { path, rel, .. } => {
-                let (path, rel) = (path.clone(), rel.clone());
+            MediaSource::Local(local) => {
+                let (path, rel) = (local.path().to_path_buf(), local.rel().to_owned());
                 tokio::task::spawn_blocking(move || {
                     let file = media::open_confined(&path, &rel)?;
                     media::probe_video_handle(file, &path.display().to_string())
@@ -60,8 +60,8 @@ impl Prober {
 
     pub async fn image(&self, source: &MediaSource) -> Result<ImageInfo, MediaError> {
         match source {
-            MediaSource::Local { path, rel, .. } => {
-                let (path, rel) = (path.clone(), rel.clone());
+            MediaSource::Local(local) => {
+                let (path, rel) = (local.path().to_path_buf(), local.rel().to_owned());
                 tokio::task::spawn_blocking(move || {
                     let file = media::open_confined(&path, &rel)?;
                     media::probe_image_handle(file, &path.display().to_string())

@@ -46,7 +46,7 @@ pub fn context(parts: &str) -> String {
 fn paths_of(plan: &Plan) -> impl Iterator<Item = &Path> {
     fn local(m: &MediaSource) -> Option<&Path> {
         match m {
-            MediaSource::Local { path, .. } => Some(path.as_path()),
+            MediaSource::Local(local) => Some(local.path()),
             MediaSource::Remote { .. } => None,
         }
     }
