@@ -2,7 +2,7 @@
 //! global poll rate limit, until it finishes (its clip link goes to the download stage) or fails
 //! (a new attempt while `retries` allow, since the provider refunds failed tasks).
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::{Engine, EngineError, Halt};
 use crate::provider::{Provider, ProviderError, TaskState, TaskStatus};
 use crate::store::{JobState, PollItem, now_ms};
+
+/// Due polls fetched per free slot at a time.
+const POLLS_AHEAD: usize = 4;
 
 impl<P: Provider> Engine<P> {
     pub(super) async fn poll_stage(
@@ -33,6 +36,11 @@ impl<P: Provider> Engine<P> {
                 Err(e) => Err(EngineError::Panicked(super::panic_message(e))),
             }
         };
+        // Due polls fetched ahead of the free slots: a finished poll starts the next from here
+        // instead of asking the store again (it was asked once per finished poll, which on a
+        // busy run cost more than the polls' own writes).
+        let mut queue: VecDeque<PollItem> = VecDeque::new();
+        let (mut refresh, mut more_due) = (true, false);
         loop {
             if stop.is_cancelled() {
                 break;
@@ -40,29 +48,39 @@ impl<P: Provider> Engine<P> {
             while let Some(done) = polls.try_join_next() {
                 finished(done, &mut busy)?;
             }
-            let free = self.config.poll_concurrency.saturating_sub(polls.len());
             let now = now_ms();
-            let mut started = 0;
-            if free > 0 {
-                for item in self.store.due_polls(self.scope(), now, free + busy.len())? {
-                    if started >= free || !busy.insert(item.job_id) {
-                        continue;
-                    }
-                    started += 1;
+            let free = self.config.poll_concurrency.saturating_sub(polls.len());
+            if free > 0 && (refresh || (queue.is_empty() && more_due)) {
+                let limit = self.config.poll_concurrency * POLLS_AHEAD + busy.len();
+                let due = self.store.due_polls(self.scope(), now, limit)?;
+                more_due = due.len() == limit;
+                queue = due
+                    .into_iter()
+                    .filter(|i| !busy.contains(&i.job_id))
+                    .collect();
+                refresh = false;
+            }
+            while polls.len() < self.config.poll_concurrency
+                && let Some(item) = queue.pop_front()
+            {
+                if busy.insert(item.job_id) {
                     let engine = self.clone();
                     polls.spawn(async move { (item.job_id, engine.poll_one(item).await) });
                 }
             }
-            let wait = match self.store.next_poll_at(self.scope())? {
-                _ if started > 0 => Duration::from_millis(20),
-                Some(at) => Duration::from_millis((at - now).clamp(20, 1000) as u64),
-                None => Duration::from_millis(500),
+            // Polls in flight are due until they finish: the store is asked again soon.
+            let wait = match polls.is_empty() && queue.is_empty() && !more_due {
+                true => match self.store.next_poll_at(self.scope())? {
+                    Some(at) => Duration::from_millis((at - now).clamp(20, 1000) as u64),
+                    None => Duration::from_millis(500),
+                },
+                false => Duration::from_millis(20),
             };
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => refresh = true,
                 Some(done) = polls.join_next(), if !polls.is_empty() => finished(done, &mut busy)?,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait) => refresh = true,
             }
         }
         // A poll changes nothing the provider bills, so polls in flight may simply be dropped.
