@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0011_status_indexes.sql"),
     include_str!("migrations/0012_file_digests.sql"),
     include_str!("migrations/0013_tick_indexes.sql"),
+    include_str!("migrations/0014_digest_retention.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

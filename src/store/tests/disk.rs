@@ -1,6 +1,7 @@
 //! The store on disk: private files, and group commit's syncs.
 
 use super::*;
+use crate::store::stamps::DIGESTS_KEPT;
 
 #[test]
 fn the_database_files_are_private() {
@@ -73,4 +74,39 @@ fn an_observation_nobody_waits_for_is_synced_lazily_all_the_same() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+#[test]
+fn digests_no_plan_read_for_a_month_are_dropped_and_those_in_use_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let row = |path: &str| (path.to_owned(), vec![1u8; 8], "ab".repeat(32));
+    assert_eq!(
+        store
+            .remember_digests([row("/in/use.png"), row("/gone.png")].into_iter())
+            .unwrap(),
+        2
+    );
+    // Both were last read 31 days ago; a plan now reads only the one still in use.
+    let month_ago = now_ms() - DIGESTS_KEPT.as_millis() as i64 - 24 * 3600 * 1000;
+    store
+        .writer()
+        .execute("UPDATE file_digests SET seen_at = ?1", [month_ago])
+        .unwrap();
+    assert_eq!(
+        store
+            .remember_digests([row("/in/use.png")].into_iter())
+            .unwrap(),
+        1,
+        "a digest in use is stamped as read"
+    );
+    assert!(store.file_digest("/in/use.png").unwrap().is_some());
+    assert_eq!(store.file_digest("/gone.png").unwrap(), None);
+    // Read again the same day: nothing to write.
+    assert_eq!(
+        store
+            .remember_digests([row("/in/use.png")].into_iter())
+            .unwrap(),
+        0
+    );
 }
