@@ -259,6 +259,17 @@ impl<P: Provider> Engine<P> {
                     "provider rate limit (429): slowing every submit down"
                 );
             }
+            Err(e @ ProviderError::Rejected { .. }) if intent.resend => {
+                // The refusal is of this send; the first one may have made a billed task. Its
+                // credits stay counted and a person decides (the provider's answer is kept).
+                let why = format!(
+                    "a re-send was refused ({e}); the first send may have made a task, which may be billed"
+                );
+                store.record_unknown(intent, &why)?;
+                store.note_error_reference(intent.job_id, &e.reference())?;
+                self.note_outcome(intent.job_id);
+                tracing::warn!(subject = %intent.subject_id, "{why}; held as unknown");
+            }
             Err(e @ ProviderError::Rejected { .. }) => {
                 let why = e.to_string();
                 store.record_rejected(intent, &why)?;

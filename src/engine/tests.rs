@@ -349,3 +349,47 @@ async fn a_task_that_never_ends_is_polled_no_more_after_the_maximum_age() {
         "never re-sent by itself"
     );
 }
+
+/// A re-send refused with a 400 proves nothing about the first send, whose task may exist and
+/// be billed: the job stays `unknown` with those credits counted, never `rejected`.
+#[tokio::test(start_paused = true)]
+async fn a_resend_refused_with_a_400_stays_unknown_and_counted() {
+    let (store, batch) = registered_store(1);
+    let provider = Arc::new(ScriptedProvider::default());
+    provider.submit_answers.lock().unwrap().extend([
+        Err(ProviderError::Ambiguous("the connection closed".into())),
+        Err(ProviderError::Rejected {
+            status: 400,
+            message: "image_url cannot be fetched".into(),
+            reference: Default::default(),
+        }),
+    ]);
+    let config = EngineConfig {
+        trust_idempotency: true,
+        ..EngineConfig::default()
+    };
+    let engine = scripted_engine(&store, &provider, config);
+    for _ in 0..20 {
+        if provider.submits.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        engine.submit_pass(&CancellationToken::new()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    assert_eq!(
+        provider.submits.load(Ordering::SeqCst),
+        2,
+        "sent, then re-sent once"
+    );
+    let counts = store.batch_counts(batch).unwrap();
+    assert_eq!(counts.get(JobState::Rejected), 0);
+    assert_eq!(counts.get(JobState::Unknown), 1);
+    let summary = store.batch_summary(batch).unwrap();
+    assert_eq!(
+        summary.credits_uncertain, 566,
+        "the first send may have billed"
+    );
+    // Held for a person: no third send.
+    engine.submit_pass(&CancellationToken::new()).await.unwrap();
+    assert_eq!(provider.submits.load(Ordering::SeqCst), 2);
+}
