@@ -26,6 +26,7 @@ mod expand;
 mod inputs;
 mod key;
 mod listing;
+mod local_file;
 mod output_name;
 mod paths;
 pub(crate) mod schema;

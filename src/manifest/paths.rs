@@ -1,8 +1,9 @@
 //! Where a manifest may reach: local media, globs and the output folder, confined to roots.
 //!
 //! Owns: telling URLs from local paths, confining local paths to the manifest's folder and the
-//! allowed roots (lexically first, then after resolving symlinks), hashing local media, and
-//! resolving the output folder. Listing a glob's or a watched folder is `listing`'s.
+//! allowed roots (lexically first, then after resolving symlinks), and resolving the output
+//! folder. Listing a glob's or a watched folder is `listing`'s; opening and hashing a local file
+//! is `local_file`'s.
 //!
 //! May not: read media beyond hashing them (probing is `media`), create or write anything, or
 //! put a resolved absolute path into an error message: the manifest said where, and that is what
@@ -10,10 +11,8 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Component, Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 use super::MediaSource;
 use super::yaml::quote_for_message;
@@ -28,16 +27,16 @@ pub(crate) struct Roots {
     /// Allowed roots: (absolute as given, canonical).
     extra: Vec<(PathBuf, PathBuf)>,
     /// sha256 by canonical path, so media shared by subjects are read once.
-    hashes: HashMap<PathBuf, String>,
+    pub(super) hashes: HashMap<PathBuf, String>,
     /// Canonical folders whose listing chose subjects (globs, watches).
     pub(super) listed: Vec<PathBuf>,
     /// Some path resolved through a symlink: what it names can change without any file the
     /// batch read changing.
     through_links: std::cell::Cell<bool>,
     /// Digests recorded by earlier runs, and how many files were hashed or taken from them.
-    known: Option<std::sync::Arc<dyn super::KnownDigests>>,
-    hashed: usize,
-    reused: usize,
+    pub(super) known: Option<std::sync::Arc<dyn super::KnownDigests>>,
+    pub(super) hashed: usize,
+    pub(super) reused: usize,
     /// When these roots were made, before any file was read through them.
     started: std::time::SystemTime,
 }
@@ -144,79 +143,6 @@ impl Roots {
                 quote_for_message(raw)
             )),
         }
-    }
-
-    /// A local media file: confined, checked to be a regular file, hashed.
-    pub(super) fn local_file(&mut self, raw: &str, path: &Path) -> Result<MediaSource, String> {
-        self.confined_file(raw, path, true)
-    }
-
-    /// A file a glob or a watched folder listed: as [`Roots::local_file`], but its digest is not
-    /// kept for later references. A listing names each file once, and keeping every listed
-    /// file's path and digest would hold a large batch twice; a file also named elsewhere is
-    /// at worst read twice.
-    pub(super) fn listed_file(&mut self, raw: &str, path: &Path) -> Result<MediaSource, String> {
-        self.confined_file(raw, path, false)
-    }
-
-    fn confined_file(
-        &mut self,
-        raw: &str,
-        path: &Path,
-        remember: bool,
-    ) -> Result<MediaSource, String> {
-        let (canonical, root) = self.confine_canonically(raw, path)?;
-        let rel = relative_with_slashes(&canonical, root);
-        // Opened once (no link at its name, never a FIFO) and checked on the handle; the size
-        // rule comes before hashing, so a huge (or sparse) file is not read in full.
-        let beneath = canonical.strip_prefix(root).unwrap_or(&canonical);
-        let file = crate::safe_fs::open_beneath(root, beneath).map_err(|err| match err.kind() {
-            io::ErrorKind::Other => format!("`{}` is not a regular file", quote_for_message(raw)),
-            _ => format!("cannot open `{}`: {err}", quote_for_message(raw)),
-        })?;
-        let meta = file
-            .metadata()
-            .map_err(|err| format!("cannot open `{}`: {err}", quote_for_message(raw)))?;
-        let size = meta.len();
-        if size > MAX_LOCAL_MEDIA_BYTES {
-            return Err(format!(
-                "`{}` is {size} bytes; the provider takes media of at most 100 MB (a video) \
-                 or 10 MB (an image)",
-                quote_for_message(raw)
-            ));
-        }
-        let sha256 = match self.hashes.get(&canonical) {
-            Some(sha) => sha.clone(),
-            None => {
-                // Identified on the open handle: the bytes a recorded digest vouches for are
-                // this file's, whatever was at its name before.
-                let identity = crate::file_identity::FileIdentity::of_metadata(&meta);
-                let recorded = self
-                    .known
-                    .as_ref()
-                    .filter(|_| size >= crate::file_identity::DIGEST_WORTH_KEEPING)
-                    .and_then(|k| k.sha256(&canonical, &identity));
-                let sha = match recorded {
-                    Some(sha) => {
-                        self.reused += 1;
-                        sha
-                    }
-                    None => {
-                        self.hashed += 1;
-                        sha256_of(file).map_err(|err| {
-                            format!("cannot read `{}`: {err}", quote_for_message(raw))
-                        })?
-                    }
-                };
-                if remember {
-                    self.hashes.insert(canonical.clone(), sha.clone());
-                }
-                sha
-            }
-        };
-        super::LocalMedia::new(canonical, &rel, &sha256)
-            .map(MediaSource::Local)
-            .map_err(|err| format!("`{}`: {err}", quote_for_message(raw)))
     }
 
     /// One media reference as written: an http(s) URL, or a local path relative to the manifest.
@@ -345,32 +271,6 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
-}
-
-fn relative_with_slashes(path: &Path, root: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// The largest local media file read at all: the provider's cap for a reference video.
-const MAX_LOCAL_MEDIA_BYTES: u64 = 100_000_000;
-
-/// sha256 of an open file, streamed: media can be large and memory stays bounded.
-fn sha256_of(mut file: fs::File) -> io::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]
