@@ -3,26 +3,24 @@
 //! The clip is streamed to a temp file inside the output folder (same filesystem, so the final
 //! step is atomic), its length checked against what the server promised and its MP4 header
 //! probed, then fsynced, linked under its final name (a hard link fails rather than replace an
-//! existing file, so a finished clip is never overwritten) and the folder fsynced. Links expire:
-//! the ones expiring soonest are fetched first, and a dead link is refreshed by polling again.
+//! existing file, so a finished clip is never overwritten) and the folder fsynced; those steps
+//! are [`super::fetch`]'s. This stage owns the order and the outcome: links expire, so the ones
+//! expiring soonest are fetched first, and a dead link is refreshed by polling again (at most
+//! `max_link_refreshes` times, then the clip is given up as `expired`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::landing::land;
 use super::{Engine, EngineError};
 use crate::provider::Provider;
 use crate::store::{DownloadItem, JobState, now_ms};
 
 /// Temp files carry this suffix; anything with it in an output folder is a leftover.
-const TEMP_SUFFIX: &str = ".recast-part";
+pub(super) const TEMP_SUFFIX: &str = ".recast-part";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -43,10 +41,10 @@ pub enum DownloadError {
 
 /// A clip on disk under its final name.
 #[derive(Debug)]
-struct Landed {
-    path: PathBuf,
-    sha256: String,
-    bytes: u64,
+pub(super) struct Landed {
+    pub(super) path: PathBuf,
+    pub(super) sha256: String,
+    pub(super) bytes: u64,
 }
 
 /// Remove temp files that interrupted downloads left in `dir`. Returns how many.
@@ -229,170 +227,6 @@ impl<P: Provider> Engine<P> {
         self.wake.notify_waiters();
         Ok(())
     }
-
-    async fn fetch_clip(&self, item: &DownloadItem) -> Result<Landed, DownloadError> {
-        let dir = PathBuf::from(&item.output_dir);
-        let local = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| DownloadError::Local { path, source }
-        };
-        // Opened once, not through a link at its name; every file below goes through it.
-        let out = self.folders.get(&dir).map_err(local(&dir))?;
-        // A link from the provider's answer is foreign: it may not lead to a private address.
-        crate::netguard::check_url(&item.clip_url, self.config.allow_private_networks)
-            .map_err(|why| DownloadError::Retryable(format!("the clip link is refused: {why}")))?;
-        let response = self
-            .downloads
-            .get(&item.clip_url)
-            .send()
-            .await
-            .map_err(|e| {
-                DownloadError::Retryable(format!("request failed: {}", short_error(&e)))
-            })?;
-        let status = response.status().as_u16();
-        if matches!(status, 403 | 404 | 410) {
-            return Err(DownloadError::LinkDead(status));
-        }
-        if !response.status().is_success() {
-            return Err(DownloadError::Retryable(format!(
-                "the clip server answered HTTP {status}"
-            )));
-        }
-        let promised = response.content_length();
-        let cap = self.config.max_clip_bytes;
-        let too_large = || {
-            DownloadError::Retryable(format!(
-                "the clip is larger than {cap} bytes (limits.max_clip_bytes)"
-            ))
-        };
-        if promised.is_some_and(|n| n > cap) {
-            return Err(too_large());
-        }
-        let announced = response
-            .headers()
-            .get("repr-digest")
-            .or_else(|| response.headers().get("content-digest"))
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::digest::parse_sha256);
-        // An unpredictable name, created exclusively (O_EXCL, no link followed): nothing planted
-        // in the output folder can make recast write through it.
-        let (file, temp) = out.create_temp(TEMP_SUFFIX).map_err(local(&dir))?;
-        let temp_path = dir.join(temp.name());
-        let mut file = tokio::fs::File::from_std(file);
-        let mut hasher = Sha256::new();
-        let mut bytes = 0u64;
-        let mut body = response.bytes_stream();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                DownloadError::Retryable(format!(
-                    "cut off after {bytes} bytes: {}",
-                    short_error(&e)
-                ))
-            })?;
-            if bytes + chunk.len() as u64 > cap {
-                return Err(too_large());
-            }
-            hasher.update(&chunk);
-            bytes += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(local(&temp_path))?;
-        }
-        if let Some(promised) = promised
-            && promised != bytes
-        {
-            return Err(DownloadError::Retryable(format!(
-                "truncated: the server promised {promised} bytes and sent {bytes}"
-            )));
-        }
-        file.flush().await.map_err(local(&temp_path))?;
-        file.sync_all().await.map_err(local(&temp_path))?;
-        drop(file);
-        // Probed through the open file: whatever happens to the folder's names meanwhile.
-        let reread = out.open_regular(temp.name()).map_err(local(&temp_path))?;
-        let what = temp_path.display().to_string();
-        let probed =
-            tokio::task::spawn_blocking(move || crate::media::probe_video_handle(reread, &what))
-                .await
-                .map_err(|e| DownloadError::Retryable(format!("probe failed: {e}")))?;
-        if let Err(e) = probed {
-            return Err(DownloadError::Retryable(format!(
-                "the clip is not a whole MP4: {e}"
-            )));
-        }
-        let digest = hasher.finalize();
-        if let Some(announced) = announced
-            && announced[..] != digest[..]
-        {
-            return Err(DownloadError::Retryable(
-                "the body does not match the digest the server announced (changed in flight)"
-                    .to_owned(),
-            ));
-        }
-        let sha256 = hex::encode(digest);
-        let path = tokio::task::spawn_blocking({
-            let (out, name, key, sha) = (
-                out.clone(),
-                item.output_name.clone(),
-                item.job_key.clone(),
-                sha256.clone(),
-            );
-            let (store, job_id) = (self.store.clone(), item.job_id);
-            let mut line = result_line(item, &sha256, bytes);
-            move || {
-                let owned_by_another = |path: &Path| {
-                    store
-                        .output_owner(&path.to_string_lossy())
-                        .map(|owner| owner.is_some_and(|o| o != job_id))
-                        // When in doubt, the file is someone else's: write beside it.
-                        .unwrap_or(true)
-                };
-                let path = land(&out, temp, &name, &key, &sha, &owned_by_another)?;
-                // The folder remembers the clip before the store does: a state folder lost
-                // from here on still finds it made.
-                line.file = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                crate::output::append_in(&out, &line).map_err(|source| DownloadError::Local {
-                    path: out.path().join(crate::output::RESULTS_FILE),
-                    source,
-                })?;
-                Ok::<_, DownloadError>(path)
-            }
-        })
-        .await
-        .map_err(|e| DownloadError::Retryable(format!("landing failed: {e}")))??;
-        Ok(Landed {
-            path,
-            sha256,
-            bytes,
-        })
-    }
-}
-
-/// The results file's line for a clip of `item` (its file name is known once it landed).
-fn result_line(item: &DownloadItem, sha256: &str, bytes: u64) -> crate::output::ResultLine {
-    crate::output::ResultLine {
-        job_key: item.job_key.clone(),
-        subject: item.subject_id.clone(),
-        batch: item.batch_name.clone(),
-        sha256: sha256.to_owned(),
-        bytes,
-        task_id: item.task_id.clone(),
-        credits: item.estimate_credits,
-        state: "done".to_owned(),
-        at: now_ms(),
-        ..Default::default()
-    }
-}
-
-fn short_error(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        msg = s.to_string();
-        source = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

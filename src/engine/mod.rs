@@ -16,6 +16,7 @@ mod balance;
 mod breaker;
 mod config;
 mod download;
+mod fetch;
 mod landing;
 mod limit_search;
 mod outcome;
