@@ -134,3 +134,63 @@ async fn clips_another_state_folder_landed_in_the_output_folder_are_not_bought_a
     );
     ws.assert_all_clips_whole();
 }
+
+/// A subject image planned before is known by its content: what its header said is taken from
+/// the state folder, and the file is not opened to probe it again (the header kept here is made
+/// to differ from the file's, so the plan shows which one it used).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_known_by_its_content_is_not_probed_again() {
+    use recast::manifest::{LoadOptions, MediaSource};
+    use recast::media::{ImageFormat, ImageInfo};
+    use recast::plan::{Prober, known, make_plan};
+    use recast::pricing::PriceTable;
+    use recast::store::{KnownFile, Store};
+
+    let ws = Workspace::new(2, "");
+    let store = Store::open(&ws.state()).unwrap();
+    let load = || recast::manifest::load(&ws.manifest(), &LoadOptions::default()).unwrap();
+    let prices = PriceTable::default();
+    let prober = Prober::default();
+    let first = make_plan(load(), "sim", &prices, Some(&store), &prober)
+        .await
+        .unwrap();
+    let found: Vec<ImageInfo> = first.jobs().map(|j| j.image.cloned().unwrap()).collect();
+    assert_eq!(found[0].format, ImageFormat::Png, "{found:?}");
+    let local: Vec<_> = first
+        .jobs()
+        .map(|j| match &j.spec.image {
+            MediaSource::Local(local) => local.clone(),
+            MediaSource::Remote { .. } => panic!("a local image"),
+        })
+        .collect();
+
+    // The state folder keeps another header for the first image's content.
+    let kept = ImageInfo {
+        format: ImageFormat::Jpeg,
+        width: 1234,
+        height: 567,
+        size_bytes: found[0].size_bytes,
+    };
+    let file = KnownFile {
+        path: local[0].path().to_str().unwrap().to_owned(),
+        identity: vec![0; 8],
+        sha256: local[0].sha256(),
+        image: Some(kept.clone()),
+    };
+    store.remember_files([file].into_iter()).unwrap();
+    let again = make_plan(load(), "sim", &prices, Some(&store), &prober)
+        .await
+        .unwrap();
+    let jobs: Vec<_> = again.jobs().collect();
+    assert_eq!(jobs[0].image, Some(&kept), "taken from the state folder");
+    // The second image's content is not known: its header is read from the file.
+    assert_eq!(jobs[1].image, Some(&found[1]));
+    assert_eq!(store.image_probe(&local[1].sha256()).unwrap(), None);
+
+    // A run keeps what its plan found of every image worth keeping.
+    known::remember(&store, &again, std::time::Duration::ZERO).unwrap();
+    assert_eq!(
+        store.image_probe(&local[1].sha256()).unwrap(),
+        Some(found[1].clone())
+    );
+}

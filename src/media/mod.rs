@@ -73,6 +73,28 @@ pub enum ImageFormat {
     Webp,
 }
 
+impl ImageFormat {
+    /// The lowercase name (as in `recast plan --json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "jpeg",
+            ImageFormat::Png => "png",
+            ImageFormat::Webp => "webp",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<ImageFormat> {
+        [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::Webp]
+            .into_iter()
+            .find(|f| f.as_str() == name)
+    }
+}
+
+/// The version of what the image header readers report. An [`ImageInfo`] kept by an earlier
+/// run is trusted only under the same version: bump it when a reader changes what it finds
+/// (a format added, a size read differently), so every image is probed again once.
+pub const IMAGE_PROBE_VERSION: i64 = 1;
+
 /// What a subject image's header says.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ImageInfo {

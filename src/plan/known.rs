@@ -1,10 +1,11 @@
 //! Digests of local files that earlier runs computed, kept in the state folder by the file's
-//! identity, so that planning a batch again reads and hashes only the files that changed: a
-//! standing performance that gains one image, a manifest edited beside 100,000 subjects.
+//! identity, and what each subject image's header said, by its content, so that planning a
+//! batch again reads, hashes and probes only the files that changed: a standing performance
+//! that gains one image, a manifest edited beside 100,000 subjects.
 //!
-//! Owns: the bridge from the manifest's [`KnownDigests`] to the store, and which digests of a
-//! plan are kept. May not: take a digest for a file on anything less than its whole identity,
-//! or keep the digest of a file that changed too close to its reading (see
+//! Owns: the bridge from the manifest's [`KnownDigests`] to the store, and which digests and
+//! headers of a plan are kept. May not: take a digest for a file on anything less than its
+//! whole identity, or keep the digest of a file that changed too close to its reading (see
 //! [`crate::file_identity`]).
 
 use std::path::Path;
@@ -13,8 +14,8 @@ use std::time::Duration;
 
 use super::Plan;
 use crate::file_identity::{DIGEST_WORTH_KEEPING, FileIdentity};
-use crate::manifest::{KnownDigests, MediaSource};
-use crate::store::{Store, StoreError};
+use crate::manifest::{KnownDigests, LocalMedia, MediaSource};
+use crate::store::{KnownFile, Store, StoreError};
 
 /// The digests a state folder keeps, as the manifest asks for them.
 #[derive(Debug)]
@@ -35,21 +36,23 @@ impl KnownDigests for DigestsInStore {
     }
 }
 
-/// Keep the digest of every local file `plan` read whose identity vouches for it: one changed
-/// within `racy` of the moment its manifest's reading began, or since, is left out, and so is
-/// one too small to be worth it ([`DIGEST_WORTH_KEEPING`]). Returns how many digests were new
-/// or changed.
+/// Keep the digest of every local file `plan` read whose identity vouches for it, and what each
+/// such subject image's header said: one changed within `racy` of the moment its manifest's
+/// reading began, or since, is left out (its digest and header may describe two contents), and
+/// so is one too small to be worth it ([`DIGEST_WORTH_KEEPING`]). Returns how many digests were
+/// new or changed.
 pub fn remember(store: &Store, plan: &Plan, racy: Duration) -> Result<usize, StoreError> {
     let Some(read_at) = plan.batch.inputs.read_at else {
         return Ok(0);
     };
-    let local = std::iter::once(&plan.batch.reference_video)
-        .chain(plan.batch.jobs.iter().map(|j| &j.image))
-        .filter_map(|m| match m {
-            MediaSource::Local(local) => Some(local),
-            MediaSource::Remote { .. } => None,
-        });
-    let rows = local.filter_map(|media| {
+    let files = local_of(&plan.batch.reference_video)
+        .map(|video| (video, None))
+        .into_iter()
+        .chain(
+            plan.jobs()
+                .filter_map(|j| Some((local_of(&j.spec.image)?, j.image.cloned()))),
+        );
+    let rows = files.filter_map(|(media, image)| {
         let path = media.path();
         let meta = std::fs::metadata(path).ok()?;
         if meta.len() < DIGEST_WORTH_KEEPING {
@@ -59,11 +62,19 @@ pub fn remember(store: &Store, plan: &Plan, racy: Duration) -> Result<usize, Sto
         if !identity.settled_before(read_at, racy) {
             return None;
         }
-        Some((
-            path.to_str()?.to_owned(),
-            identity.to_bytes().to_vec(),
-            media.sha256(),
-        ))
+        Some(KnownFile {
+            path: path.to_str()?.to_owned(),
+            identity: identity.to_bytes().to_vec(),
+            sha256: media.sha256(),
+            image,
+        })
     });
-    store.remember_digests(rows)
+    store.remember_files(rows)
+}
+
+fn local_of(media: &MediaSource) -> Option<&LocalMedia> {
+    match media {
+        MediaSource::Local(local) => Some(local),
+        MediaSource::Remote { .. } => None,
+    }
 }

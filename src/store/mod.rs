@@ -16,6 +16,7 @@
 mod account;
 mod durable;
 mod jobs;
+mod known_files;
 mod lock;
 mod migrations;
 mod notices;
@@ -42,6 +43,7 @@ pub use jobs::{
     AdoptedSubmit, ClaimOutcome, DownloadItem, InterruptedSubmit, JobStateCounts, LandedClip,
     NewBatch, NewJob, PollItem, ReconcileReport, RetrySelection, SubmitIntent,
 };
+pub use known_files::KnownFile;
 pub use lock::StateLock;
 pub use notices::{DueNotice, JobBrief, LoggedEvent, NoticeRecord};
 pub use reports::{AttentionJob, BatchSource, BatchSummary, EventLine, KnownJob, SubmitCounts};

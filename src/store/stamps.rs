@@ -3,10 +3,9 @@
 //! again would change nothing.
 //!
 //! Owns: the `input_stamps` rows (kept, read, forgotten), the check that a line of the output
-//! folder's results file is one this state folder wrote for the batch, the public URL a run
-//! published a batch's folder under (so a daemon can go on with it), and the `file_digests`
-//! of local files by identity (so a plan reads only the files that changed) and how long they
-//! are kept.
+//! folder's results file is one this state folder wrote for the batch, and the public URL a run
+//! published a batch's folder under (so a daemon can go on with it). What is known of each
+//! file read is `known_files`'.
 //!
 //! May not: stat files or decide whether a stamp still holds (`plan::stamp` does), or read the
 //! results file (`output` does).
@@ -16,10 +15,6 @@ use rusqlite::{OptionalExtension, params};
 use super::Cached;
 use super::{JobState, Store, StoreError, now_ms};
 use crate::output::ResultLine;
-
-/// How long a file's digest is kept after the last plan that read the file.
-pub const DIGESTS_KEPT: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
-const DAY_MS: i64 = 24 * 3600 * 1000;
 
 /// One stamp, as kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,46 +140,6 @@ impl Store {
         )
         .optional()
         .map_err(self.sql_error("read when a batch was registered"))
-    }
-
-    /// The identity (encoded) and sha256 recorded for the file at `path`, if any.
-    pub fn file_digest(&self, path: &str) -> Result<Option<(Vec<u8>, String)>, StoreError> {
-        let conn = self.conn();
-        conn.row(
-            "SELECT identity, sha256 FROM file_digests WHERE path = ?1",
-            [path],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(self.sql_error("read a file's digest"))
-    }
-
-    /// Record digests of files by identity (a cache: written without waiting for the disk), and
-    /// drop those no plan has read for [`DIGESTS_KEPT`]. A digest still in use is stamped as
-    /// read at most once a day, so planning a large folder again writes only what changed.
-    /// Returns how many digests were new, changed or stamped.
-    pub fn remember_digests(
-        &self,
-        rows: impl Iterator<Item = (String, Vec<u8>, String)>,
-    ) -> Result<usize, StoreError> {
-        let now = now_ms();
-        self.note("remember file digests", |tx| {
-            let mut changed = 0;
-            for (path, identity, sha256) in rows {
-                changed += tx.exec(
-                    "INSERT INTO file_digests (path, identity, sha256, seen_at)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (path) DO UPDATE SET identity = ?2, sha256 = ?3, seen_at = ?4
-                     WHERE identity != ?2 OR sha256 != ?3 OR seen_at < ?4 - ?5",
-                    params![path, identity, sha256, now, DAY_MS],
-                )?;
-            }
-            tx.exec(
-                "DELETE FROM file_digests WHERE seen_at < ?1",
-                [now - DIGESTS_KEPT.as_millis() as i64],
-            )?;
-            Ok(changed)
-        })
     }
 
     /// Remember the public URL a run published the batch's folder under (`None`: none).

@@ -1,7 +1,9 @@
 //! The store on disk: private files, and group commit's syncs.
 
 use super::*;
-use crate::store::stamps::DIGESTS_KEPT;
+use crate::media::{ImageFormat, ImageInfo};
+use crate::store::KnownFile;
+use crate::store::known_files::DIGESTS_KEPT;
 
 #[test]
 fn the_database_files_are_private() {
@@ -80,33 +82,75 @@ fn an_observation_nobody_waits_for_is_synced_lazily_all_the_same() {
 fn digests_no_plan_read_for_a_month_are_dropped_and_those_in_use_kept() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let row = |path: &str| (path.to_owned(), vec![1u8; 8], "ab".repeat(32));
+    let row = |path: &str, digit: &str| KnownFile {
+        path: path.to_owned(),
+        identity: vec![1u8; 8],
+        sha256: digit.repeat(64),
+        image: Some(ImageInfo {
+            format: ImageFormat::Png,
+            width: 640,
+            height: 480,
+            size_bytes: 9000,
+        }),
+    };
+    let (in_use, gone) = (row("/in/use.png", "1"), row("/gone.png", "2"));
     assert_eq!(
         store
-            .remember_digests([row("/in/use.png"), row("/gone.png")].into_iter())
+            .remember_files([in_use.clone(), gone.clone()].into_iter())
             .unwrap(),
         2
     );
+    assert_eq!(store.image_probe(&gone.sha256).unwrap(), gone.image);
     // Both were last read 31 days ago; a plan now reads only the one still in use.
     let month_ago = now_ms() - DIGESTS_KEPT.as_millis() as i64 - 24 * 3600 * 1000;
-    store
-        .writer()
-        .execute("UPDATE file_digests SET seen_at = ?1", [month_ago])
+    let conn = store.writer();
+    conn.execute("UPDATE file_digests SET seen_at = ?1", [month_ago])
         .unwrap();
+    conn.execute("UPDATE image_probes SET seen_at = ?1", [month_ago])
+        .unwrap();
+    drop(conn);
     assert_eq!(
-        store
-            .remember_digests([row("/in/use.png")].into_iter())
-            .unwrap(),
+        store.remember_files([in_use.clone()].into_iter()).unwrap(),
         1,
         "a digest in use is stamped as read"
     );
     assert!(store.file_digest("/in/use.png").unwrap().is_some());
+    assert_eq!(store.image_probe(&in_use.sha256).unwrap(), in_use.image);
     assert_eq!(store.file_digest("/gone.png").unwrap(), None);
+    assert_eq!(store.image_probe(&gone.sha256).unwrap(), None);
     // Read again the same day: nothing to write.
     assert_eq!(
-        store
-            .remember_digests([row("/in/use.png")].into_iter())
-            .unwrap(),
+        store.remember_files([in_use.clone()].into_iter()).unwrap(),
         0
     );
+}
+
+#[test]
+fn a_header_read_by_other_header_readers_is_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(!store.has_image_probes().unwrap());
+    let image = ImageInfo {
+        format: ImageFormat::Webp,
+        width: 300,
+        height: 400,
+        size_bytes: 10_000,
+    };
+    let file = KnownFile {
+        path: "/a.webp".into(),
+        identity: vec![2u8; 8],
+        sha256: "cd".repeat(32),
+        image: Some(image.clone()),
+    };
+    store.remember_files([file.clone()].into_iter()).unwrap();
+    assert!(store.has_image_probes().unwrap());
+    assert_eq!(store.image_probe(&file.sha256).unwrap(), Some(image));
+    store
+        .writer()
+        .execute("UPDATE image_probes SET prober = prober - 1", [])
+        .unwrap();
+    assert_eq!(store.image_probe(&file.sha256).unwrap(), None);
+    // Probed again by these readers, it is kept again.
+    store.remember_files([file.clone()].into_iter()).unwrap();
+    assert_eq!(store.image_probe(&file.sha256).unwrap(), file.image);
 }
