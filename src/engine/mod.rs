@@ -23,6 +23,8 @@ mod outcome;
 pub use landing::planned_name;
 mod pacing;
 mod poll;
+mod poll_answer;
+mod poll_queue;
 mod register;
 mod spec;
 mod submit;
@@ -141,6 +143,9 @@ pub struct Engine<P: Provider> {
     poll_pacing: Pacing,
     /// Rung whenever a job changes stage, so idle stages look at the store again.
     wake: Notify,
+    /// Jobs whose submit was accepted, for the poll stage to follow (`polls_started` rings).
+    started: Mutex<Vec<i64>>,
+    polls_started: Notify,
     /// Why submitting stopped, and when.
     halted: Mutex<Option<(Halt, tokio::time::Instant)>>,
     /// The provider accepted a submit in this run (the key and account work).
@@ -198,6 +203,8 @@ impl<P: Provider> Engine<P> {
             downloads,
             folders: Default::default(),
             wake: Notify::new(),
+            started: Mutex::new(Vec::new()),
+            polls_started: Notify::new(),
             halted: Mutex::new(None),
             provider_confirmed: Default::default(),
             unknown_resends: Mutex::new(Default::default()),

@@ -1,90 +1,137 @@
 //! The poll stage: each running task is asked for its status on its own schedule, under a
 //! global poll rate limit, until it finishes (its clip link goes to the download stage) or fails
 //! (a new attempt while `retries` allow, since the provider refunds failed tasks).
+//!
+//! The schedule is kept here, on tokio's clock ([`super::poll_queue`]), not in the store: an
+//! answer that says a task goes on writes nothing but its progress, at most every
+//! [`PROGRESS_EVERY`]. The store is asked for running tasks when the stage starts, for each
+//! task the submit stage saw accepted, and every [`RESYNC_EVERY`] for any other way a job
+//! started or stopped running.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Engine, EngineError, Halt};
-use crate::provider::{Provider, ProviderError, TaskState, TaskStatus};
-use crate::store::{JobState, PollItem, now_ms};
+use super::poll_queue::{DuePoll, PollQueue};
+use super::{Engine, EngineError};
+use crate::provider::{Provider, ProviderError};
+use crate::store::{PollItem, now_ms};
 
-/// Due polls fetched per free slot at a time.
-const POLLS_AHEAD: usize = 4;
+/// How often the store's running tasks are compared with the stage's own.
+const RESYNC_EVERY: Duration = Duration::from_secs(1);
+/// A running task's progress is written at most this often (it is only shown).
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(30);
+/// Running tasks read from the store at once: more than can be in flight.
+const RESYNC_LIMIT: usize = 100_000;
+
+/// What became of a task once asked.
+pub(super) enum Polled {
+    /// It goes on: ask again later. `wrote` is when its progress was written, if it was, and
+    /// `billed` what the provider said it billed, if that changed.
+    Again {
+        wrote: Option<Instant>,
+        billed: Option<u64>,
+    },
+    /// The job left `running`: nothing more to ask.
+    Left,
+}
+
+/// Whether a poll may write the task's progress.
+#[derive(Clone, Copy)]
+pub(super) enum ProgressWrite {
+    /// Every answer (a pass of a `--no-wait` run, which keeps no schedule).
+    Always,
+    /// When it was last written, if ever: again after [`PROGRESS_EVERY`].
+    Since(Option<Instant>),
+}
+
+type PollJoin = JoinSet<(i64, Result<Polled, EngineError>)>;
 
 impl<P: Provider> Engine<P> {
     pub(super) async fn poll_stage(
         self: Arc<Self>,
         stop: CancellationToken,
     ) -> Result<(), EngineError> {
-        // Each poll in flight yields its job id back, so a job is never polled twice at once.
-        let mut polls: JoinSet<(i64, Result<(), EngineError>)> = JoinSet::new();
-        let mut busy = HashSet::new();
-        let finished = |done: Result<(i64, Result<(), EngineError>), tokio::task::JoinError>,
-                        busy: &mut HashSet<i64>|
-         -> Result<(), EngineError> {
-            match done {
-                Ok((job_id, result)) => {
-                    busy.remove(&job_id);
-                    result
-                }
-                Err(e) if e.is_cancelled() => Ok(()),
-                Err(e) => Err(EngineError::Panicked(super::panic_message(e))),
-            }
-        };
-        // Due polls fetched ahead of the free slots: a finished poll starts the next from here
-        // instead of asking the store again (it was asked once per finished poll, which on a
-        // busy run cost more than the polls' own writes).
-        let mut queue: VecDeque<PollItem> = VecDeque::new();
-        let (mut refresh, mut more_due) = (true, false);
+        let mut polls: PollJoin = JoinSet::new();
+        let mut queue = PollQueue::default();
+        let mut resync_at = Instant::now();
         loop {
             if stop.is_cancelled() {
                 break;
             }
             while let Some(done) = polls.try_join_next() {
-                finished(done, &mut busy)?;
+                self.finished(done, &mut queue)?;
             }
-            let now = now_ms();
-            let free = self.config.poll_concurrency.saturating_sub(polls.len());
-            if free > 0 && (refresh || (queue.is_empty() && more_due)) {
-                let limit = self.config.poll_concurrency * POLLS_AHEAD + busy.len();
-                let due = self.store.due_polls(self.scope(), now, limit)?;
-                more_due = due.len() == limit;
-                queue = due
-                    .into_iter()
-                    .filter(|i| !busy.contains(&i.job_id))
-                    .collect();
-                refresh = false;
+            let now = Instant::now();
+            if now >= resync_at {
+                self.resync(&mut queue, now)?;
+                resync_at = now + RESYNC_EVERY;
             }
-            while polls.len() < self.config.poll_concurrency
-                && let Some(item) = queue.pop_front()
-            {
-                if busy.insert(item.job_id) {
-                    let engine = self.clone();
-                    polls.spawn(async move { (item.job_id, engine.poll_one(item).await) });
+            for job_id in self.take_started() {
+                if let Some(item) = self.store.poll_item(job_id)? {
+                    queue.follow(item.clone(), due_at(&item, now));
                 }
             }
-            // Polls in flight are due until they finish: the store is asked again soon.
-            let wait = match polls.is_empty() && queue.is_empty() && !more_due {
-                true => match self.store.next_poll_at(self.scope())? {
-                    Some(at) => Duration::from_millis((at - now).clamp(20, 1000) as u64),
-                    None => Duration::from_millis(500),
-                },
-                false => Duration::from_millis(20),
-            };
+            while polls.len() < self.config.poll_concurrency
+                && let Some(due) = queue.take_due(now)
+            {
+                let engine = self.clone();
+                let job_id = due.item.job_id;
+                polls.spawn(async move { (job_id, engine.poll_one(due).await) });
+            }
+            let wake_at = queue.next_due().map_or(resync_at, |at| at.min(resync_at));
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = self.wake.notified() => refresh = true,
-                Some(done) = polls.join_next(), if !polls.is_empty() => finished(done, &mut busy)?,
-                _ = tokio::time::sleep(wait) => refresh = true,
+                _ = self.polls_started.notified() => {}
+                Some(done) = polls.join_next(), if !polls.is_empty() => {
+                    self.finished(done, &mut queue)?;
+                }
+                _ = tokio::time::sleep_until(wake_at.max(now + Duration::from_millis(1))) => {}
             }
         }
         // A poll changes nothing the provider bills, so polls in flight may simply be dropped.
         polls.abort_all();
+        Ok(())
+    }
+
+    /// A poll finished: schedule the task's next one, or forget it.
+    fn finished(
+        &self,
+        done: Result<(i64, Result<Polled, EngineError>), tokio::task::JoinError>,
+        queue: &mut PollQueue,
+    ) -> Result<(), EngineError> {
+        let (job_id, polled) = match done {
+            Ok(done) => done,
+            Err(e) if e.is_cancelled() => return Ok(()),
+            Err(e) => return Err(EngineError::Panicked(super::panic_message(e))),
+        };
+        match polled? {
+            Polled::Again { wrote, billed } => {
+                let polls = queue.polls_of(job_id).unwrap_or(0);
+                let after = self.config.poll_schedule.next_delay(polls);
+                queue.again(job_id, Instant::now() + after, wrote, billed);
+            }
+            Polled::Left => queue.forget(job_id),
+        }
+        Ok(())
+    }
+
+    /// Take in running tasks the stage does not follow, and drop those no longer running.
+    fn resync(&self, queue: &mut PollQueue, now: Instant) -> Result<(), EngineError> {
+        let running = self.store.due_polls(self.scope(), i64::MAX, RESYNC_LIMIT)?;
+        if running.len() < RESYNC_LIMIT {
+            queue.keep_only(&running.iter().map(|i| i.job_id).collect::<HashSet<_>>());
+        }
+        for item in running {
+            if !queue.contains(item.job_id) {
+                let at = due_at(&item, now);
+                queue.follow(item, at);
+            }
+        }
         Ok(())
     }
 
@@ -107,7 +154,7 @@ impl<P: Provider> Engine<P> {
                 }
             }
             let engine = self.clone();
-            polls.spawn(async move { engine.poll_one(item).await });
+            polls.spawn(async move { engine.ask(&item, ProgressWrite::Always).await.map(|_| ()) });
         }
         while let Some(done) = polls.join_next().await {
             super::joined(done)?;
@@ -115,7 +162,13 @@ impl<P: Provider> Engine<P> {
         Ok(())
     }
 
-    async fn poll_one(self: Arc<Self>, item: PollItem) -> Result<(), EngineError> {
+    async fn poll_one(self: Arc<Self>, due: DuePoll) -> Result<Polled, EngineError> {
+        let write = ProgressWrite::Since(due.progress_written);
+        self.ask(&due.item, write).await
+    }
+
+    /// Ask the provider for the task's status and record what it says.
+    async fn ask(&self, item: &PollItem, write: ProgressWrite) -> Result<Polled, EngineError> {
         let on_wire = self.poll_pacing.before_send().await;
         let answer = self.provider.poll(&item.task_id).await;
         match &answer {
@@ -132,181 +185,27 @@ impl<P: Provider> Engine<P> {
         }
         drop(on_wire);
         match answer {
-            Ok(status) => self.on_status(&item, status).await,
-            Err(e) => self.on_poll_error(&item, e),
+            Ok(status) => self.on_status(item, status, write).await,
+            Err(e) => self.on_poll_error(item, e, write),
         }
     }
 
-    /// When the task should be asked again, after `polls` asks.
-    fn next_poll_at(&self, polls: u32) -> i64 {
-        now_ms() + self.config.poll_schedule.next_delay(polls).as_millis() as i64
+    /// Jobs the submit stage saw start running since the last call.
+    fn take_started(&self) -> Vec<i64> {
+        std::mem::take(&mut *self.started.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The provider answered with the task's status.
-    async fn on_status(&self, item: &PollItem, status: TaskStatus) -> Result<(), EngineError> {
-        let store = &self.store;
-        let later = |polls: u32| self.next_poll_at(polls);
-        // Said again on every poll: written only when it changed, and with the poll's
-        // progress when the task goes on (one transaction).
-        let billed = status
-            .billed_credits
-            .filter(|b| item.billed_credits != Some(*b));
-        let still_running = matches!(
-            status.state,
-            TaskState::Queued | TaskState::Running | TaskState::Unrecognised
-        );
-        if let Some(credits) = billed
-            && !still_running
-        {
-            store.record_billed(item.attempt_id, credits)?;
-        }
-        match status.state {
-            TaskState::Completed => match status.video_url {
-                Some(url) => {
-                    let expires = now_ms() + self.config.assumed_link_ttl.as_millis() as i64;
-                    store.record_clip_ready(item, &url, expires).await?;
-                    tracing::info!(subject = %item.subject_id, task = %item.task_id, "finished");
-                    self.wake.notify_waiters();
-                }
-                None => {
-                    tracing::warn!(task = %item.task_id, "completed without a clip URL; asking again");
-                    store.record_progress(item.job_id, None, later(item.polls))?;
-                }
-            },
-            TaskState::Failed | TaskState::Cancelled => {
-                let why = status
-                    .error
-                    .unwrap_or_else(|| format!("the provider says `{}`", status.word));
-                let state = store.record_task_failed(item, &why)?;
-                if state == JobState::Failed {
-                    store.note_error_reference(item.job_id, &status.reference)?;
-                    self.note_outcome(item.job_id);
-                }
-                let why = format!("{why}{}", status.reference);
-                if state == JobState::Failed {
-                    tracing::error!(subject = %item.subject_id, "failed for good: {why}");
-                } else {
-                    tracing::warn!(subject = %item.subject_id, "task failed ({why}); retrying as a new attempt");
-                }
-                self.wake.notify_waiters();
-            }
-            TaskState::Expired => {
-                store.record_needs_person(
-                    item.job_id,
-                    JobState::Expired,
-                    &format!(
-                        "the provider says task {} has expired: its clip can no longer be had",
-                        item.task_id
-                    ),
-                )?;
-                self.note_outcome(item.job_id);
-                tracing::error!(subject = %item.subject_id, task = %item.task_id, "EXPIRED: the clip can no longer be downloaded");
-            }
-            TaskState::Queued | TaskState::Running | TaskState::Unrecognised => {
-                self.on_still_running(item, &status, billed)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The task goes on: poll it again later, unless it has run for too long.
-    fn on_still_running(
-        &self,
-        item: &PollItem,
-        status: &TaskStatus,
-        billed: Option<u64>,
-    ) -> Result<(), EngineError> {
-        if status.state == TaskState::Unrecognised {
-            let first = self
-                .seen_status_words
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(status.word.clone());
-            if first {
-                tracing::warn!(word = %status.word, "unknown status word; treating it as still running");
-            }
-        }
-        if self.too_old(item)? {
-            if let Some(credits) = billed {
-                self.store.record_billed(item.attempt_id, credits)?;
-            }
-            return Ok(());
-        }
-        let billed = billed.map(|credits| (item.attempt_id, credits));
-        let next = self.next_poll_at(item.polls);
-        self.store
-            .record_poll(item.job_id, status.progress, next, billed)?;
-        Ok(())
-    }
-
-    /// The poll got no status: the task is unknown to the provider, or the call failed.
-    fn on_poll_error(&self, item: &PollItem, error: ProviderError) -> Result<(), EngineError> {
-        let store = &self.store;
-        let later = |polls: u32| self.next_poll_at(polls);
-        match error {
-            ProviderError::TaskNotFound { task_id } => {
-                let refreshing = store.link_refreshes(item.job_id)? > 0;
-                let (state, why) = if refreshing {
-                    (
-                        JobState::Expired,
-                        format!(
-                            "the provider no longer knows task {task_id}: its clip can no longer be had"
-                        ),
-                    )
-                } else {
-                    // A task the provider accepted was billed: "not found" now is no evidence
-                    // that nothing was spent, so nothing is re-sent by itself.
-                    (
-                        JobState::Lost,
-                        format!(
-                            "the provider accepted task {task_id} and now says it does not know it \
-                             (404): it may have been billed; `recast retry --lost` makes the clip \
-                             again as a new, paid task"
-                        ),
-                    )
-                };
-                store.record_needs_person(item.job_id, state, &why)?;
-                self.note_outcome(item.job_id);
-                tracing::error!(subject = %item.subject_id, "{why}");
-            }
-            ProviderError::RateLimited { retry_after } => {
-                self.poll_pacing.rate_limited(retry_after);
-                store.record_progress(item.job_id, None, later(item.polls))?;
-            }
-            e @ ProviderError::Unauthorized { .. } => {
-                self.halt(Halt::Unauthorized(e.to_string()));
-            }
-            e => {
-                tracing::debug!(task = %item.task_id, "poll failed, will ask again: {e}");
-                if self.too_old(item)? {
-                    return Ok(());
-                }
-                store.record_progress(item.job_id, None, later(item.polls))?;
-            }
-        }
-        Ok(())
+    /// Tell the poll stage a job's task is running (its submit was accepted).
+    pub(super) fn started_running(&self, job_id: i64) {
+        self.started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(job_id);
+        self.polls_started.notify_one();
     }
 }
 
-impl<P: Provider> Engine<P> {
-    /// A task still not final `max_task_age` after its submit is polled no more: it becomes
-    /// `failed`, for a person to look at (the provider may yet finish and bill it).
-    fn too_old(&self, item: &PollItem) -> Result<bool, EngineError> {
-        let age = Duration::from_millis((now_ms() - item.submitted_at_ms).max(0) as u64);
-        if age <= self.config.max_task_age {
-            return Ok(false);
-        }
-        let why = format!(
-            "task {} did not finish within {} h of its submit: polled no more (limits.max_task_age_secs). \
-             The provider may still finish and bill it; `recast retry --failed` makes the clip \
-             again as a new, paid task",
-            item.task_id,
-            self.config.max_task_age.as_secs_f64() / 3600.0
-        );
-        self.store
-            .record_needs_person(item.job_id, JobState::Failed, &why)?;
-        self.note_outcome(item.job_id);
-        tracing::error!(subject = %item.subject_id, "{why}");
-        Ok(true)
-    }
+/// When a task the store says is running is due, on tokio's clock.
+fn due_at(item: &PollItem, now: Instant) -> Instant {
+    now + Duration::from_millis((item.due_at_ms - now_ms()).max(0) as u64)
 }

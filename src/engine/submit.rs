@@ -222,6 +222,7 @@ impl<P: Provider> Engine<P> {
                 store
                     .record_submitted(intent, &task_id, now_ms() + first.as_millis() as i64)
                     .await?;
+                self.started_running(intent.job_id);
                 self.submit_pacing.accepted();
                 self.provider_confirmed.store(true, Ordering::Relaxed);
                 tracing::info!(

@@ -118,6 +118,8 @@ pub struct PollItem {
     pub submitted_at_ms: i64,
     /// What the provider last said it billed for the attempt, as recorded.
     pub billed_credits: Option<u64>,
+    /// When the store last said its next poll is due (Unix milliseconds).
+    pub due_at_ms: i64,
 }
 
 /// A submit a crash interrupted: its intent was committed, its answer never recorded.

@@ -21,6 +21,7 @@ mod lock;
 mod migrations;
 mod notices;
 mod plans;
+mod polls;
 mod recovery;
 mod register;
 mod reports;

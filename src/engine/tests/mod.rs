@@ -12,11 +12,16 @@ use super::*;
 use crate::provider::{ProviderError, SubmitRequest, TaskState, TaskStatus};
 use crate::store::{JobState, NewBatch, NewJob, Scope};
 
+mod polls;
+
 /// Answers submits from a script (then accepts everything); tasks never finish.
 #[derive(Default)]
 struct ScriptedProvider {
     submit_answers: Mutex<VecDeque<Result<String, ProviderError>>>,
     submits: AtomicU32,
+    /// When each submit and each poll arrived, on tokio's clock.
+    submit_times: Mutex<Vec<tokio::time::Instant>>,
+    poll_times: Mutex<Vec<tokio::time::Instant>>,
     /// Polls answer 404 (the provider no longer knows the task).
     polls_not_found: std::sync::atomic::AtomicBool,
     /// Polls panic (a bug in a stage must stop the run, not vanish).
@@ -26,6 +31,10 @@ struct ScriptedProvider {
 impl Provider for Arc<ScriptedProvider> {
     async fn submit(&self, _: &SubmitRequest, _: &str) -> Result<String, ProviderError> {
         let n = self.submits.fetch_add(1, Ordering::SeqCst);
+        self.submit_times
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
         let scripted = self.submit_answers.lock().unwrap().pop_front();
         scripted.unwrap_or_else(|| Ok(format!("task-{n}")))
     }
@@ -38,6 +47,11 @@ impl Provider for Arc<ScriptedProvider> {
         if self.polls_panic.load(Ordering::SeqCst) {
             panic!("scripted poll panic");
         }
+        let polled = {
+            let mut times = self.poll_times.lock().unwrap();
+            times.push(tokio::time::Instant::now());
+            times.len()
+        };
         if self.polls_not_found.load(Ordering::SeqCst) {
             return Err(ProviderError::TaskNotFound {
                 task_id: task_id.to_owned(),
@@ -46,7 +60,8 @@ impl Provider for Arc<ScriptedProvider> {
         Ok(TaskStatus {
             state: TaskState::Running,
             word: "processing".into(),
-            progress: None,
+            // Grows with every answer, as a real task's does.
+            progress: Some(polled.min(99) as u8),
             video_url: None,
             error: None,
             billed_credits: None,
