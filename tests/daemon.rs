@@ -623,7 +623,7 @@ fn a_watch_subject_lists_the_folders_whole_images_and_may_start_empty() {
         std::fs::write(incoming.join(name), unique_png(300 + i)).unwrap();
     }
     let batch = recast::manifest::load(&path, &options).unwrap();
-    let ids: Vec<&str> = batch.jobs.iter().map(|j| j.subject_id.as_str()).collect();
+    let ids: Vec<&str> = batch.jobs.iter().map(|j| &*j.subject_id).collect();
     assert_eq!(ids, ["a", "b"]);
 
     std::fs::write(

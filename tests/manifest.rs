@@ -77,9 +77,9 @@ fn the_example_manifest_loads() {
             };
             assert_eq!(local.sha256().len(), 64);
             (
-                j.subject_id.as_str(),
+                &*j.subject_id,
                 local.rel(),
-                j.output_name.as_str(),
+                &*j.output_name,
                 j.location.line,
             )
         })
@@ -291,7 +291,7 @@ fn symlinks_out_of_the_folder_are_refused() {
     };
     let batch = manifest::parse_str(&text, Path::new("jobs.yaml"), dir.path(), &options)
         .unwrap_or_else(|e| panic!("{e}"));
-    let ids: Vec<_> = batch.jobs.iter().map(|j| j.subject_id.as_str()).collect();
+    let ids: Vec<_> = batch.jobs.iter().map(|j| &*j.subject_id).collect();
     assert_eq!(ids, ["a", "ok", "x"]);
 }
 
@@ -329,7 +329,7 @@ fn glob_ids_are_sanitised_sorted_and_checked_for_duplicates() {
     ]);
     let text = format!("{HEAD}subjects:\n  - glob: ./team/*.jpg\n    mode: pro\n");
     let batch = parse_in(dir.path(), &text).unwrap_or_else(|e| panic!("{e}"));
-    let ids: Vec<_> = batch.jobs.iter().map(|j| j.subject_id.as_str()).collect();
+    let ids: Vec<_> = batch.jobs.iter().map(|j| &*j.subject_id).collect();
     assert_eq!(ids, ["Zed-Smith", "ann"]);
     assert!(
         batch
@@ -421,7 +421,7 @@ fn defaults_and_overrides() {
     let [a, b] = &batch.jobs[..] else {
         panic!("two jobs")
     };
-    assert_eq!(a.output_name, "a.mp4");
+    assert_eq!(&*a.output_name, "a.mp4");
     assert_eq!(a.settings.prompt.as_deref(), Some("base"));
     assert_eq!(a.settings.mode, recast::pricing::Mode::Std);
     assert_eq!(a.settings.orientation, recast::media::Orientation::Image);
@@ -466,7 +466,7 @@ fn keys_by_id(batch: &BatchSpec) -> BTreeMap<String, String> {
     batch
         .jobs
         .iter()
-        .map(|j| (j.subject_id.clone(), j.key.as_str().to_owned()))
+        .map(|j| (j.subject_id.to_string(), j.key.as_str().to_owned()))
         .collect()
 }
 

@@ -186,7 +186,7 @@ fn lands_as(job: &crate::plan::PlannedJob, folder: &std::path::Path) -> String {
     if job.status.would_submit() {
         crate::engine::planned_name(folder, &job.spec.output_name, job.spec.key.as_str())
     } else {
-        job.spec.output_name.clone()
+        job.spec.output_name.to_string()
     }
 }
 

@@ -140,8 +140,8 @@ pub fn register(
             });
         NewJob {
             key: key.to_owned(),
-            subject_id: j.spec.subject_id.clone(),
-            output_name: j.spec.output_name.clone(),
+            subject_id: j.spec.subject_id.to_string(),
+            output_name: j.spec.output_name.to_string(),
             spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video)
                 .to_json(),
             duration_ms: plan.reference.duration_ms,

@@ -110,12 +110,17 @@ pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Prob
     };
     let batch = manifest.name.as_ref().map_or("", |n| n.value.as_str());
     let model: std::sync::Arc<str> = model.as_str().into();
+    // One per manifest entry, shared by every subject it makes.
+    let entry_settings: Vec<std::sync::Arc<ClipSettings>> = manifest
+        .subjects
+        .iter()
+        .map(|s| effective_settings(&model, &manifest.defaults, &s.overrides).into())
+        .collect();
     // Already sorted by subject id (`drop_duplicate_ids`).
     let jobs: Vec<JobSpec> = candidates
         .into_iter()
         .map(|c| {
-            let overrides = &manifest.subjects[c.entry].overrides;
-            let settings = effective_settings(&model, &manifest.defaults, overrides);
+            let settings = entry_settings[c.entry].clone();
             let key = job_key(&settings, &c.image, video);
             let output_name = if template_ok {
                 render_output_name(&manifest.output_name, batch, &c.id, &settings, &key)
@@ -123,11 +128,11 @@ pub(crate) fn expand(manifest: &Manifest, roots: &mut Roots, problems: &mut Prob
                 String::new()
             };
             JobSpec {
-                subject_id: c.id,
+                subject_id: c.id.into_boxed_str(),
                 image: c.image,
                 settings,
                 key,
-                output_name,
+                output_name: output_name.into_boxed_str(),
                 location: c.at,
             }
         })

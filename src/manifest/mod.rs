@@ -67,12 +67,14 @@ pub struct ClipSettings {
 /// One (performance, subject) pair: one clip to make.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct JobSpec {
-    pub subject_id: String,
+    /// Exact-size strings, and settings shared by every subject of one manifest entry: a glob
+    /// may make 100,000 of these, all held while the batch is planned.
+    pub subject_id: Box<str>,
     pub image: MediaSource,
-    pub settings: ClipSettings,
+    pub settings: std::sync::Arc<ClipSettings>,
     pub key: JobKey,
     /// File name of the clip inside the batch's output folder, after templating and checks.
-    pub output_name: String,
+    pub output_name: Box<str>,
     /// Where the subject was declared (for a glob, the glob's line).
     pub location: Location,
 }

@@ -150,7 +150,7 @@ pub(super) fn check_output_names(jobs: &[JobSpec], template: &At<String>, proble
             }
             continue;
         }
-        match first_by_name.get(job.output_name.as_str()) {
+        match first_by_name.get(&*job.output_name) {
             Some(first) => problems.push(
                 job.location,
                 "output.name",

@@ -297,9 +297,7 @@ pub async fn make_plan(
         } else {
             match known.as_ref().and_then(|(_, k)| k.get(spec.key.as_str())) {
                 Some(k) => JobStatus::Known(k.state),
-                None if subjects_with_clips.contains_key(spec.subject_id.as_str()) => {
-                    JobStatus::Changed
-                }
+                None if subjects_with_clips.contains_key(&*spec.subject_id) => JobStatus::Changed,
                 None => JobStatus::New,
             }
         };
@@ -350,7 +348,7 @@ fn verdict(plan: &Plan, committed: u64) -> BudgetVerdict {
     let unpriced: Vec<String> = submitting
         .clone()
         .filter(|j| j.estimate.is_none())
-        .map(|j| j.spec.subject_id.clone())
+        .map(|j| j.spec.subject_id.to_string())
         .collect();
     if !unpriced.is_empty() {
         return BudgetVerdict::PriceUnknown {
