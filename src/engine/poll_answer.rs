@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::poll::{PROGRESS_EVERY, Polled, ProgressWrite};
 use super::{Engine, EngineError, Halt};
 use crate::provider::{Provider, ProviderError, TaskState, TaskStatus};
-use crate::store::{JobState, PollItem, now_ms};
+use crate::store::{AfterFailure, JobState, PollItem, now_ms};
 
 impl<P: Provider> Engine<P> {
     /// When the task should be asked again, after `polls` asks (Unix milliseconds, as the
@@ -71,7 +71,12 @@ impl<P: Provider> Engine<P> {
                 let why = status
                     .error
                     .unwrap_or_else(|| format!("the provider says `{}`", status.word));
-                let state = store.record_task_failed(item, &why)?;
+                let (next, reason) = after_failure(item, &why);
+                store.record_task_failed(item, next, &why, &reason)?;
+                let state = match next {
+                    AfterFailure::Retry => JobState::Planned,
+                    AfterFailure::GiveUp => JobState::Failed,
+                };
                 if state == JobState::Failed {
                     store.note_error_reference(item.job_id, &status.reference)?;
                     self.note_outcome(item.job_id);
@@ -226,5 +231,52 @@ impl<P: Provider> Engine<P> {
         self.note_outcome(item.job_id);
         tracing::error!(subject = %item.subject_id, "{why}");
         Ok(true)
+    }
+}
+
+/// A failed task is refunded: the job gets a new attempt while its batch's `retries` allow,
+/// else it is `failed` for good. Returns that, and the reason the job shows.
+fn after_failure(item: &PollItem, why: &str) -> (AfterFailure, String) {
+    let failures = item.failed_attempts + 1;
+    if failures > item.retries {
+        let reason = format!("the provider's task failed {failures} times; last: {why}");
+        (AfterFailure::GiveUp, reason)
+    } else {
+        let reason = format!("attempt {failures} failed ({why}); retrying");
+        (AfterFailure::Retry, reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_task_is_retried_while_the_batch_allows_then_given_up() {
+        let item = |failed_attempts, retries| PollItem {
+            job_id: 1,
+            attempt_id: 1,
+            batch_id: 1,
+            subject_id: "fox".into(),
+            task_id: "t".into(),
+            polls: 0,
+            duration_ms: 5000,
+            submitted_at_ms: 0,
+            billed_credits: None,
+            due_at_ms: 0,
+            failed_attempts,
+            retries,
+        };
+        assert_eq!(
+            after_failure(&item(0, 1), "boom"),
+            (
+                AfterFailure::Retry,
+                "attempt 1 failed (boom); retrying".to_owned()
+            )
+        );
+        assert_eq!(after_failure(&item(1, 1), "boom").0, AfterFailure::GiveUp);
+        let (next, reason) = after_failure(&item(0, 0), "boom");
+        assert_eq!(next, AfterFailure::GiveUp);
+        assert_eq!(reason, "the provider's task failed 1 times; last: boom");
     }
 }

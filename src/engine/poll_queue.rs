@@ -148,6 +148,8 @@ mod tests {
             submitted_at_ms: 0,
             billed_credits: None,
             due_at_ms: 0,
+            failed_attempts: 0,
+            retries: 0,
         }
     }
 

@@ -120,6 +120,18 @@ pub struct PollItem {
     pub billed_credits: Option<u64>,
     /// When the store last said its next poll is due (Unix milliseconds).
     pub due_at_ms: i64,
+    /// The job's attempts whose task failed before this one, and how many its batch retries.
+    pub failed_attempts: u32,
+    pub retries: u32,
+}
+
+/// What becomes of a job whose task failed (the engine decides, from its batch's `retries`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Planned again: a new attempt (the provider refunded the failed one).
+    Retry,
+    /// `failed` for good.
+    GiveUp,
 }
 
 /// A submit a crash interrupted: its intent was committed, its answer never recorded.

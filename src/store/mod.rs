@@ -41,8 +41,8 @@ use rusqlite::Connection;
 pub use account::{AccountLedger, BalanceRead};
 pub use durable::Commit;
 pub use jobs::{
-    AdoptedSubmit, ClaimOutcome, DownloadItem, InterruptedSubmit, JobStateCounts, LandedClip,
-    NewBatch, NewJob, PollItem, ReconcileReport, RetrySelection, SubmitIntent,
+    AdoptedSubmit, AfterFailure, ClaimOutcome, DownloadItem, InterruptedSubmit, JobStateCounts,
+    LandedClip, NewBatch, NewJob, PollItem, ReconcileReport, RetrySelection, SubmitIntent,
 };
 pub use known_files::KnownFile;
 pub use lock::StateLock;

@@ -14,7 +14,9 @@ use super::{Scope, Store, StoreError, now_ms};
 const POLL_ITEM: &str = "SELECT id, attempt_id, batch_id, subject_id, task_id, polls, duration_ms,
      (SELECT a.created_at FROM attempts a WHERE a.id = jobs.attempt_id),
      (SELECT a.billed_credits FROM attempts a WHERE a.id = jobs.attempt_id),
-     next_poll_at";
+     next_poll_at,
+     (SELECT count(*) FROM attempts f WHERE f.job_id = jobs.id AND f.state = 'failed'),
+     (SELECT b.retries FROM batches b WHERE b.id = jobs.batch_id)";
 
 fn poll_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<PollItem> {
     let now = now_ms();
@@ -29,6 +31,8 @@ fn poll_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<PollItem> {
         submitted_at_ms: r.get::<_, Option<i64>>(7)?.unwrap_or(now),
         billed_credits: r.get::<_, Option<i64>>(8)?.map(|c| c as u64),
         due_at_ms: r.get::<_, Option<i64>>(9)?.unwrap_or(now),
+        failed_attempts: r.get(10)?,
+        retries: r.get::<_, Option<u32>>(11)?.unwrap_or(0),
     })
 }
 

@@ -11,7 +11,7 @@ use super::jobs::{
     DownloadItem, JobStateCounts, PollItem, event, job_batch, release_budget_holds,
     set_attempt_state,
 };
-use super::{JobState, Scope, Store, StoreError, now_ms};
+use super::{AfterFailure, JobState, Scope, Store, StoreError, now_ms};
 
 impl Store {
     /// Keep the provider's error code and request id beside the job's current reason.
@@ -58,27 +58,21 @@ impl Store {
         .await
     }
 
-    /// The provider's task failed (it refunds): a new attempt while the batch's `retries`
-    /// allow, else `failed`. Returns the job's new state.
-    pub fn record_task_failed(&self, item: &PollItem, why: &str) -> Result<JobState, StoreError> {
+    /// The provider's task failed (it refunds): the attempt is closed with `why`, and the job
+    /// is planned again or `failed`, as the engine decided (`next`), with `reason`.
+    pub fn record_task_failed(
+        &self,
+        item: &PollItem,
+        next: AfterFailure,
+        why: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let state = match next {
+            AfterFailure::Retry => JobState::Planned,
+            AfterFailure::GiveUp => JobState::Failed,
+        };
         self.write("record a failed task", |tx| {
             set_attempt_state(tx, item.attempt_id, "failed", Some(why))?;
-            let (failures, retries): (u32, u32) = tx.row(
-                "SELECT (SELECT count(*) FROM attempts WHERE job_id = ?1 AND state = 'failed'),
-                        b.retries FROM jobs j JOIN batches b ON b.id = j.batch_id WHERE j.id = ?1",
-                [item.job_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            let state = if failures > retries {
-                JobState::Failed
-            } else {
-                JobState::Planned
-            };
-            let reason = if state == JobState::Failed {
-                format!("the provider's task failed {failures} times; last: {why}")
-            } else {
-                format!("attempt {failures} failed ({why}); retrying")
-            };
             tx.exec(
                 "UPDATE jobs SET state = ?2, reason = ?3, attempt_id = NULL, task_id = NULL,
                      updated_at = ?4 WHERE id = ?1 AND state = 'running' AND attempt_id = ?5",
@@ -96,9 +90,9 @@ impl Store {
                 Some(item.batch_id),
                 Some(item.job_id),
                 "task-failed",
-                &reason,
+                reason,
             )?;
-            Ok(state)
+            Ok(())
         })
     }
 

@@ -137,7 +137,9 @@ fn a_refund_lets_a_job_held_by_the_budget_go() {
     assert_eq!(store.held_jobs(r.batch_id).unwrap().len(), 1);
     // The retry of the failed task and the held job now compete for the refunded credits.
     let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
-    store.record_task_failed(&item, "boom").unwrap();
+    store
+        .record_task_failed(&item, AfterFailure::Retry, "boom", "retrying")
+        .unwrap();
     assert!(store.held_jobs(r.batch_id).unwrap().is_empty());
     assert!(claim(&store).is_some());
     assert_committed_matches(&store, r.batch_id);
@@ -158,13 +160,18 @@ fn a_failed_task_is_refunded_and_retried_until_retries_run_out() {
             .unwrap()
             .unwrap();
         let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
-        let state = store.record_task_failed(&item, "boom").unwrap();
-        let expected = if attempt == 1 {
-            JobState::Planned
+        // What the engine decides from: the failures before this one, and the batch's retries.
+        assert_eq!((item.failed_attempts, item.retries), (attempt - 1, 1));
+        let (next, expected) = if attempt == 1 {
+            (AfterFailure::Retry, JobState::Planned)
         } else {
-            JobState::Failed
+            (AfterFailure::GiveUp, JobState::Failed)
         };
-        assert_eq!(state, expected);
+        store
+            .record_task_failed(&item, next, "boom", "why")
+            .unwrap();
+        let counts = store.batch_counts(r.batch_id).unwrap();
+        assert_eq!(counts.get(expected), 1, "{counts:?}");
     }
     let s = store.batch_summary(r.batch_id).unwrap();
     assert_eq!(s.credits_refunded, 2 * 566);

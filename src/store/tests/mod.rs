@@ -127,7 +127,9 @@ fn a_late_answer_cannot_move_a_job_that_moved_on() {
         .now_or_never()
         .unwrap()
         .unwrap();
-    store.record_task_failed(&item, "late").unwrap();
+    store
+        .record_task_failed(&item, AfterFailure::Retry, "late", "late")
+        .unwrap();
     let counts = store.batch_counts(r.batch_id).unwrap();
     assert_eq!(counts.get(JobState::Cancelled), 1, "{counts:?}");
     assert!(claim(&store).is_none());
