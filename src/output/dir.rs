@@ -4,7 +4,7 @@
 //!
 //! Owns: temp files (unpredictable names, created exclusively, removed unless kept), the hard
 //! link that never replaces a file, reading only regular files, the folder's fsync, and the
-//! results file's appends. May not: decide names or what a clip is (the engine's `landing`).
+//! results file's appends (through `appends`). May not: decide names or what a clip is (the engine's `landing`).
 
 use std::fs::File;
 use std::io::Read;
@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 pub struct OutputDir {
     fd: OwnedFd,
     path: PathBuf,
+    results: super::appends::Appends,
 }
 
 /// A temp file in an [`OutputDir`], removed when dropped (linking it under a final name keeps
@@ -81,6 +82,7 @@ impl OutputDir {
         Ok(Arc::new(OutputDir {
             fd,
             path: path.to_path_buf(),
+            results: Default::default(),
         }))
     }
 
@@ -147,6 +149,13 @@ impl OutputDir {
     pub fn sync(&self) -> std::io::Result<()> {
         rustix::fs::fsync(&self.fd)?;
         Ok(())
+    }
+
+    /// Append one line to the folder's results file, returning once it is on disk. The file
+    /// is opened once and held; lines written while a sync runs share the next one.
+    pub fn append_result(&self, line: &[u8]) -> std::io::Result<()> {
+        self.results
+            .append(line, || self.open_append(super::RESULTS_FILE))
     }
 
     /// Open `name` for appending, creating it (0644) if needed; never through a link.

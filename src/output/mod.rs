@@ -15,6 +15,7 @@
 //! May not: touch the store, or trust the folder: every file here is opened without following
 //! links, read within a bound, and checked to be a regular file; a damaged line is skipped.
 
+mod appends;
 mod dir;
 mod lock;
 
@@ -22,7 +23,7 @@ pub use dir::{OpenFolders, OutputDir, TempName};
 pub use lock::{OutputBusy, hold};
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -84,10 +85,8 @@ pub fn append(dir: &Path, line: &ResultLine) -> std::io::Result<()> {
 pub fn append_in(dir: &OutputDir, line: &ResultLine) -> std::io::Result<()> {
     let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
     text.push('\n');
-    let mut file = dir.open_append(RESULTS_FILE)?;
     // One write of one line: a crash leaves at most a torn last line, which reading skips.
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+    dir.append_result(text.as_bytes())
 }
 
 /// The last line of every job key in the folder's results file. A missing, oversized or
@@ -223,6 +222,7 @@ pub fn verify(dir: &Path, entry: &ResultLine) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     fn line(key: &str, file: &str, body: &[u8]) -> ResultLine {
         ResultLine {
