@@ -4,7 +4,7 @@
 //!
 //! The schedule is kept here, on tokio's clock ([`super::poll_queue`]), not in the store: an
 //! answer that says a task goes on writes nothing but its progress, at most every
-//! [`PROGRESS_EVERY`]. The store is asked for running tasks when the stage starts, for each
+//! [`PROGRESS_EVERY`] (none for a task that ends sooner). The store is asked for running tasks when the stage starts, for each
 //! task the submit stage saw accepted, and every [`RESYNC_EVERY`] for any other way a job
 //! started or stopped running.
 
@@ -73,7 +73,7 @@ impl<P: Provider> Engine<P> {
             }
             for job_id in self.take_started() {
                 if let Some(item) = self.store.poll_item(job_id)? {
-                    queue.follow(item.clone(), due_at(&item, now));
+                    queue.follow(item.clone(), due_at(&item, now), now);
                 }
             }
             while polls.len() < self.config.poll_concurrency
@@ -129,7 +129,7 @@ impl<P: Provider> Engine<P> {
         for item in running {
             if !queue.contains(item.job_id) {
                 let at = due_at(&item, now);
-                queue.follow(item, at);
+                queue.follow(item, at, now);
             }
         }
         Ok(())

@@ -18,7 +18,8 @@ struct Entry {
     item: PollItem,
     /// When it is due; `None` while it is being asked.
     due: Option<Instant>,
-    /// When its progress was last written to the store.
+    /// When its progress was last written to the store, or else when the stage took it in:
+    /// a task that ends within [`super::poll::PROGRESS_EVERY`] never writes its progress.
     progress_written: Option<Instant>,
 }
 
@@ -45,9 +46,9 @@ impl PollQueue {
         self.entries.contains_key(&job_id)
     }
 
-    /// Follow a task the stage did not know, due `at`. One it knows is left as it is: its
-    /// own schedule (or the poll asking it now) is newer than what the store says.
-    pub fn follow(&mut self, item: PollItem, at: Instant) {
+    /// Follow a task the stage did not know, due `at`, from `now`. One it knows is left as it
+    /// is: its own schedule (or the poll asking it now) is newer than what the store says.
+    pub fn follow(&mut self, item: PollItem, at: Instant, now: Instant) {
         let job_id = item.job_id;
         if self.entries.contains_key(&job_id) {
             return;
@@ -58,7 +59,7 @@ impl PollQueue {
             Entry {
                 item,
                 due: Some(at),
-                progress_written: None,
+                progress_written: Some(now),
             },
         );
     }
@@ -157,22 +158,30 @@ mod tests {
     fn tasks_come_due_in_time_order_and_one_being_asked_is_not_taken_twice() {
         let t0 = Instant::now();
         let mut q = PollQueue::default();
-        q.follow(item(1), t0 + Duration::from_secs(2));
-        q.follow(item(2), t0 + Duration::from_secs(1));
+        q.follow(item(1), t0 + Duration::from_secs(2), t0);
+        q.follow(item(2), t0 + Duration::from_secs(1), t0);
         assert!(q.take_due(t0).is_none(), "nothing due yet");
         assert_eq!(q.next_due(), Some(t0 + Duration::from_secs(1)));
         let first = q.take_due(t0 + Duration::from_secs(5)).unwrap();
         assert_eq!(first.item.job_id, 2);
         // Told again about a task being asked (the store still says it runs): left alone.
-        q.follow(item(2), t0);
+        q.follow(item(2), t0, t0);
         assert_eq!(
             q.take_due(t0 + Duration::from_secs(5)).unwrap().item.job_id,
             1
         );
         assert!(q.take_due(t0 + Duration::from_secs(5)).is_none());
-        q.again(2, t0 + Duration::from_secs(9), Some(t0), None);
+        q.again(
+            2,
+            t0 + Duration::from_secs(9),
+            Some(t0 + Duration::from_secs(7)),
+            None,
+        );
         let again = q.take_due(t0 + Duration::from_secs(9)).unwrap();
-        assert_eq!((again.item.polls, again.progress_written), (1, Some(t0)));
+        assert_eq!(
+            (again.item.polls, again.progress_written),
+            (1, Some(t0 + Duration::from_secs(7)))
+        );
         q.forget(2);
         q.forget(1);
         assert_eq!((q.len(), q.next_due()), (0, None));
@@ -183,7 +192,7 @@ mod tests {
         let t0 = Instant::now();
         let mut q = PollQueue::default();
         for id in 1..=3 {
-            q.follow(item(id), t0);
+            q.follow(item(id), t0, t0);
         }
         let asked = q.take_due(t0).unwrap().item.job_id;
         q.keep_only(&[2].into_iter().collect());
