@@ -466,7 +466,7 @@ fn keys_by_id(batch: &BatchSpec) -> BTreeMap<String, String> {
     batch
         .jobs
         .iter()
-        .map(|j| (j.subject_id.to_string(), j.key.as_str().to_owned()))
+        .map(|j| (j.subject_id.to_string(), j.key.to_string()))
         .collect()
 }
 

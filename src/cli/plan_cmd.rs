@@ -184,7 +184,7 @@ fn clip_folder(plan: &Plan, simulate: bool) -> std::path::PathBuf {
 /// subject's new clip goes beside its old one).
 fn lands_as(job: &crate::plan::PlannedJob, folder: &std::path::Path) -> String {
     if job.status.would_submit() {
-        crate::engine::planned_name(folder, &job.spec.output_name, job.spec.key.as_str())
+        crate::engine::planned_name(folder, &job.spec.output_name, job.spec.key.hex().as_str())
     } else {
         job.spec.output_name.to_string()
     }

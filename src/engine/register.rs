@@ -104,7 +104,8 @@ pub fn register(
     let made = output::read(output_dir);
     // Built one at a time as the store takes them: a large batch is not held twice.
     let jobs = plan.jobs().map(|j| {
-        let key = j.spec.key.as_str();
+        let key_hex = j.spec.key.hex();
+        let key = key_hex.as_str();
         // Only jobs this state folder has not seen made are checked against the folder.
         let landed = (j.status != JobStatus::Known(JobState::Done) && j.problems.is_empty())
             .then(|| made.get(key))

@@ -342,12 +342,12 @@ fn effective_settings(
 
 /// Two subjects with one key would pay twice for one clip (or overwrite each other).
 fn check_same_clip(jobs: &[JobSpec], problems: &mut Problems) {
-    let mut first_by_key: HashMap<&str, &JobSpec> = HashMap::new();
+    let mut first_by_key: HashMap<&super::JobKey, &JobSpec> = HashMap::new();
     // File order, so the later declaration is the one reported.
     let mut in_file_order: Vec<&JobSpec> = jobs.iter().collect();
     in_file_order.sort_by_key(|j| j.location);
     for job in in_file_order {
-        match first_by_key.get(job.key.as_str()) {
+        match first_by_key.get(&job.key) {
             Some(first) => problems.push(
                 job.location,
                 "subjects",
@@ -361,7 +361,7 @@ fn check_same_clip(jobs: &[JobSpec], problems: &mut Problems) {
                 ),
             ),
             None => {
-                first_by_key.insert(job.key.as_str(), job);
+                first_by_key.insert(&job.key, job);
             }
         }
     }

@@ -122,7 +122,7 @@ pub(super) fn render_output_name(
         "subject" => subject.to_owned(),
         "mode" => settings.mode.as_str().to_owned(),
         "model" => settings.model.to_string(),
-        "key" => key.short().to_owned(),
+        "key" => key.short(),
         _ => String::new(),
     })
     // The template was checked already; an error here cannot happen, and leaves the name empty,

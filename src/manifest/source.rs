@@ -1,6 +1,6 @@
 //! What a job's media and key are, held compactly: a batch may hold 100,000 of each.
 //!
-//! Owns: [`JobKey`] (its 64 hex digits inline), [`MediaSource`] and [`LocalMedia`] (a confined,
+//! Owns: [`JobKey`] (its 32 bytes inline, its hex made when asked), [`MediaSource`] and [`LocalMedia`] (a confined,
 //! hashed file: its path once, its relative part as an offset, its digest as bytes), and how
 //! they print and serialize.
 //!
@@ -9,44 +9,54 @@
 use std::path::{Path, PathBuf};
 
 /// Hash of everything that shapes a clip. Same key = same clip: never made twice. Held as its
-/// 64 lowercase hex digits inline (no allocation: a batch may hold 100,000).
+/// 32 bytes inline (no allocation: a batch may hold 100,000); named by its 64 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JobKey([u8; 64]);
+pub struct JobKey([u8; 32]);
 
 impl JobKey {
     /// The key of a sha256 digest.
     pub fn from_digest(digest: &[u8; 32]) -> Self {
-        let mut hex_digits = [0u8; 64];
-        hex::encode_to_slice(digest, &mut hex_digits).expect("64 digits for 32 bytes");
-        JobKey(hex_digits)
+        JobKey(*digest)
     }
 
     /// The key as the store and the results file name it: 64 lowercase hex digits.
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    pub fn hex(&self) -> KeyHex {
+        let mut digits = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut digits).expect("64 digits for 32 bytes");
+        KeyHex(digits)
     }
 
     /// First 12 hex digits: enough to tell keys apart in tables and file names.
-    pub fn short(&self) -> &str {
-        &self.as_str()[..12]
+    pub fn short(&self) -> String {
+        self.hex().as_str()[..12].to_owned()
+    }
+}
+
+/// A [`JobKey`]'s 64 lowercase hex digits, made on the stack when asked for.
+#[derive(Clone, Copy)]
+pub struct KeyHex([u8; 64]);
+
+impl KeyHex {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
     }
 }
 
 impl std::fmt::Display for JobKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.hex().as_str())
     }
 }
 
 impl std::fmt::Debug for JobKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "JobKey({})", self.as_str())
+        write!(f, "JobKey({self})")
     }
 }
 
 impl serde::Serialize for JobKey {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
+        serializer.serialize_str(self.hex().as_str())
     }
 }
 
@@ -165,7 +175,7 @@ mod tests {
     #[test]
     fn a_key_prints_as_its_hex_digits() {
         let key = JobKey::from_digest(&[0xab; 32]);
-        assert_eq!(key.as_str(), "ab".repeat(32));
+        assert_eq!(key.hex().as_str(), "ab".repeat(32));
         assert_eq!(key.short(), "abababababab");
         assert_eq!(serde_json::to_value(key).unwrap(), "ab".repeat(32));
     }

@@ -15,7 +15,7 @@ impl Plan {
             .map(|j| {
                 serde_json::json!({
                     "subject": j.spec.subject_id,
-                    "key": j.spec.key.as_str(),
+                    "key": j.spec.key.hex().as_str(),
                     "image": {
                         "source": media_label(&j.spec.image),
                         "format": j.image.as_ref().map(|i| i.format),

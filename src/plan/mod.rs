@@ -295,7 +295,10 @@ pub async fn make_plan(
         let status = if !problems.is_empty() {
             JobStatus::Invalid
         } else {
-            match known.as_ref().and_then(|(_, k)| k.get(spec.key.as_str())) {
+            match known
+                .as_ref()
+                .and_then(|(_, k)| k.get(spec.key.hex().as_str()))
+            {
                 Some(k) => JobStatus::Known(k.state),
                 None if subjects_with_clips.contains_key(&*spec.subject_id) => JobStatus::Changed,
                 None => JobStatus::New,
