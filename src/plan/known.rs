@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::Plan;
 use crate::file_identity::{DIGEST_WORTH_KEEPING, FileIdentity};
 use crate::manifest::{KnownDigests, LocalMedia, MediaSource};
+use crate::media::ImageInfo;
 use crate::store::{KnownFile, Store, StoreError};
 
 /// The digests a state folder keeps, as the manifest asks for them.
@@ -70,6 +71,24 @@ pub fn remember(store: &Store, plan: &Plan, racy: Duration) -> Result<usize, Sto
         })
     });
     store.remember_files(rows)
+}
+
+/// Headers of images an earlier plan probed, by content: an image whose digest is known is
+/// neither read nor opened again. Only asked when the store keeps any (not on a first plan).
+pub(super) struct KnownHeaders<'a>(Option<&'a Store>);
+
+impl<'a> KnownHeaders<'a> {
+    pub(super) fn of(store: Option<&'a Store>) -> KnownHeaders<'a> {
+        KnownHeaders(store.filter(|s| s.has_image_probes().unwrap_or(false)))
+    }
+
+    pub(super) fn get(&self, image: &MediaSource) -> Option<ImageInfo> {
+        let (Some(store), MediaSource::Local(local)) = (self.0, image) else {
+            return None;
+        };
+        // A failed lookup only costs a probe.
+        store.image_probe(&local.sha256()).ok().flatten()
+    }
 }
 
 fn local_of(media: &MediaSource) -> Option<&LocalMedia> {

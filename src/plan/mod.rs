@@ -253,7 +253,7 @@ pub async fn make_plan(
     // keeps this future `Send` for the daemon's spawned tasks.
     let specs = &batch.jobs;
     let mut facts = Vec::with_capacity(specs.len());
-    let headers = KnownHeaders::of(store);
+    let headers = known::KnownHeaders::of(store);
     let mut probed = futures_util::stream::iter(0..specs.len())
         .map(|i| {
             let known = headers.get(&specs[i].image);
@@ -322,24 +322,6 @@ pub async fn make_plan(
     };
     plan.budget = verdict(&plan, committed_credits);
     Ok(plan)
-}
-
-/// Headers of images an earlier plan probed, by content: an image whose digest is known is
-/// neither read nor opened again. Only asked when the store keeps any (not on a first plan).
-struct KnownHeaders<'a>(Option<&'a Store>);
-
-impl<'a> KnownHeaders<'a> {
-    fn of(store: Option<&'a Store>) -> KnownHeaders<'a> {
-        KnownHeaders(store.filter(|s| s.has_image_probes().unwrap_or(false)))
-    }
-
-    fn get(&self, image: &MediaSource) -> Option<ImageInfo> {
-        let (Some(store), MediaSource::Local(local)) = (self.0, image) else {
-            return None;
-        };
-        // A failed lookup only costs a probe.
-        store.image_probe(&local.sha256()).ok().flatten()
-    }
 }
 
 fn verdict(plan: &Plan, committed: u64) -> BudgetVerdict {

@@ -145,6 +145,23 @@ fn scripted_engine(
     .unwrap()
 }
 
+/// An engine over `store` and the scripted provider, for one batch.
+fn batch_engine(
+    store: &Arc<Store>,
+    provider: Arc<ScriptedProvider>,
+    batch: i64,
+    config: EngineConfig,
+) -> Arc<Engine<Arc<ScriptedProvider>>> {
+    Engine::new(
+        store.clone(),
+        provider,
+        MediaPublisher::default(),
+        config,
+        Scope::batches("scripted", vec![batch]),
+    )
+    .unwrap()
+}
+
 /// Polls `what` every 10 ms for at most 10 s; panics with `label` if it never holds.
 async fn wait_until(label: &str, what: impl Fn() -> bool) {
     for _ in 0..1000 {
@@ -248,14 +265,7 @@ async fn in_the_daemon_a_402_pauses_submitting_then_one_submit_tries_again() {
 async fn a_one_shot_run_stops_submitting_on_a_402_and_says_why() {
     let (store, batch) = registered_store(3);
     let provider = out_of_credits_once();
-    let engine = Engine::new(
-        store.clone(),
-        provider.clone(),
-        MediaPublisher::default(),
-        EngineConfig::default(),
-        Scope::batches("scripted", vec![batch]),
-    )
-    .unwrap();
+    let engine = batch_engine(&store, provider.clone(), batch, EngineConfig::default());
     let report = engine
         .run(RunMode::UntilDone, CancellationToken::new())
         .await
@@ -270,19 +280,16 @@ async fn a_task_the_provider_forgets_is_lost_and_never_submitted_again_by_itself
     let (store, batch) = registered_store(2);
     let provider = Arc::new(ScriptedProvider::default());
     provider.polls_not_found.store(true, Ordering::SeqCst);
-    let engine = Engine::new(
-        store.clone(),
+    let engine = batch_engine(
+        &store,
         provider.clone(),
-        MediaPublisher::default(),
+        batch,
         EngineConfig {
             submit_per_minute: 6000,
-            // Poll times are wall-clock milliseconds: a paused tokio clock does not skip them.
             poll_schedule: PollSchedule::for_simulator(),
             ..EngineConfig::default()
         },
-        Scope::batches("scripted", vec![batch]),
-    )
-    .unwrap();
+    );
     let report = engine
         .run(RunMode::UntilDone, CancellationToken::new())
         .await
@@ -308,17 +315,15 @@ async fn a_panic_in_a_stage_stops_the_run_with_an_error() {
     let (store, batch) = registered_store(1);
     let provider = Arc::new(ScriptedProvider::default());
     provider.polls_panic.store(true, Ordering::SeqCst);
-    let engine = Engine::new(
-        store.clone(),
+    let engine = batch_engine(
+        &store,
         provider,
-        MediaPublisher::default(),
+        batch,
         EngineConfig {
             poll_schedule: PollSchedule::for_simulator(),
             ..EngineConfig::default()
         },
-        Scope::batches("scripted", vec![batch]),
-    )
-    .unwrap();
+    );
     let outcome = engine
         .run(RunMode::UntilDone, CancellationToken::new())
         .await;
@@ -335,19 +340,17 @@ async fn a_task_that_never_ends_is_polled_no_more_after_the_maximum_age() {
     let (store, batch) = registered_store(1);
     // The scripted provider answers `processing` for ever.
     let provider = Arc::new(ScriptedProvider::default());
-    let engine = Engine::new(
-        store.clone(),
+    let engine = batch_engine(
+        &store,
         provider.clone(),
-        MediaPublisher::default(),
+        batch,
         EngineConfig {
             submit_per_minute: 6000,
             poll_schedule: PollSchedule::for_simulator(),
             max_task_age: Duration::ZERO,
             ..EngineConfig::default()
         },
-        Scope::batches("scripted", vec![batch]),
-    )
-    .unwrap();
+    );
     let report = engine
         .run(RunMode::UntilDone, CancellationToken::new())
         .await

@@ -14,18 +14,16 @@ async fn a_running_task_is_polled_on_its_schedule_by_tokio_clock() {
         interval_min: Duration::from_secs(5),
         interval_max: Duration::from_secs(60),
     };
-    let engine = Engine::new(
-        store.clone(),
+    let engine = batch_engine(
+        &store,
         provider.clone(),
-        MediaPublisher::default(),
+        batch,
         EngineConfig {
             submit_per_minute: 6000,
             poll_schedule: schedule.clone(),
             ..EngineConfig::default()
         },
-        Scope::batches("scripted", vec![batch]),
-    )
-    .unwrap();
+    );
     let stop = CancellationToken::new();
     let run = {
         let stop = stop.clone();
