@@ -23,6 +23,8 @@ use crate::store::{DownloadItem, now_ms};
 /// A clip's body in its temp file, synced, with its length and digest.
 struct Fetched {
     temp: TempName,
+    /// The temp file as written (read back through it: no second open by name).
+    file: std::fs::File,
     bytes: u64,
     digest: [u8; 32],
 }
@@ -63,16 +65,21 @@ impl<P: Provider> Engine<P> {
             .or_else(|| response.headers().get("content-digest"))
             .and_then(|v| v.to_str().ok())
             .and_then(crate::digest::parse_sha256);
-        let fetched = self.stream_to_temp(&out, response).await?;
-        check_whole(&out, &fetched, announced).await?;
-        let sha256 = hex::encode(fetched.digest);
+        let Fetched {
+            temp,
+            file,
+            bytes,
+            digest,
+        } = self.stream_to_temp(&out, response).await?;
+        check_whole(&out, &temp, file, digest, announced).await?;
+        let sha256 = hex::encode(digest);
         let path = self
-            .land_and_remember(item, out, fetched.temp, &sha256, fetched.bytes)
+            .land_and_remember(item, out, temp, &sha256, bytes)
             .await?;
         Ok(Landed {
             path,
             sha256,
-            bytes: fetched.bytes,
+            bytes,
         })
     }
 
@@ -126,6 +133,7 @@ impl<P: Provider> Engine<P> {
         file.sync_all().await.map_err(local(&temp_path))?;
         Ok(Fetched {
             temp,
+            file: file.into_std().await,
             bytes,
             digest: hasher.finalize().into(),
         })
@@ -173,28 +181,25 @@ impl<P: Provider> Engine<P> {
     }
 }
 
-/// The temp file is a whole MP4 (probed through the open file, whatever happens to the
-/// folder's names meanwhile) with the digest the server announced, if it announced one.
+/// The temp file is a whole MP4 (probed through the descriptor it was written with, whatever
+/// happens to the folder's names meanwhile) with the digest the server announced, if any.
 async fn check_whole(
     out: &OutputDir,
-    fetched: &Fetched,
+    temp: &TempName,
+    file: std::fs::File,
+    digest: [u8; 32],
     announced: Option<[u8; 32]>,
 ) -> Result<(), DownloadError> {
-    let temp_path = out.path().join(fetched.temp.name());
-    let reread = out
-        .open_regular(fetched.temp.name())
-        .map_err(local(&temp_path))?;
-    let what = temp_path.display().to_string();
-    let probed =
-        tokio::task::spawn_blocking(move || crate::media::probe_video_handle(reread, &what))
-            .await
-            .map_err(|e| DownloadError::Retryable(format!("probe failed: {e}")))?;
+    let what = out.path().join(temp.name()).display().to_string();
+    let probed = tokio::task::spawn_blocking(move || crate::media::probe_video_handle(file, &what))
+        .await
+        .map_err(|e| DownloadError::Retryable(format!("probe failed: {e}")))?;
     if let Err(e) = probed {
         return Err(DownloadError::Retryable(format!(
             "the clip is not a whole MP4: {e}"
         )));
     }
-    if announced.is_some_and(|a| a != fetched.digest) {
+    if announced.is_some_and(|a| a != digest) {
         return Err(DownloadError::Retryable(
             "the body does not match the digest the server announced (changed in flight)"
                 .to_owned(),

@@ -91,14 +91,14 @@ impl OutputDir {
     }
 
     /// A new temp file `.recast-RANDOM{suffix}`, created exclusively (nothing planted there is
-    /// opened), mode 0644.
+    /// opened), mode 0644, open for writing and reading back.
     pub fn create_temp(self: &Arc<Self>, suffix: &str) -> std::io::Result<(File, TempName)> {
         loop {
             let name = format!(".recast-{:016x}{suffix}", rand::random::<u64>());
             match rustix::fs::openat(
                 &self.fd,
                 name.as_str(),
-                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o644),
             ) {
                 Ok(fd) => {
