@@ -276,41 +276,6 @@ async fn a_one_shot_run_stops_submitting_on_a_402_and_says_why() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_task_the_provider_forgets_is_lost_and_never_submitted_again_by_itself() {
-    let (store, batch) = registered_store(2);
-    let provider = Arc::new(ScriptedProvider::default());
-    provider.polls_not_found.store(true, Ordering::SeqCst);
-    let engine = batch_engine(
-        &store,
-        provider.clone(),
-        batch,
-        EngineConfig {
-            submit_per_minute: 6000,
-            poll_schedule: PollSchedule::for_simulator(),
-            ..EngineConfig::default()
-        },
-    );
-    let report = engine
-        .run(RunMode::UntilDone, CancellationToken::new())
-        .await
-        .unwrap();
-    assert!(report.halted.is_none());
-    let counts = store.batch_counts(batch).unwrap();
-    assert_eq!(counts.get(JobState::Lost), 2, "{counts:?}");
-    // Neither a new run nor `retry --unknown` submits them again: only a priced --lost retry.
-    let unknown = crate::store::RetrySelection {
-        unknown: true,
-        ..Default::default()
-    };
-    assert_eq!(store.retry(batch, unknown, false).unwrap(), 0);
-    engine
-        .run(RunMode::NoWait, CancellationToken::new())
-        .await
-        .unwrap();
-    assert_eq!(provider.submits.load(Ordering::SeqCst), 2);
-}
-
-#[tokio::test(start_paused = true)]
 async fn a_panic_in_a_stage_stops_the_run_with_an_error() {
     let (store, batch) = registered_store(1);
     let provider = Arc::new(ScriptedProvider::default());
@@ -333,39 +298,6 @@ async fn a_panic_in_a_stage_stops_the_run_with_an_error() {
         }
         other => panic!("expected a panic error, got {other:?}"),
     }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_task_that_never_ends_is_polled_no_more_after_the_maximum_age() {
-    let (store, batch) = registered_store(1);
-    // The scripted provider answers `processing` for ever.
-    let provider = Arc::new(ScriptedProvider::default());
-    let engine = batch_engine(
-        &store,
-        provider.clone(),
-        batch,
-        EngineConfig {
-            submit_per_minute: 6000,
-            poll_schedule: PollSchedule::for_simulator(),
-            max_task_age: Duration::ZERO,
-            ..EngineConfig::default()
-        },
-    );
-    let report = engine
-        .run(RunMode::UntilDone, CancellationToken::new())
-        .await
-        .unwrap();
-    assert!(report.halted.is_none());
-    let jobs = store.attention_jobs(batch).unwrap();
-    assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].state, JobState::Failed);
-    let why = jobs[0].reason.as_deref().unwrap();
-    assert!(why.contains("polled no more"), "{why}");
-    assert_eq!(
-        provider.submits.load(Ordering::SeqCst),
-        1,
-        "never re-sent by itself"
-    );
 }
 
 /// A re-send refused with a 400 proves nothing about the first send, whose task may exist and

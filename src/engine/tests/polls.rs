@@ -1,7 +1,16 @@
-//! The poll schedule on tokio's paused clock: ten virtual minutes of a task that never ends
-//! take no real time, and every gap between polls is the one the schedule asks for.
+//! Polls on tokio's paused clock: the schedule's gaps, a task the provider forgets, and one
+//! that never ends.
 
 use super::*;
+
+/// Submits as fast as asked, polls on `schedule`.
+fn polling(schedule: PollSchedule) -> EngineConfig {
+    EngineConfig {
+        submit_per_minute: 6000,
+        poll_schedule: schedule,
+        ..EngineConfig::default()
+    }
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_running_task_is_polled_on_its_schedule_by_tokio_clock() {
@@ -14,16 +23,7 @@ async fn a_running_task_is_polled_on_its_schedule_by_tokio_clock() {
         interval_min: Duration::from_secs(5),
         interval_max: Duration::from_secs(60),
     };
-    let engine = batch_engine(
-        &store,
-        provider.clone(),
-        batch,
-        EngineConfig {
-            submit_per_minute: 6000,
-            poll_schedule: schedule.clone(),
-            ..EngineConfig::default()
-        },
-    );
+    let engine = batch_engine(&store, provider.clone(), batch, polling(schedule.clone()));
     let stop = CancellationToken::new();
     let run = {
         let stop = stop.clone();
@@ -57,4 +57,66 @@ async fn a_running_task_is_polled_on_its_schedule_by_tokio_clock() {
     }
     let running = store.job_rows(batch, &[JobState::Running]).unwrap();
     assert_eq!(running.len(), 1, "still running: nothing ended it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_the_provider_forgets_is_lost_and_never_submitted_again_by_itself() {
+    let (store, batch) = registered_store(2);
+    let provider = Arc::new(ScriptedProvider::default());
+    provider.polls_not_found.store(true, Ordering::SeqCst);
+    let engine = batch_engine(
+        &store,
+        provider.clone(),
+        batch,
+        polling(PollSchedule::for_simulator()),
+    );
+    let report = engine
+        .run(RunMode::UntilDone, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(report.halted.is_none());
+    let counts = store.batch_counts(batch).unwrap();
+    assert_eq!(counts.get(JobState::Lost), 2, "{counts:?}");
+    // Neither a new run nor `retry --unknown` submits them again: only a priced --lost retry.
+    let unknown = crate::store::RetrySelection {
+        unknown: true,
+        ..Default::default()
+    };
+    assert_eq!(store.retry(batch, unknown, false).unwrap(), 0);
+    engine
+        .run(RunMode::NoWait, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(provider.submits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_never_ends_is_polled_no_more_after_the_maximum_age() {
+    let (store, batch) = registered_store(1);
+    // The scripted provider answers `processing` for ever.
+    let provider = Arc::new(ScriptedProvider::default());
+    let engine = batch_engine(
+        &store,
+        provider.clone(),
+        batch,
+        EngineConfig {
+            max_task_age: Duration::ZERO,
+            ..polling(PollSchedule::for_simulator())
+        },
+    );
+    let report = engine
+        .run(RunMode::UntilDone, CancellationToken::new())
+        .await
+        .unwrap();
+    assert!(report.halted.is_none());
+    let jobs = store.attention_jobs(batch).unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].state, JobState::Failed);
+    let why = jobs[0].reason.as_deref().unwrap();
+    assert!(why.contains("polled no more"), "{why}");
+    assert_eq!(
+        provider.submits.load(Ordering::SeqCst),
+        1,
+        "never re-sent by itself"
+    );
 }
