@@ -18,4 +18,5 @@ mod notify;
 mod provider_limits;
 mod resume;
 mod sim;
+mod streamed;
 mod terminal;

@@ -16,6 +16,7 @@ mod reach;
 mod real_provider;
 mod resume;
 mod run_cmd;
+mod run_plan;
 mod run_report;
 mod status_cmd;
 mod table;

@@ -14,14 +14,18 @@ use crate::manifest::{BatchSpec, MediaSource};
 use crate::settings::Settings;
 
 /// Before anything is opened for the real provider: the media store, a way for every local
-/// file, and a key. Returns the media store, if one is set.
+/// file, and a key. `subjects` counts the batch's subject images the publisher cannot publish
+/// (the batch's own jobs, or a streamed plan's staged ones). Returns the media store, if one
+/// is set.
 pub(super) fn check_real_provider(
     batch: &BatchSpec,
     settings: &Settings,
+    subjects: impl FnOnce(&MediaPublisher) -> usize,
 ) -> Result<Option<Arc<crate::media_store::MediaStore>>, ExitCode> {
     let media_store = open_real_provider(settings)?;
     let publisher = real_publisher(&batch.base_dir, settings, media_store.clone());
-    if let Some(message) = unpublishable_media(batch, &publisher) {
+    let reference = usize::from(!publishable(&batch.reference_video, &publisher));
+    if let Some(message) = unpublishable_media(batch, reference + subjects(&publisher)) {
         eprintln!("error: {message}");
         return Err(ExitCode::Invalid);
     }
@@ -102,13 +106,23 @@ pub(super) fn real_publisher(
     publisher
 }
 
+/// Whether `media` reaches the real provider: a URL, or a local file the publisher publishes.
+fn publishable(media: &MediaSource, publisher: &MediaPublisher) -> bool {
+    matches!(media, MediaSource::Remote { .. })
+        || publisher.can_publish(&crate::engine::StoredMedia::from(media))
+}
+
+/// The batch's own subject images the publisher cannot publish.
+pub(super) fn unpublishable_subjects(batch: &BatchSpec, publisher: &MediaPublisher) -> usize {
+    batch
+        .jobs
+        .iter()
+        .filter(|j| !publishable(&j.image, publisher))
+        .count()
+}
+
 /// Local media need a public URL for the real provider; say so before anything is spent.
-fn unpublishable_media(batch: &BatchSpec, publisher: &MediaPublisher) -> Option<String> {
-    let local = std::iter::once(&batch.reference_video)
-        .chain(batch.jobs.iter().map(|j| &j.image))
-        .filter(|m| matches!(m, MediaSource::Local(_)))
-        .filter(|m| !publisher.can_publish(&crate::engine::StoredMedia::from(*m)))
-        .count();
+fn unpublishable_media(batch: &BatchSpec, local: usize) -> Option<String> {
     (local > 0).then(|| {
         format!(
             "{}: {local} local media file{} need a public URL: the provider fetches media by URL. \

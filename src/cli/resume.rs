@@ -11,7 +11,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use super::ExitCode;
 use super::args::RunArgs;
@@ -19,7 +18,7 @@ use super::plan_cmd::provider_identity;
 use super::real_provider::{check_balance, open_real_provider, real_publisher};
 use super::run_cmd::{build_engine, drive, store_failure};
 use crate::output;
-use crate::plan::{Plan, stamp};
+use crate::plan::stamp;
 use crate::settings::Settings;
 use crate::store::{InputStamp, StateLock, Store, StoreError};
 
@@ -109,19 +108,18 @@ pub(super) fn racy_window() -> std::time::Duration {
         .map_or(stamp::RACY, std::time::Duration::from_millis)
 }
 
-/// After a registration: stamp what `plan` (its manifest read at `read_at`) read, or forget the
-/// manifest's stamp if it cannot be stamped.
+/// After a registration: keep `files`, the stamp of what the plan of `manifest` read, or forget
+/// the manifest's stamp if it could not be stamped (`None`).
 pub(super) fn keep_stamp(
     store: &Store,
-    plan: &Plan,
+    manifest: &Path,
+    files: Option<Vec<u8>>,
     batch_id: i64,
     provider: &str,
     output_dir: &Path,
     context: String,
-    read_at: SystemTime,
 ) -> Result<(), StoreError> {
-    let key = key_of(&plan.batch.manifest_path);
-    let files = stamp::encode(plan, read_at, racy_window());
+    let key = key_of(manifest);
     let extent = output::results_extent(output_dir);
     let registered_at = store.registered_at(batch_id)?;
     let (Some(files), Some((results_ino, results_len)), Some(registered_at)) =

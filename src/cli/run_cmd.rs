@@ -1,6 +1,7 @@
 //! `recast run`: register (or reconcile) a manifest's batch and drive it through the engine,
 //! against reAPI or an in-process simulator, with a progress bar on a terminal. A batch whose
-//! stamp shows nothing changed is resumed without planning ([`super::resume`]); what the real
+//! stamp shows nothing changed is resumed without planning ([`super::resume`]); the batch is
+//! planned (in chunks when it can be) and registered by [`super::run_plan`]; what the real
 //! provider needs first is checked in [`super::real_provider`].
 
 use std::io::IsTerminal;
@@ -11,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::ExitCode;
 use super::args::{GlobalArgs, RunArgs};
-use super::plan_cmd::{load_manifest, provider_identity};
+use super::plan_cmd::provider_identity;
 use super::progress::show_progress;
-use super::real_provider::{check_balance, check_real_provider, real_publisher};
+use super::real_provider::{check_real_provider, real_publisher};
+use super::run_plan::{plan_and_register, take_in};
 use super::run_report::finish;
-use crate::engine::{Engine, MediaPublisher, RegisterError, RunMode, register};
+use crate::engine::{Engine, MediaPublisher, RunMode};
 use crate::manifest::BatchSpec;
-use crate::plan::{JobStatus, Prober, make_plan};
 use crate::provider::{HttpProvider, HttpProviderConfig};
 use crate::settings::Settings;
 use crate::store::{Scope, StateLock, Store, StoreError};
@@ -47,28 +48,31 @@ async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitC
         Arc::new(crate::plan::known::DigestsInStore::new(store.clone()))
             as Arc<dyn crate::manifest::KnownDigests>
     });
-    let mut batch = load_manifest(&args.manifest, settings, known).await?;
-    if batch.inputs.known > 0 {
+    let provider_id = provider_identity(settings, args.simulate);
+    let store_held = held.as_ref().map(|(_, store)| store.as_ref());
+    let mut intake = take_in(&args, settings, store_held, known, &provider_id).await?;
+    let inputs = &intake.batch().inputs;
+    if inputs.known > 0 {
         eprintln!(
             "{} of {} local files unchanged since an earlier run: not read again",
-            batch.inputs.known,
-            batch.inputs.known + batch.inputs.hashed
+            inputs.known,
+            inputs.known + inputs.hashed
         );
     }
     if args.canary.is_some() {
-        batch.canary = args.canary;
+        intake.batch_mut().canary = args.canary;
     }
     let media_store = if args.simulate {
         None
     } else {
-        check_real_provider(&batch, settings)?
+        check_real_provider(intake.batch(), settings, |p| intake.unpublishable(p))?
     };
     let (_lock, store) = match held {
         Some(held) => held,
         None => hold_state(settings)?,
     };
     let simulator = match args.simulate {
-        true => Some(start_simulator(&batch).await.map_err(|message| {
+        true => Some(start_simulator(intake.batch()).await.map_err(|message| {
             eprintln!("error: cannot start the simulator: {message}");
             ExitCode::Internal
         })?),
@@ -78,45 +82,40 @@ async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitC
         Some(sim) => settings.for_simulator(&sim.base_url(), sim.api_key()),
         None => settings.clone(),
     };
-    let provider_id = provider_identity(&settings, args.simulate);
+    let base_dir = intake.batch().base_dir.clone();
     let publisher = match &simulator {
         Some(sim) => {
             let mut p = MediaPublisher::default();
-            p.publish(&batch.base_dir, &format!("{}/media/", sim.base_url()));
+            p.publish(&base_dir, &format!("{}/media/", sim.base_url()));
             p
         }
-        None => real_publisher(&batch.base_dir, &settings, media_store),
+        None => real_publisher(&base_dir, &settings, media_store),
     };
     let context = super::resume::context(&settings, &provider_id, &args);
-    let registered = plan_and_register(&store, batch, &settings, &provider_id, &args).await?;
+    let registered = plan_and_register(&store, intake, &settings, &provider_id, &args).await?;
     let batch_id = registered.batch_id;
-    let racy = super::resume::racy_window();
-    if let Err(e) = crate::plan::known::remember(&store, &registered.plan, racy) {
-        tracing::warn!("cannot keep the digests of the files read: {e}");
-    }
+    registered.plan.remember(&store);
+    let (manifest, output_dir) = (
+        registered.plan.batch().manifest_path.clone(),
+        registered.plan.batch().output_dir.clone(),
+    );
     if !args.simulate {
         // A daemon on this state folder can then publish the batch's media as this run does.
         store
             .set_media_base_url(batch_id, settings.media_base_url.as_deref())
             .map_err(store_failure)?;
-    }
-    if !args.simulate {
-        let plan = &registered.plan;
+        let files = registered.plan.stamp(read_at);
         super::resume::keep_stamp(
             &store,
-            plan,
+            &manifest,
+            files,
             batch_id,
             &provider_id,
-            &plan.batch.output_dir,
+            &output_dir,
             context,
-            read_at,
         )
         .map_err(store_failure)?;
     }
-    let (manifest, output_dir) = (
-        registered.plan.batch.manifest_path.clone(),
-        registered.plan.batch.output_dir.clone(),
-    );
     // From here on the store drives the run: memory follows the jobs in flight, not the batch.
     drop(registered);
     give_back_freed_memory();
@@ -157,98 +156,6 @@ fn hold_state(settings: &Settings) -> Result<(StateLock, Arc<Store>), ExitCode> 
     let lock = StateLock::acquire(&settings.state_dir).map_err(store_failure)?;
     let store = Arc::new(Store::open(&settings.state_dir).map_err(store_failure)?);
     Ok((lock, store))
-}
-
-/// A plan registered: its batch's id, and the plan (for the stamp).
-struct Registered {
-    batch_id: i64,
-    plan: crate::plan::Plan,
-}
-
-/// Plan the batch, register it, say what the run will do, and stop before spending what the
-/// account cannot pay. Returns the batch's id.
-async fn plan_and_register(
-    store: &Arc<Store>,
-    batch: BatchSpec,
-    settings: &Settings,
-    provider_id: &str,
-    args: &RunArgs,
-) -> Result<Registered, ExitCode> {
-    // The manifest's own URLs follow the user's setting, even in a --simulate trial (which only
-    // lets recast reach its own loopback simulator).
-    let prober = Prober::new(settings.engine.allow_private_networks);
-    let plan = make_plan(batch, provider_id, &settings.prices, Some(store), &prober)
-        .await
-        .map_err(|e| {
-            eprintln!("error: {e}");
-            ExitCode::Invalid
-        })?;
-    let output_dir = if args.simulate {
-        plan.batch.output_dir.join("simulated")
-    } else {
-        plan.batch.output_dir.clone()
-    };
-    let report = register(store, &plan, provider_id, &output_dir, 0).map_err(|e| match e {
-        RegisterError::Store(e) => store_failure(e),
-        e => {
-            eprintln!("error: {e}");
-            ExitCode::Invalid
-        }
-    })?;
-    if report.found_in_output > 0 {
-        eprintln!(
-            "{} clips found whole in {} (its {}): done, not submitted again",
-            report.found_in_output,
-            output_dir.display(),
-            crate::output::RESULTS_FILE
-        );
-    }
-    let batch_id = report.batch_id;
-    if let Ok(summary) = store.batch_summary(batch_id)
-        && summary.cancelled
-    {
-        eprintln!(
-            "{} was cancelled by a person: nothing of it is submitted until `recast resume {}`",
-            summary.name, summary.name
-        );
-    }
-    // The simulator lives and dies with this process: tasks a previous one held are gone.
-    if args.simulate {
-        match store.restart_lost_tasks(batch_id).map_err(store_failure)? {
-            0 => {}
-            n => eprintln!(
-                "{n} jobs were in flight with a simulator that has stopped: submitted again"
-            ),
-        }
-    }
-    let (to_submit, credits) = plan.to_submit();
-    let to_submit = to_submit.saturating_sub(report.found_in_output);
-    eprintln!(
-        "{}: {} subjects, {} to submit{}; clips go to {}{}",
-        plan.batch.name,
-        plan.batch.jobs.len(),
-        to_submit,
-        credits
-            .map(|c| format!(" (at most {c} credits ≈ {:.3} USD)", c as f64 / 1000.0))
-            .unwrap_or_default(),
-        output_dir.display(),
-        if args.simulate {
-            " (simulated: nothing is billed)"
-        } else {
-            ""
-        },
-    );
-    if let Some(needed) = credits.filter(|_| to_submit > 0) {
-        check_balance(settings, needed, args.spend_available).await?;
-    }
-    for job in plan.jobs().filter(|j| j.status == JobStatus::Invalid) {
-        eprintln!(
-            "left out: {}: {}",
-            job.spec.subject_id,
-            job.problems.join("; ")
-        );
-    }
-    Ok(Registered { batch_id, plan })
 }
 
 pub(super) fn build_engine(

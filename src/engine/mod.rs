@@ -45,7 +45,7 @@ const EVENTS_KEPT: std::time::Duration = std::time::Duration::from_secs(30 * 24 
 pub use config::{EngineConfig, PollSchedule};
 pub use download::{DownloadError, clean_temp_files};
 pub use pacing::Pacing;
-pub use register::{RegisterError, register};
+pub use register::{RegisterError, register, register_staged, staged_job};
 pub use spec::{MediaPublisher, PublishError, Route, StoredMedia, StoredSpec};
 
 /// How long a run goes on.

@@ -6,14 +6,18 @@
 //! there whole makes the job `done`, whatever this state folder remembers; and the folder is
 //! held for this state folder, so a second state folder cannot fill it at the same time.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::StoredSpec;
+use crate::manifest::{BatchSpec, MediaSource};
+use crate::media::VideoInfo;
 use crate::output::{self, OutputBusy};
-use crate::plan::{JobStatus, Plan};
+use crate::plan::{JobStatus, Plan, PlannedJob, StreamedPlan};
 use crate::pricing::usd_to_credits_floor;
 use crate::store::{
-    AdoptedSubmit, JobState, LandedClip, NewBatch, NewJob, ReconcileReport, Store, StoreError,
+    AdoptedSubmit, JobState, LandedClip, NewBatch, NewJob, ReconcileReport, StagedJob, Store,
+    StoreError,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +92,82 @@ pub fn register(
     priority: i64,
 ) -> Result<ReconcileReport, RegisterError> {
     let batch = &plan.batch;
+    let (new_batch, made) = prepare(store, batch, provider, output_dir, priority)?;
+    // Built one at a time as the store takes them: a large batch is not held twice.
+    let jobs = plan.jobs().map(|j| {
+        let mut job = new_job(&j, batch, plan.reference.duration_ms);
+        found_in_output(&mut job, j.status, &made, output_dir, provider);
+        job
+    });
+    let report = store.register_batch(&new_batch, jobs)?;
+    conclude(store, report, &batch.name, output_dir)
+}
+
+/// [`register`] for a plan made in chunks: its jobs come from the staging file, sorted by
+/// subject id as a whole plan's are, into one transaction.
+pub fn register_staged(
+    store: &Store,
+    plan: &StreamedPlan,
+    provider: &str,
+    output_dir: &Path,
+    priority: i64,
+) -> Result<ReconcileReport, RegisterError> {
+    let (new_batch, made) = prepare(store, &plan.batch, provider, output_dir, priority)?;
+    let report = plan.staged.read(false, |staged| {
+        let jobs = staged.map(|staged| {
+            let StagedJob {
+                mut job, status, ..
+            } = staged?;
+            let status = JobStatus::from_label(&status).unwrap_or(JobStatus::Invalid);
+            found_in_output(&mut job, status, &made, output_dir, provider);
+            Ok(job)
+        });
+        store.register_batch_from(&new_batch, jobs)
+    })??;
+    conclude(store, report, &plan.batch.name, output_dir)
+}
+
+/// A planned job as the store registers it (what the output folder holds of it aside).
+pub fn new_job(j: &PlannedJob<'_>, batch: &BatchSpec, duration_ms: u64) -> NewJob {
+    NewJob {
+        key: j.spec.key.hex().as_str().to_owned(),
+        subject_id: j.spec.subject_id.to_string(),
+        output_name: j.spec.output_name.to_string(),
+        spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video)
+            .to_json(),
+        duration_ms,
+        estimate_credits: j.estimate.map(|e| e.credits),
+        invalid_reason: (!j.problems.is_empty()).then(|| j.problems.join("; ")),
+        landed: None,
+        adopt: None,
+    }
+}
+
+/// A planned job as a streamed plan stages it: what the store registers, and the image's file
+/// and header for the stamp and the digests kept.
+pub fn staged_job(j: PlannedJob<'_>, batch: &BatchSpec, reference: &VideoInfo) -> StagedJob {
+    let local = match &j.spec.image {
+        MediaSource::Local(local) => Some(local),
+        MediaSource::Remote { .. } => None,
+    };
+    StagedJob {
+        job: new_job(&j, batch, reference.duration_ms),
+        status: j.status.label(),
+        image_path: local.and_then(|l| l.path().to_str()).map(str::to_owned),
+        image_sha256: local.map(|l| l.sha256()),
+        image: j.image.cloned(),
+    }
+}
+
+/// Before the store hears of the batch: its name is free, the output folder is held for this
+/// state folder and has a results file, and what that file records is read.
+fn prepare(
+    store: &Store,
+    batch: &BatchSpec,
+    provider: &str,
+    output_dir: &Path,
+    priority: i64,
+) -> Result<(NewBatch, HashMap<String, output::ResultLine>), RegisterError> {
     // Stored absolute, so a run from another working folder names the same file.
     let manifest_path =
         std::path::absolute(&batch.manifest_path).unwrap_or_else(|_| batch.manifest_path.clone());
@@ -101,71 +181,73 @@ pub fn register(
     {
         tracing::warn!(folder = %output_dir.display(), "cannot create {}: {e}", output::RESULTS_FILE);
     }
-    let made = output::read(output_dir);
-    // Built one at a time as the store takes them: a large batch is not held twice.
-    let jobs = plan.jobs().map(|j| {
-        let key_hex = j.spec.key.hex();
-        let key = key_hex.as_str();
-        // Only jobs this state folder has not seen made are checked against the folder.
-        let landed = (j.status != JobStatus::Known(JobState::Done) && j.problems.is_empty())
-            .then(|| made.get(key))
-            .flatten()
-            .and_then(|entry| {
-                let path = output::verify(output_dir, entry)?;
-                Some(LandedClip {
-                    path: path.to_string_lossy().into_owned(),
-                    sha256: entry.sha256.clone(),
-                    bytes: entry.bytes,
-                    credits: entry.credits,
-                    task_id: entry.task_id.clone(),
-                })
-            });
-        // A submit only the output folder remembers (a lost state folder) is followed, never
-        // billed again; the in-process simulator's tasks die with it, so not for it.
-        let unknown_here = matches!(j.status, JobStatus::New | JobStatus::Changed);
-        let adopt = made
-            .get(key)
-            .filter(|_| unknown_here && landed.is_none() && provider != "simulator")
-            .filter(|line| line.provider == provider)
-            .filter(|line| matches!(line.state.as_str(), "submitting" | "submitted"))
-            .filter(|line| {
-                line.task_id
-                    .as_deref()
-                    .is_none_or(crate::provider::is_task_id)
+    let new_batch = NewBatch {
+        name: batch.name.clone(),
+        provider: provider.to_owned(),
+        manifest_path: manifest_path.display().to_string(),
+        base_dir: batch.base_dir.display().to_string(),
+        output_dir: output_dir.display().to_string(),
+        budget_credits: batch.budget_usd.map(usd_to_credits_floor),
+        retries: batch.retries,
+        priority,
+        canary: batch.canary,
+    };
+    Ok((new_batch, output::read(output_dir)))
+}
+
+/// What the output folder holds of a job the store is about to hear of: a clip its results
+/// file names and that is there whole (the job is `done`), or a submit only it remembers.
+fn found_in_output(
+    job: &mut NewJob,
+    status: JobStatus,
+    made: &HashMap<String, output::ResultLine>,
+    output_dir: &Path,
+    provider: &str,
+) {
+    let key = job.key.as_str();
+    // Only jobs this state folder has not seen made are checked against the folder.
+    job.landed = (status != JobStatus::Known(JobState::Done) && job.invalid_reason.is_none())
+        .then(|| made.get(key))
+        .flatten()
+        .and_then(|entry| {
+            let path = output::verify(output_dir, entry)?;
+            Some(LandedClip {
+                path: path.to_string_lossy().into_owned(),
+                sha256: entry.sha256.clone(),
+                bytes: entry.bytes,
+                credits: entry.credits,
+                task_id: entry.task_id.clone(),
             })
-            .and_then(|line| {
-                Some(AdoptedSubmit {
-                    idempotency_key: line.idempotency_key.clone()?,
-                    task_id: line.task_id.clone().filter(|_| line.state == "submitted"),
-                })
-            });
-        NewJob {
-            key: key.to_owned(),
-            subject_id: j.spec.subject_id.to_string(),
-            output_name: j.spec.output_name.to_string(),
-            spec_json: StoredSpec::new(&j.spec.settings, &j.spec.image, &batch.reference_video)
-                .to_json(),
-            duration_ms: plan.reference.duration_ms,
-            estimate_credits: j.estimate.map(|e| e.credits),
-            invalid_reason: (!j.problems.is_empty()).then(|| j.problems.join("; ")),
-            landed,
-            adopt,
-        }
-    });
-    let report = store.register_batch(
-        &NewBatch {
-            name: batch.name.clone(),
-            provider: provider.to_owned(),
-            manifest_path: manifest_path.display().to_string(),
-            base_dir: batch.base_dir.display().to_string(),
-            output_dir: output_dir.display().to_string(),
-            budget_credits: batch.budget_usd.map(usd_to_credits_floor),
-            retries: batch.retries,
-            priority,
-            canary: batch.canary,
-        },
-        jobs,
-    )?;
+        });
+    // A submit only the output folder remembers (a lost state folder) is followed, never
+    // billed again; the in-process simulator's tasks die with it, so not for it.
+    let unknown_here = matches!(status, JobStatus::New | JobStatus::Changed);
+    job.adopt = made
+        .get(key)
+        .filter(|_| unknown_here && job.landed.is_none() && provider != "simulator")
+        .filter(|line| line.provider == provider)
+        .filter(|line| matches!(line.state.as_str(), "submitting" | "submitted"))
+        .filter(|line| {
+            line.task_id
+                .as_deref()
+                .is_none_or(crate::provider::is_task_id)
+        })
+        .and_then(|line| {
+            Some(AdoptedSubmit {
+                idempotency_key: line.idempotency_key.clone()?,
+                task_id: line.task_id.clone().filter(|_| line.state == "submitted"),
+            })
+        });
+}
+
+/// After the store registered the batch: credits the output folder records for jobs this state
+/// folder never knew, and the log lines.
+fn conclude(
+    store: &Store,
+    report: ReconcileReport,
+    name: &str,
+    output_dir: &Path,
+) -> Result<ReconcileReport, RegisterError> {
     // What the output folder records as spent on jobs this state folder never knew (versions of
     // the batch made from a state folder since lost) still counts against the budget.
     let mut failed = None;
@@ -181,20 +263,20 @@ pub fn register(
     store.set_outside_credits(report.batch_id, outside)?;
     if report.adopted > 0 {
         tracing::warn!(
-            batch = %batch.name,
+            batch = %name,
             count = report.adopted,
             "submits recorded only by the output folder are followed (their tasks polled), not sent again"
         );
     }
     if report.found_in_output > 0 {
         tracing::warn!(
-            batch = %batch.name,
+            batch = %name,
             count = report.found_in_output,
             "clips found whole in the output folder are done: not submitted again"
         );
     }
     tracing::info!(
-        batch = %batch.name,
+        batch = %name,
         added = report.added,
         kept = report.kept,
         dropped = report.dropped,

@@ -12,6 +12,7 @@
 //! - `schema`: node tree -> typed fields, every mistake collected.
 //! - `paths`: URLs vs local paths, confinement to roots, globs, hashing, the output folder.
 //! - `expand`: subjects -> job specs; ids, keys, checks across subjects.
+//! - `stream`: the same in bounded chunks, for a valid manifest (any mistake: expand it whole).
 //! - `output_name`: the output name and folder templates, and that every clip gets a safe
 //!   name of its own.
 //! - `key`: the job key's versioned encoding.
@@ -21,6 +22,7 @@
 //! ``jobs.yaml:7:7: mode: `mode` must be `std` or `pro`, not `ultra` ``. Fields are paths with
 //! 0-based list indexes (`subjects[2].image`); mistakes about the whole file have no position.
 
+mod candidates;
 mod errors;
 mod expand;
 mod inputs;
@@ -31,6 +33,7 @@ mod output_name;
 mod paths;
 pub(crate) mod schema;
 mod source;
+mod stream;
 pub(crate) mod yaml;
 
 pub(crate) use errors::Problems;
@@ -39,6 +42,7 @@ pub use inputs::{InputTrail, KnownDigests};
 pub use key::{JOB_KEY_SCHEME, job_key};
 pub use listing::is_temporary_name;
 pub use source::{JobKey, LocalMedia, LocalMediaError, MediaSource};
+pub use stream::{ManifestStream, Unstreamable};
 pub use yaml::MAX_MANIFEST_BYTES;
 
 use std::io::Read;
@@ -204,31 +208,88 @@ pub fn parse_str(
     parse_with_hint(text, file, base_dir, options).map_err(|(errors, _)| errors)
 }
 
+/// A manifest read and checked against the schema, with the roots its paths resolve against
+/// and the mistakes found so far.
+struct Parsed {
+    pub manifest: schema::Manifest,
+    pub roots: paths::Roots,
+    pub problems: Problems,
+}
+
+fn parse_parts(
+    text: &str,
+    file: &Path,
+    base_dir: &Path,
+    options: &LoadOptions,
+) -> Result<Parsed, ManifestErrors> {
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ManifestErrors::one(
+            file,
+            format!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes (1 MiB)"),
+        ));
+    }
+    let base_dir = std::fs::canonicalize(base_dir).map_err(|err| {
+        ManifestErrors::one(file, format!("cannot open the manifest's folder: {err}"))
+    })?;
+    let root = yaml::parse(text, file).map_err(|err| ManifestErrors(vec![err]))?;
+    let mut problems = Problems::new(file);
+    let manifest = schema::read_manifest(&root, &mut problems);
+    let roots = paths::Roots::new(base_dir, &options.allowed_roots, options.known.clone());
+    Ok(Parsed {
+        manifest,
+        roots,
+        problems,
+    })
+}
+
+/// The batch a checked manifest declares, with `jobs` (none yet for a streamed one).
+fn batch_spec(
+    file: &Path,
+    manifest: &schema::Manifest,
+    roots: &paths::Roots,
+    header: expand::Header,
+    jobs: Vec<JobSpec>,
+    watch_dirs: Vec<PathBuf>,
+) -> Result<BatchSpec, ManifestErrors> {
+    let (Some(name), Some(reference), Some(reference_video), Some(output_dir)) = (
+        &manifest.name,
+        &manifest.reference_video,
+        header.reference_video,
+        header.output_dir,
+    ) else {
+        // Each of these is reported when missing; this guards the invariant without a panic.
+        return Err(ManifestErrors::one(
+            file,
+            "the manifest is incomplete (internal error: a missing field was not reported)",
+        ));
+    };
+    Ok(BatchSpec {
+        manifest_path: file.to_path_buf(),
+        base_dir: roots.base().to_path_buf(),
+        name: name.value.clone(),
+        reference_video,
+        reference_location: reference.at,
+        output_dir,
+        budget_usd: manifest.budget_usd,
+        retries: manifest.retries,
+        canary: manifest.canary,
+        jobs,
+        watch_dirs,
+        inputs: roots.trail(),
+    })
+}
+
 fn parse_with_hint(
     text: &str,
     file: &Path,
     base_dir: &Path,
     options: &LoadOptions,
 ) -> Result<BatchSpec, (ManifestErrors, Option<ReferenceHint>)> {
-    let no_hint = |e: ManifestErrors| (e, None);
-    if text.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(no_hint(ManifestErrors::one(
-            file,
-            format!("the manifest is larger than {MAX_MANIFEST_BYTES} bytes (1 MiB)"),
-        )));
-    }
-    let base_dir = std::fs::canonicalize(base_dir)
-        .map_err(|err| {
-            ManifestErrors::one(file, format!("cannot open the manifest's folder: {err}"))
-        })
-        .map_err(no_hint)?;
-    let root = yaml::parse(text, file)
-        .map_err(|err| ManifestErrors(vec![err]))
-        .map_err(no_hint)?;
-
-    let mut problems = Problems::new(file);
-    let manifest = schema::read_manifest(&root, &mut problems);
-    let mut roots = paths::Roots::new(base_dir, &options.allowed_roots, options.known.clone());
+    let Parsed {
+        manifest,
+        mut roots,
+        mut problems,
+    } = parse_parts(text, file, base_dir, options).map_err(|e| (e, None))?;
     let expanded = expand::expand(&manifest, &mut roots, &mut problems);
     if !problems.is_empty() {
         let image_orientation_used = manifest.defaults.orientation.unwrap_or(Orientation::Image)
@@ -237,7 +298,7 @@ fn parse_with_hint(
                 .subjects
                 .iter()
                 .any(|s| s.overrides.orientation == Some(Orientation::Image));
-        let hint = match (&expanded.reference_video, &manifest.reference_video) {
+        let hint = match (&expanded.header.reference_video, &manifest.reference_video) {
             (Some(video), Some(at)) => Some(ReferenceHint {
                 video: video.clone(),
                 location: at.at,
@@ -247,30 +308,13 @@ fn parse_with_hint(
         };
         return Err((problems.into_errors(), hint));
     }
-    let (Some(name), Some(reference), Some(reference_video), Some(output_dir)) = (
-        manifest.name,
-        manifest.reference_video,
-        expanded.reference_video,
-        expanded.output_dir,
-    ) else {
-        // Each of these is reported when missing; this guards the invariant without a panic.
-        return Err(no_hint(ManifestErrors::one(
-            file,
-            "the manifest is incomplete (internal error: a missing field was not reported)",
-        )));
-    };
-    Ok(BatchSpec {
-        manifest_path: file.to_path_buf(),
-        base_dir: roots.base().to_path_buf(),
-        name: name.value,
-        reference_video,
-        reference_location: reference.at,
-        output_dir,
-        budget_usd: manifest.budget_usd,
-        retries: manifest.retries,
-        canary: manifest.canary,
-        jobs: expanded.jobs,
-        watch_dirs: expanded.watch_dirs,
-        inputs: roots.trail(),
-    })
+    batch_spec(
+        file,
+        &manifest,
+        &roots,
+        expanded.header,
+        expanded.jobs,
+        expanded.watch_dirs,
+    )
+    .map_err(|e| (e, None))
 }

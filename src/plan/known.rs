@@ -8,13 +8,13 @@
 //! whole identity, or keep the digest of a file that changed too close to its reading (see
 //! [`crate::file_identity`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Plan;
+use super::{Plan, StreamedPlan};
 use crate::file_identity::{DIGEST_WORTH_KEEPING, FileIdentity};
-use crate::manifest::{KnownDigests, LocalMedia, MediaSource};
+use crate::manifest::{BatchSpec, KnownDigests, LocalMedia, MediaSource};
 use crate::media::ImageInfo;
 use crate::store::{KnownFile, Store, StoreError};
 
@@ -43,19 +43,43 @@ impl KnownDigests for DigestsInStore {
 /// so is one too small to be worth it ([`DIGEST_WORTH_KEEPING`]). Returns how many digests were
 /// new or changed.
 pub fn remember(store: &Store, plan: &Plan, racy: Duration) -> Result<usize, StoreError> {
-    let Some(read_at) = plan.batch.inputs.read_at else {
+    let images = plan.jobs().filter_map(|j| {
+        let local = local_of(&j.spec.image)?;
+        Some((local.path().to_path_buf(), local.sha256(), j.image.cloned()))
+    });
+    remember_read(store, &plan.batch, images, racy)
+}
+
+/// [`remember`] for a plan made in chunks, its images read back from the staging file.
+pub fn remember_staged(
+    store: &Store,
+    plan: &StreamedPlan,
+    racy: Duration,
+) -> Result<usize, StoreError> {
+    plan.staged.read(false, |rows| {
+        // A cache: a staged row that cannot be read is one digest less kept.
+        let images = rows
+            .map_while(Result::ok)
+            .filter_map(|row| Some((PathBuf::from(row.image_path?), row.image_sha256?, row.image)));
+        remember_read(store, &plan.batch, images, racy)
+    })?
+}
+
+fn remember_read(
+    store: &Store,
+    batch: &BatchSpec,
+    images: impl Iterator<Item = (PathBuf, String, Option<ImageInfo>)>,
+    racy: Duration,
+) -> Result<usize, StoreError> {
+    let Some(read_at) = batch.inputs.read_at else {
         return Ok(0);
     };
-    let files = local_of(&plan.batch.reference_video)
-        .map(|video| (video, None))
+    let files = local_of(&batch.reference_video)
+        .map(|video| (video.path().to_path_buf(), video.sha256(), None))
         .into_iter()
-        .chain(
-            plan.jobs()
-                .filter_map(|j| Some((local_of(&j.spec.image)?, j.image.cloned()))),
-        );
-    let rows = files.filter_map(|(media, image)| {
-        let path = media.path();
-        let meta = std::fs::metadata(path).ok()?;
+        .chain(images);
+    let rows = files.filter_map(|(path, sha256, image)| {
+        let meta = std::fs::metadata(&path).ok()?;
         if meta.len() < DIGEST_WORTH_KEEPING {
             return None;
         }
@@ -66,7 +90,7 @@ pub fn remember(store: &Store, plan: &Plan, racy: Duration) -> Result<usize, Sto
         Some(KnownFile {
             path: path.to_str()?.to_owned(),
             identity: identity.to_bytes().to_vec(),
-            sha256: media.sha256(),
+            sha256,
             image,
         })
     });

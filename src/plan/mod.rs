@@ -2,29 +2,28 @@
 //! compared with what the store already has. Nothing here spends anything.
 //!
 //! Owns: turning a [`BatchSpec`] into a [`Plan`] (per-job image facts, problems, estimate and
-//! status; totals; the budget verdict) and the stable JSON shape `recast plan --json` prints.
+//! status; totals; the budget verdict) and the stable JSON shape `recast plan --json` prints;
+//! and planning a manifest in chunks into a staging file ([`plan_streamed`], `recast run`).
+//! Planning each job is `facts`'s, for both.
 //!
 //! May not: write to the store or print. A bad subject is reported and left out; a bad
 //! reference video fails the whole plan.
 
-use std::collections::HashMap;
-
-use futures_util::StreamExt;
-
-use crate::manifest::{BatchSpec, JobSpec, Location, MediaSource};
+use crate::manifest::{BatchSpec, JobSpec, MediaSource};
 use crate::media::{self, ImageInfo, Orientation, VideoInfo};
 use crate::pricing::{Estimate, PriceTable, usd_to_credits_floor};
 use crate::store::{JobState, Store, StoreError};
 
+mod facts;
 mod json;
 pub mod known;
 mod prober;
 pub mod stamp;
+mod streamed;
+use facts::{Lookups, PlanContext};
 pub use json::round_usd;
 pub use prober::Prober;
-
-/// Subject images probed at once.
-const PROBES_AT_ONCE: usize = 16;
+pub use streamed::{StreamError, StreamedPlan, plan_streamed};
 
 /// A job's standing against the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -51,6 +50,16 @@ impl JobStatus {
         }
     }
 
+    /// The status [`JobStatus::label`] names.
+    pub fn from_label(label: &str) -> Option<JobStatus> {
+        match label {
+            "new" => Some(JobStatus::New),
+            "changed" => Some(JobStatus::Changed),
+            "invalid" => Some(JobStatus::Invalid),
+            state => JobState::parse(state).map(JobStatus::Known),
+        }
+    }
+
     /// Whether running the plan would submit (and pay for) this job.
     pub fn would_submit(self) -> bool {
         matches!(
@@ -68,6 +77,19 @@ pub struct JobFacts {
     problems: Vec<String>,
     estimate: Option<Estimate>,
     status: JobStatus,
+}
+
+impl JobFacts {
+    /// The job `spec` with what planning found of it.
+    pub fn of<'a>(&'a self, spec: &'a JobSpec) -> PlannedJob<'a> {
+        PlannedJob {
+            spec,
+            image: self.image.as_ref(),
+            problems: &self.problems,
+            estimate: self.estimate,
+            status: self.status,
+        }
+    }
 }
 
 /// One job of the plan: its spec and what planning found of it.
@@ -181,7 +203,7 @@ pub fn media_label(source: &MediaSource) -> &str {
     }
 }
 
-fn file_name_of(source: &MediaSource) -> &str {
+pub(crate) fn file_name_of(source: &MediaSource) -> &str {
     let label = media_label(source);
     let path = label.split(['?', '#']).next().unwrap_or(label);
     path.rsplit('/').next().unwrap_or(path)
@@ -195,127 +217,13 @@ pub async fn make_plan(
     store: Option<&Store>,
     prober: &Prober,
 ) -> Result<Plan, PlanError> {
-    let file = batch.manifest_path.display().to_string();
-    let reference_error = |loc: Location, message: String| PlanError::Reference {
-        file: file.clone(),
-        line: loc.line,
-        column: loc.column,
-        message,
-    };
-    let reference = prober.video(&batch.reference_video).await.map_err(|e| {
-        reference_error(
-            batch.reference_location,
-            format!("{}: {e}", media_label(&batch.reference_video)),
-        )
-    })?;
-    // Rules that hold whatever the orientation fail the whole plan; the 10 s cap of
-    // `image` orientation only fails the subjects that use it.
-    let loose = media::check_video(&reference, Orientation::Video);
-    if !loose.is_empty() {
-        let message = loose
-            .iter()
-            .map(|v| v.message.clone())
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(reference_error(
-            batch.reference_location,
-            format!("{}: {message}", media_label(&batch.reference_video)),
-        ));
-    }
-    let strict: Vec<String> = media::check_video(&reference, Orientation::Image)
-        .into_iter()
-        .map(|v| v.message)
-        .collect();
-
-    let known = match store {
-        Some(store) => match store.batch_id(&batch.name, provider)? {
-            Some(id) => Some((id, store.known_jobs(id)?)),
-            None => None,
-        },
-        None => None,
-    };
-    let committed_credits = match (store, &known) {
-        (Some(store), Some((id, _))) => {
-            let s = store.batch_summary(*id)?;
-            s.credits_spent + s.credits_uncertain
-        }
-        _ => 0,
-    };
-    let subjects_with_clips: HashMap<&str, ()> = known
-        .iter()
-        .flat_map(|(_, jobs)| jobs.values())
-        .filter(|j| j.state == JobState::Done)
-        .map(|j| (j.subject_id.as_str(), ()))
-        .collect();
-
-    // Probes overlap (most time is waiting on disk or network); results keep manifest order.
-    // Each probe takes a copy of its image's source by index, not a borrow of the spec, which
-    // keeps this future `Send` for the daemon's spawned tasks.
-    let specs = &batch.jobs;
-    let mut facts = Vec::with_capacity(specs.len());
-    let headers = known::KnownHeaders::of(store);
-    let mut probed = futures_util::stream::iter(0..specs.len())
-        .map(|i| {
-            let known = headers.get(&specs[i].image);
-            let image = specs[i].image.clone();
-            async move {
-                match known {
-                    Some(info) => Ok(info),
-                    None => prober.image(&image).await,
-                }
-            }
-        })
-        .buffered(PROBES_AT_ONCE);
-    let mut index = 0;
-    while let Some(probe) = probed.next().await {
-        let spec = &specs[index];
-        index += 1;
-        let mut problems = Vec::new();
-        let image = match probe {
-            Ok(info) => {
-                problems.extend(media::check_image(&info).into_iter().map(|v| v.message));
-                if let Some(v) = media::check_extension(file_name_of(&spec.image), info.format) {
-                    problems.push(v.message);
-                }
-                Some(info)
-            }
-            Err(e) => {
-                problems.push(format!("{}: {e}", media_label(&spec.image)));
-                None
-            }
-        };
-        if spec.settings.orientation == Orientation::Image {
-            problems.extend(strict.iter().cloned());
-        }
-        let estimate = prices.estimate(
-            &spec.settings.model,
-            spec.settings.mode,
-            reference.duration_ms,
-        );
-        let status = if !problems.is_empty() {
-            JobStatus::Invalid
-        } else {
-            match known
-                .as_ref()
-                .and_then(|(_, k)| k.get(spec.key.hex().as_str()))
-            {
-                Some(k) => JobStatus::Known(k.state),
-                None if subjects_with_clips.contains_key(&*spec.subject_id) => JobStatus::Changed,
-                None => JobStatus::New,
-            }
-        };
-        facts.push(JobFacts {
-            image,
-            problems,
-            estimate,
-            status,
-        });
-    }
-    drop(probed);
+    let context = PlanContext::new(&batch, provider, prices, store, prober, Lookups::Load).await?;
+    let facts = context.facts_of(&batch.jobs, prober).await?;
+    let committed_credits = context.committed_credits;
     let mut plan = Plan {
         batch,
         provider: provider.to_owned(),
-        reference,
+        reference: context.reference,
         facts,
         committed_credits,
         budget: BudgetVerdict::NoBudget,
@@ -366,13 +274,7 @@ impl Plan {
             .jobs
             .iter()
             .zip(&self.facts)
-            .map(|(spec, facts)| PlannedJob {
-                spec,
-                image: facts.image.as_ref(),
-                problems: &facts.problems,
-                estimate: facts.estimate,
-                status: facts.status,
-            })
+            .map(|(spec, facts)| facts.of(spec))
     }
 
     /// Jobs that running the plan would submit, and their estimated total (`None` if any is unpriced).

@@ -22,10 +22,11 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::Plan;
+use super::{Plan, StreamedPlan};
 pub use crate::file_identity::RACY;
 use crate::file_identity::{FileIdentity, IDENTITY_BYTES};
-use crate::manifest::MediaSource;
+use crate::manifest::{BatchSpec, MediaSource};
+use crate::store::StoreError;
 
 /// Hashed into every context: bump it when what a stamp covers changes, so old ones never hold.
 const SCHEME: &str = "recast-stamp-v1";
@@ -41,19 +42,27 @@ pub fn context(parts: &str) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// The paths a plan read: the manifest, the folders its globs listed, the reference video and
-/// every subject image that is a local file.
-fn paths_of(plan: &Plan) -> impl Iterator<Item = &Path> {
-    fn local(m: &MediaSource) -> Option<&Path> {
-        match m {
-            MediaSource::Local(local) => Some(local.path()),
-            MediaSource::Remote { .. } => None,
-        }
+/// The paths planning `batch` read besides its subject images: the manifest, the folders its
+/// globs listed and the reference video (if it is a local file).
+fn batch_paths(batch: &BatchSpec) -> impl Iterator<Item = &Path> {
+    std::iter::once(batch.manifest_path.as_path())
+        .chain(batch.inputs.listed_dirs.iter().map(PathBuf::as_path))
+        .chain(local(&batch.reference_video))
+}
+
+fn local(m: &MediaSource) -> Option<&Path> {
+    match m {
+        MediaSource::Local(local) => Some(local.path()),
+        MediaSource::Remote { .. } => None,
     }
-    std::iter::once(plan.batch.manifest_path.as_path())
-        .chain(plan.batch.inputs.listed_dirs.iter().map(PathBuf::as_path))
-        .chain(local(&plan.batch.reference_video))
-        .chain(plan.batch.jobs.iter().filter_map(|j| local(&j.image)))
+}
+
+/// Whether a stamp can vouch for `batch` at all: not through a symlink, not a watched folder
+/// (whose failed files are in no stamp), and not a reference video behind a URL (which may
+/// have changed length, and so every estimate, with no file here changing).
+fn stampable(batch: &BatchSpec) -> bool {
+    let remote_reference = matches!(batch.reference_video, MediaSource::Remote { .. });
+    !(batch.inputs.through_links || !batch.watch_dirs.is_empty() || remote_reference)
 }
 
 /// The stamp of `plan`, whose manifest was read at `read_at`; `None` if it cannot be stamped
@@ -61,24 +70,44 @@ fn paths_of(plan: &Plan) -> impl Iterator<Item = &Path> {
 /// after it, or gone).
 pub fn encode(plan: &Plan, read_at: SystemTime, racy: Duration) -> Option<Vec<u8>> {
     let batch = &plan.batch;
-    // A reference video behind a URL may have changed length (and so every estimate) with no
-    // file here changing.
-    let remote_reference = matches!(batch.reference_video, MediaSource::Remote { .. });
-    if batch.inputs.through_links || !batch.watch_dirs.is_empty() || remote_reference {
+    if !stampable(batch) {
         return None;
     }
-    encode_paths(paths_of(plan), read_at, racy)
+    let images = batch.jobs.iter().filter_map(|j| local(&j.image));
+    encode_paths(batch_paths(batch).chain(images), read_at, racy)
+}
+
+/// [`encode`] for a plan made in chunks, its images read back from the staging file: a row
+/// that cannot be read leaves the plan unstamped (a stamp missing an image would vouch for it).
+pub fn encode_staged(
+    plan: &StreamedPlan,
+    read_at: SystemTime,
+    racy: Duration,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let batch = &plan.batch;
+    if !stampable(batch) {
+        return Ok(None);
+    }
+    plan.staged.read(false, |rows| {
+        let mut whole = true;
+        let images = rows
+            .map_while(|row| row.map_err(|_| whole = false).ok())
+            .filter_map(|row| row.image_path.map(PathBuf::from));
+        let paths = batch_paths(batch).map(Path::to_path_buf).chain(images);
+        let stamp = encode_paths(paths, read_at, racy);
+        stamp.filter(|_| whole)
+    })
 }
 
 /// The stamp of `paths` (see [`encode`]).
-fn encode_paths<'a>(
-    paths: impl Iterator<Item = &'a Path>,
+fn encode_paths(
+    paths: impl Iterator<Item = impl AsRef<Path>>,
     read_at: SystemTime,
     racy: Duration,
 ) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     for path in paths {
-        let path = std::path::absolute(path).ok()?;
+        let path = std::path::absolute(path.as_ref()).ok()?;
         let id = FileIdentity::of_path(&path)?;
         if !id.settled_before(read_at, racy) {
             return None;

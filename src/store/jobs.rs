@@ -25,7 +25,7 @@ pub struct NewBatch {
 }
 
 /// A job as planned, for [`Store::register_batch`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
     pub key: String,
     pub subject_id: String,

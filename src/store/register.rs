@@ -10,9 +10,8 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Cached;
-use super::jobs::{
-    AdoptedSubmit, LandedClip, NewBatch, NewJob, ReconcileReport, event, set_job_state,
-};
+use super::jobs::{NewBatch, NewJob, ReconcileReport, event, set_job_state};
+use super::register_found::{insert_adopted, mark_found_done};
 use super::{JobState, Store, StoreError, now_ms};
 
 /// What this state folder already knows of a job key.
@@ -31,7 +30,18 @@ impl Store {
         batch: &NewBatch,
         jobs: impl IntoIterator<Item = NewJob>,
     ) -> Result<ReconcileReport, StoreError> {
-        self.write("register the batch", |tx| {
+        self.register_batch_from(batch, jobs.into_iter().map(Ok))
+    }
+
+    /// [`Store::register_batch`] from jobs read as they go (a staged plan): one that cannot be
+    /// read rolls the whole registration back, with its error.
+    pub fn register_batch_from(
+        &self,
+        batch: &NewBatch,
+        jobs: impl IntoIterator<Item = Result<NewJob, StoreError>>,
+    ) -> Result<ReconcileReport, StoreError> {
+        let mut unreadable = None;
+        let registered = self.write("register the batch", |tx| {
             let (batch_id, batch_cancelled) = upsert_batch(tx, batch)?;
             let mut report = ReconcileReport {
                 batch_id,
@@ -41,6 +51,10 @@ impl Store {
             // a large batch is registered without holding it twice.
             let mut named = Vec::new();
             for job in jobs {
+                let job = job.map_err(|e| {
+                    unreadable = Some(e);
+                    rusqlite::Error::InvalidQuery
+                })?;
                 named.push(reconcile_job(
                     tx,
                     batch_id,
@@ -70,7 +84,11 @@ impl Store {
                 ),
             )?;
             Ok(report)
-        })
+        });
+        match unreadable {
+            Some(e) => Err(e),
+            None => registered,
+        }
     }
 }
 
@@ -125,7 +143,7 @@ fn find(tx: &Transaction<'_>, batch_id: i64, key: &str) -> rusqlite::Result<Opti
     .optional()
 }
 
-fn insert_job(
+pub(super) fn insert_job(
     tx: &Transaction<'_>,
     batch_id: i64,
     job: &NewJob,
@@ -290,99 +308,4 @@ fn count_subjects(tx: &Transaction<'_>, batch_id: i64) -> rusqlite::Result<()> {
         [batch_id],
     )?;
     Ok(())
-}
-
-/// A job whose submit only the output folder remembers: `running` on its task (polling is
-/// free), or `unknown` when the submit's answer never came.
-fn insert_adopted(
-    tx: &Transaction<'_>,
-    batch_id: i64,
-    job: &NewJob,
-    adopted: &AdoptedSubmit,
-) -> rusqlite::Result<i64> {
-    let now = now_ms();
-    let (job_state, attempt_state, reason) = match &adopted.task_id {
-        Some(_) => (
-            JobState::Running,
-            "accepted",
-            "followed from the output folder's record of its task",
-        ),
-        None => (
-            JobState::Unknown,
-            "unknown",
-            "the output folder records a submit whose answer was never recorded",
-        ),
-    };
-    let job_id = insert_job(tx, batch_id, job, job_state, Some(reason), None)?;
-    tx.exec(
-        "UPDATE jobs SET task_id = ?2, next_poll_at = ?3 WHERE id = ?1",
-        params![job_id, adopted.task_id, now],
-    )?;
-    tx.exec(
-        "INSERT INTO attempts (job_id, number, idempotency_key, state, task_id, credits_estimate,
-             created_at, updated_at)
-         VALUES (?1, 1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![
-            job_id,
-            adopted.idempotency_key,
-            attempt_state,
-            adopted.task_id,
-            job.estimate_credits.map(|c| c as i64),
-            now
-        ],
-    )?;
-    let attempt_id = tx.last_insert_rowid();
-    tx.exec(
-        "UPDATE jobs SET attempt_id = ?2 WHERE id = ?1",
-        params![job_id, attempt_id],
-    )?;
-    event(tx, Some(batch_id), Some(job_id), job_state.as_str(), reason)?;
-    Ok(job_id)
-}
-
-/// A clip the output folder holds makes its job `done`, unless a task of it is in flight (that
-/// one lands on its own, free). Returns whether the job changed.
-fn mark_found_done(tx: &Transaction<'_>, job_id: i64, clip: &LandedClip) -> rusqlite::Result<bool> {
-    let n = tx.exec(
-        "UPDATE jobs SET state = 'done', output_path = ?2, output_sha256 = ?3, output_bytes = ?4,
-             held = NULL, cancelled_by = NULL,
-             reason = 'found whole in the output folder (its results file)', updated_at = ?5
-         WHERE id = ?1 AND state NOT IN ('done', 'submitting', 'running', 'downloading')",
-        params![job_id, clip.path, clip.sha256, clip.bytes as i64, now_ms()],
-    )?;
-    if n == 0 {
-        return Ok(false);
-    }
-    // A clip this state folder never paid for was paid all the same: the budget counts it.
-    let paid_here: bool = tx.row(
-        "SELECT EXISTS (SELECT 1 FROM attempts WHERE job_id = ?1 AND state = 'completed')",
-        [job_id],
-        |r| r.get(0),
-    )?;
-    if !paid_here {
-        let number: i64 = tx.row(
-            "SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE job_id = ?1",
-            [job_id],
-            |r| r.get(0),
-        )?;
-        tx.exec(
-            "INSERT INTO attempts (job_id, number, idempotency_key, state, task_id,
-                 credits_estimate, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'completed', ?4, ?5, ?6, ?6)",
-            params![
-                job_id,
-                number,
-                format!("found-{job_id}-a{number}"),
-                clip.task_id,
-                clip.credits.map(|c| c as i64),
-                now_ms()
-            ],
-        )?;
-        let attempt_id = tx.last_insert_rowid();
-        tx.exec(
-            "UPDATE jobs SET attempt_id = ?2, task_id = coalesce(task_id, ?3) WHERE id = ?1",
-            params![job_id, attempt_id, clip.task_id],
-        )?;
-    }
-    Ok(true)
 }

@@ -1,8 +1,6 @@
 //! Read-only views for people: batch summaries, jobs that need a person, the event log, and
 //! what the store already knows about a manifest's jobs (for `recast plan`).
 
-use std::collections::HashMap;
-
 use rusqlite::{OptionalExtension, params};
 
 use super::Cached;
@@ -59,13 +57,6 @@ pub struct EventLine {
     pub at_ms: i64,
     pub kind: String,
     pub message: String,
-}
-
-/// What the store knows of a job key, for planning.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownJob {
-    pub subject_id: String,
-    pub state: JobState,
 }
 
 /// Where a batch's manifest is, for the daemon to read it again (standing performances).
@@ -307,26 +298,6 @@ impl Store {
         .map_err(self.sql_error("list jobs that need a person"))
     }
 
-    /// Every job key the store has for a batch, with its state.
-    pub fn known_jobs(&self, batch_id: i64) -> Result<HashMap<String, KnownJob>, StoreError> {
-        let conn = self.conn();
-        let mut s = conn
-            .prepare_cached("SELECT job_key, subject_id, state FROM jobs WHERE batch_id = ?1")
-            .map_err(self.sql_error("list known jobs"))?;
-        s.query_map([batch_id], |r| {
-            let state: String = r.get(2)?;
-            Ok((
-                r.get::<_, String>(0)?,
-                KnownJob {
-                    subject_id: r.get(1)?,
-                    state: JobState::parse(&state).unwrap_or(JobState::Planned),
-                },
-            ))
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(self.sql_error("list known jobs"))
-    }
-
     /// The newest `limit` events of a batch, oldest first.
     pub fn events(&self, batch_id: i64, limit: usize) -> Result<Vec<EventLine>, StoreError> {
         let conn = self.conn();
@@ -345,18 +316,6 @@ impl Store {
         })
         .and_then(|rows| rows.collect())
         .map_err(self.sql_error("read events"))
-    }
-
-    /// Whether a batch has a job of this key, whatever its state.
-    pub fn has_job_key(&self, batch_id: i64, key: &str) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        let mut s = conn
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM jobs WHERE batch_id = ?1 AND job_key = ?2)",
-            )
-            .map_err(self.sql_error("look up a job key"))?;
-        s.query_row(params![batch_id, key], |r| r.get(0))
-            .map_err(self.sql_error("look up a job key"))
     }
 
     /// What the batch's output folder records as spent on jobs this state folder does not know.
