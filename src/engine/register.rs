@@ -6,7 +6,6 @@
 //! there whole makes the job `done`, whatever this state folder remembers; and the folder is
 //! held for this state folder, so a second state folder cannot fill it at the same time.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use super::StoredSpec;
@@ -167,7 +166,7 @@ fn prepare(
     provider: &str,
     output_dir: &Path,
     priority: i64,
-) -> Result<(NewBatch, HashMap<String, output::ResultLine>), RegisterError> {
+) -> Result<(NewBatch, output::ResultsIndex), RegisterError> {
     // Stored absolute, so a run from another working folder names the same file.
     let manifest_path =
         std::path::absolute(&batch.manifest_path).unwrap_or_else(|_| batch.manifest_path.clone());
@@ -192,7 +191,7 @@ fn prepare(
         priority,
         canary: batch.canary,
     };
-    Ok((new_batch, output::read(output_dir)))
+    Ok((new_batch, output::ResultsIndex::read(output_dir)))
 }
 
 /// What the output folder holds of a job the store is about to hear of: a clip its results
@@ -200,30 +199,36 @@ fn prepare(
 fn found_in_output(
     job: &mut NewJob,
     status: JobStatus,
-    made: &HashMap<String, output::ResultLine>,
+    made: &output::ResultsIndex,
     output_dir: &Path,
     provider: &str,
 ) {
-    let key = job.key.as_str();
-    // Only jobs this state folder has not seen made are checked against the folder.
-    job.landed = (status != JobStatus::Known(JobState::Done) && job.invalid_reason.is_none())
-        .then(|| made.get(key))
+    if made.is_empty() {
+        return;
+    }
+    // Only jobs this state folder has not seen made are checked against the folder; and a
+    // line is read back only for them.
+    let unknown_here = matches!(status, JobStatus::New | JobStatus::Changed);
+    let wanted = status != JobStatus::Known(JobState::Done) && job.invalid_reason.is_none();
+    let Some(line) = (wanted || unknown_here)
+        .then(|| made.get(&job.key))
         .flatten()
-        .and_then(|entry| {
-            let path = output::verify(output_dir, entry)?;
-            Some(LandedClip {
-                path: path.to_string_lossy().into_owned(),
-                sha256: entry.sha256.clone(),
-                bytes: entry.bytes,
-                credits: entry.credits,
-                task_id: entry.task_id.clone(),
-            })
-        });
+    else {
+        return;
+    };
+    job.landed = Some(&line).filter(|_| wanted).and_then(|entry| {
+        let path = output::verify(output_dir, entry)?;
+        Some(LandedClip {
+            path: path.to_string_lossy().into_owned(),
+            sha256: entry.sha256.clone(),
+            bytes: entry.bytes,
+            credits: entry.credits,
+            task_id: entry.task_id.clone(),
+        })
+    });
     // A submit only the output folder remembers (a lost state folder) is followed, never
     // billed again; the in-process simulator's tasks die with it, so not for it.
-    let unknown_here = matches!(status, JobStatus::New | JobStatus::Changed);
-    job.adopt = made
-        .get(key)
+    job.adopt = Some(&line)
         .filter(|_| unknown_here && job.landed.is_none() && provider != "simulator")
         .filter(|line| line.provider == provider)
         .filter(|line| matches!(line.state.as_str(), "submitting" | "submitted"))

@@ -333,7 +333,7 @@ pub(super) fn never_sent(interrupted: &[InterruptedSubmit]) -> std::collections:
             let dir = std::path::Path::new(&item.output_dir);
             crate::output::open_regular(&dir.join(crate::output::RESULTS_FILE))
                 .ok()
-                .map(|_| crate::output::read(dir))
+                .map(|_| crate::output::ResultsIndex::read(dir))
         });
         let Some(lines) = lines else { continue };
         let recorded = lines

@@ -17,9 +17,11 @@
 
 mod appends;
 mod dir;
+mod index;
 mod lock;
 
 pub use dir::{OpenFolders, OutputDir, TempName};
+pub use index::ResultsIndex;
 pub use lock::{OutputBusy, hold};
 
 use std::collections::HashMap;
@@ -99,13 +101,18 @@ pub fn read(dir: &Path) -> HashMap<String, ResultLine> {
     let reader = BufReader::new(file.take(MAX_RESULTS_BYTES));
     for line in reader.split(b'\n').map_while(Result::ok) {
         if let Ok(entry) = serde_json::from_slice::<ResultLine>(&line)
-            && !is_outcome(&entry)
-            && (entry.state != "done" || is_plain_name(&entry.file))
+            && counts_for_money(&entry)
         {
             out.insert(entry.job_key.clone(), entry);
         }
     }
     out
+}
+
+/// Whether a line tells where a job's money went (not an outcome line for people, and a
+/// `done` line naming a plain file).
+fn counts_for_money(entry: &ResultLine) -> bool {
+    !is_outcome(entry) && (entry.state != "done" || is_plain_name(&entry.file))
 }
 
 /// The results file's inode and length, if it is there (a regular file).
