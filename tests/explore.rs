@@ -1,7 +1,8 @@
 //! A seeded explorer of users' weeks: random sequences of what people do to a batch (runs,
 //! `--no-wait` ticks, SIGKILLs at random moments, cancel, pause and resume, priced retries, a
 //! prompt edit, a renamed manifest, `--simulate` trials and a second state folder beside it, a
-//! lost state folder) against a simulator with faults, with de-duplication on or off. After
+//! lost state folder) against a simulator with faults, with de-duplication on or off, each
+//! episode's runs planning the manifest in chunks of its own size (one subject to all). After
 //! every step the money invariants are checked against the simulator's ledger and the disk:
 //!
 //! - no clip (subject and prompt) billed twice, unless a person's priced `retry --yes` allowed it;
@@ -50,6 +51,8 @@ struct World {
     renames: u32,
     /// Runs that resumed the batch unchanged, without planning it (the stamp's shortcut).
     resumed: std::cell::Cell<u32>,
+    /// Subjects a run plans at a time (`RECAST_PLAN_CHUNK`): from one a chunk to all in one.
+    chunk: u64,
 }
 
 impl World {
@@ -85,8 +88,12 @@ impl World {
         } else if rng.chance(60) {
             flags.push("--dedicated-account");
         }
+        // From the seed, not the walk's random numbers: every seed keeps the walk it had.
+        let chunk = 1 + seed % (SUBJECTS as u64 + 1);
         World {
-            label: format!("seed {seed} (de-duplication {honour}, flags {flags:?})"),
+            label: format!(
+                "seed {seed} (de-duplication {honour}, flags {flags:?}, chunks of {chunk})"
+            ),
             ws,
             sim,
             manifest: "jobs.yaml".to_owned(),
@@ -98,6 +105,7 @@ impl World {
             allowed_extra: HashMap::new(),
             renames: 0,
             resumed: Default::default(),
+            chunk,
         }
     }
 
@@ -105,6 +113,7 @@ impl World {
         let mut cmd = self.ws.recast_command(&self.sim, args);
         // Every run may take a stamp and resume an unchanged batch without planning it.
         cmd.env("RECAST_STAMP_RACY_MS", "0")
+            .env("RECAST_PLAN_CHUNK", self.chunk.to_string())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
         cmd
