@@ -19,6 +19,7 @@ mod download;
 mod fetch;
 mod landing;
 mod limit_search;
+mod next_job;
 mod outcome;
 pub use landing::planned_name;
 mod pacing;
@@ -44,6 +45,7 @@ const EVENTS_KEPT: std::time::Duration = std::time::Duration::from_secs(30 * 24 
 
 pub use config::{EngineConfig, PollSchedule};
 pub use download::{DownloadError, clean_temp_files};
+pub(crate) use next_job::claim_next;
 pub use pacing::Pacing;
 pub use register::{RegisterError, register, register_staged, staged_job};
 pub use spec::{MediaPublisher, PublishError, Route, StoredMedia, StoredSpec};

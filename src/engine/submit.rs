@@ -1,4 +1,5 @@
-//! The submit stage: claim a job (its intent committed first), send it, record the answer.
+//! The submit stage: claim the job [`super::next_job`] chooses (its intent committed first),
+//! send it, record the answer.
 //!
 //! A submit is retried only when it certainly never reached the provider (a connect error) or
 //! was refused outright (429, 402). Anything else after sending (a 5xx, a reset, a timeout, an
@@ -14,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Engine, EngineError, Halt};
 use crate::provider::{Provider, ProviderError};
-use crate::store::{ClaimOutcome, Commit, InterruptedSubmit, SubmitIntent, now_ms};
+use crate::store::{Commit, InterruptedSubmit, SubmitIntent, now_ms};
 
 impl<P: Provider> Engine<P> {
     /// Until the provider has accepted one submit of this run, submits go one at a time: a bad
@@ -58,12 +59,12 @@ impl<P: Provider> Engine<P> {
                 _ = stop.cancelled() => break,
                 _ = self.submit_pacing.acquire() => {}
             }
-            match self.store.claim_next_grouped(self.scope())? {
-                (ClaimOutcome::Intent(intent), commit) => {
+            match super::claim_next(&self.store, self.scope())? {
+                Some((intent, commit)) => {
                     let engine = self.clone();
                     sends.spawn(async move { engine.send(*intent, commit).await });
                 }
-                (ClaimOutcome::Idle, _) => {
+                None => {
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = self.wake.notified() => {}
@@ -99,12 +100,12 @@ impl<P: Provider> Engine<P> {
             if self.submit_pacing.try_acquire().is_some() {
                 break;
             }
-            match self.store.claim_next_grouped(self.scope())? {
-                (ClaimOutcome::Intent(intent), commit) => {
+            match super::claim_next(&self.store, self.scope())? {
+                Some((intent, commit)) => {
                     let engine = self.clone();
                     sends.spawn(async move { engine.send(*intent, commit).await });
                 }
-                (ClaimOutcome::Idle, _) => break,
+                None => break,
             }
         }
         while let Some(done) = sends.join_next().await {

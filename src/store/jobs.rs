@@ -97,13 +97,6 @@ pub struct SubmitIntent {
     pub resend: bool,
 }
 
-#[derive(Debug, Clone)]
-pub enum ClaimOutcome {
-    Intent(Box<SubmitIntent>),
-    /// Nothing is waiting to be submitted.
-    Idle,
-}
-
 /// A running task due for a poll.
 #[derive(Debug, Clone)]
 pub struct PollItem {

@@ -14,6 +14,7 @@
 //! along with the next sync (`Store::note`).
 
 mod account;
+mod claims;
 mod durable;
 mod jobs;
 mod known_files;
@@ -42,10 +43,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use account::{AccountLedger, BalanceRead};
+pub use claims::{Claim, ReadyBatch, ReadyJob};
 pub use durable::Commit;
 pub use jobs::{
-    AdoptedSubmit, AfterFailure, ClaimOutcome, DownloadItem, InterruptedSubmit, JobStateCounts,
-    LandedClip, NewBatch, NewJob, PollItem, ReconcileReport, RetrySelection, SubmitIntent,
+    AdoptedSubmit, AfterFailure, DownloadItem, InterruptedSubmit, JobStateCounts, LandedClip,
+    NewBatch, NewJob, PollItem, ReconcileReport, RetrySelection, SubmitIntent,
 };
 pub use known_files::KnownFile;
 pub use known_jobs::KnownJob;

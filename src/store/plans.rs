@@ -30,7 +30,7 @@ mod tests {
 
     /// Claim the next job and record it submitted: a task in flight.
     fn submit_one(store: &Store) {
-        let ClaimOutcome::Intent(intent) = store.claim_next(&all()).unwrap() else {
+        let Some(intent) = super::super::tests::claim(store) else {
             panic!("nothing to claim")
         };
         store
@@ -92,7 +92,7 @@ mod tests {
 
         // What the engine's stages ask each tick, and what progress, status and metrics read.
         let scope = all();
-        let _ = store.claim_next(&scope).unwrap();
+        let _ = super::super::tests::claim_next(&store, &scope);
         let _ = store.due_polls(&scope, i64::MAX, 10).unwrap();
         let _ = store.next_poll_at(&scope).unwrap();
         let _ = store.due_downloads(&scope, i64::MAX, 10, &[]).unwrap();

@@ -53,11 +53,15 @@ pub(super) fn all() -> Scope {
     Scope::provider("test")
 }
 
+/// The engine's choice of the next job in `scope`, its intent on disk when this returns.
+pub(super) fn claim_next(store: &Store, scope: &Scope) -> Option<SubmitIntent> {
+    let (intent, commit) = crate::engine::claim_next(store, scope).unwrap()?;
+    store.durability.wait(commit).unwrap();
+    Some(*intent)
+}
+
 pub(super) fn claim(store: &Store) -> Option<SubmitIntent> {
-    match store.claim_next(&all()).unwrap() {
-        ClaimOutcome::Intent(i) => Some(*i),
-        ClaimOutcome::Idle => None,
-    }
+    claim_next(store, &all())
 }
 
 #[test]
@@ -144,11 +148,8 @@ fn every_stage_works_only_on_batches_of_its_provider() {
     store.register_batch(&real, jobs("k", 1)).unwrap();
     let sim = Scope::provider("simulator");
     let reapi = Scope::provider("https://reapi.ai");
-    assert!(matches!(
-        store.claim_next(&sim).unwrap(),
-        ClaimOutcome::Idle
-    ));
-    let ClaimOutcome::Intent(intent) = store.claim_next(&reapi).unwrap() else {
+    assert!(claim_next(&store, &sim).is_none());
+    let Some(intent) = claim_next(&store, &reapi) else {
         panic!("the real provider's job is claimable by its engine");
     };
     store

@@ -74,3 +74,44 @@ fn a_canary_batch_submits_its_first_subjects_then_waits_for_approval() {
         assert!(claim(&store).is_some());
     }
 }
+
+#[test]
+fn a_claim_or_hold_made_on_what_moved_since_it_was_read_does_nothing() {
+    let store = Store::open_in_memory().unwrap();
+    let b = store
+        .register_batch(&batch("b", Some(10_000), 0), jobs("k", 2))
+        .unwrap()
+        .batch_id;
+    let ready = store.next_ready_job(b).unwrap().unwrap();
+
+    // A person pauses the batch between the engine's read and its claim.
+    store.set_paused(Some(b), true).unwrap();
+    assert!(matches!(store.claim(&ready).unwrap(), Claim::Raced));
+    store.set_paused(Some(b), false).unwrap();
+
+    // Credits committed moved (a refund, another claim): the budget check read old numbers.
+    let stale = ReadyJob {
+        committed_credits: ready.committed_credits + 1,
+        ..ready.clone()
+    };
+    assert!(matches!(store.claim(&stale).unwrap(), Claim::Raced));
+    assert!(
+        !store.hold_job(&stale, "over budget").unwrap(),
+        "not held on old numbers"
+    );
+    assert_eq!(
+        store.next_ready_job(b).unwrap(),
+        Some(ready.clone()),
+        "still ready"
+    );
+
+    let Claim::Intent(intent, _) = store.claim(&ready).unwrap() else {
+        panic!("the job as read is claimed");
+    };
+    assert_eq!(intent.job_id, ready.job_id);
+    assert!(
+        matches!(store.claim(&ready).unwrap(), Claim::Raced),
+        "never claimed twice"
+    );
+    assert_committed_matches(&store, b);
+}

@@ -1,0 +1,279 @@
+//! Claims: what is ready to be submitted, for the engine to choose from, and the transitions a
+//! choice leads to: a job held by its batch's budget, or its submit intent committed (attempt
+//! row, idempotency key, state `submitting`) before anything is sent.
+//!
+//! Owns: those queries and transitions. May not: choose (which batch goes first, whether a job
+//! fits its budget: `engine::next_job` decides). A claim re-checks, in its transaction, that
+//! what the engine decided on still holds (the job still ready, its batch still open, the
+//! credits committed to the batch unchanged) and otherwise claims nothing ([`Claim::Raced`]).
+
+use rusqlite::{OptionalExtension, params};
+
+use super::Cached;
+use super::jobs::{SubmitIntent, event, set_attempt_state};
+use super::scope::CANARY_OPEN;
+use super::{Commit, Scope, Store, StoreError, now_ms};
+
+/// A batch with a job ready to submit (planned, not held; the batch not paused, cancelled or
+/// waiting on its canary's approval).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyBatch {
+    pub batch_id: i64,
+    pub priority: i64,
+    /// Its tasks being submitted or running.
+    pub in_flight: u64,
+}
+
+/// A batch's next ready job (in the order the batch registered them), with what its budget
+/// check needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyJob {
+    pub job_id: i64,
+    pub batch_id: i64,
+    pub estimate_credits: Option<u64>,
+    pub budget_credits: Option<u64>,
+    /// Credits committed to the batch (possibly billed), here or by other state folders.
+    pub committed_credits: u64,
+    /// Its last attempt's outcome is unknown: it is sent again under the same key, and
+    /// commits nothing more.
+    pub resend: bool,
+}
+
+/// What a claim came to.
+#[derive(Debug)]
+pub enum Claim {
+    /// The intent is committed (not yet synced: wait for the commit before sending).
+    Intent(Box<SubmitIntent>, Commit),
+    /// The job or its batch moved since it was read: choose again.
+    Raced,
+}
+
+impl Store {
+    /// The batches in `scope` with a job ready to submit.
+    pub fn ready_batches(&self, scope: &Scope) -> Result<Vec<ReadyBatch>, StoreError> {
+        let conn = self.conn();
+        let mut s = conn
+            .prepare_cached(&format!(
+                "SELECT b.id, b.priority,
+                     (SELECT coalesce(sum(c.n), 0) FROM batch_state_counts c
+                         WHERE c.batch_id = b.id AND c.state IN ('submitting', 'running'))
+                 FROM batches b
+                 WHERE b.paused = 0 AND b.cancelled = 0 {} AND {CANARY_OPEN}
+                     AND EXISTS (SELECT 1 FROM jobs j INDEXED BY jobs_ready
+                         WHERE j.batch_id = b.id AND j.state = 'planned' AND j.held IS NULL)",
+                scope.filter("b.id")
+            ))
+            .map_err(self.sql_error("list batches ready to submit"))?;
+        s.query_map([], |r| {
+            Ok(ReadyBatch {
+                batch_id: r.get(0)?,
+                priority: r.get(1)?,
+                in_flight: r.get::<_, i64>(2)?.max(0) as u64,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(self.sql_error("list batches ready to submit"))
+    }
+
+    /// The batch's next ready job, if it has one.
+    pub fn next_ready_job(&self, batch_id: i64) -> Result<Option<ReadyJob>, StoreError> {
+        let conn = self.conn();
+        conn.row(
+            "SELECT j.id, j.estimate_credits, b.budget_credits,
+                 b.committed_credits + b.outside_credits,
+                 EXISTS (SELECT 1 FROM attempts a WHERE a.id = j.attempt_id AND a.state = 'unknown')
+             FROM jobs j INDEXED BY jobs_ready JOIN batches b ON b.id = j.batch_id
+             WHERE j.batch_id = ?1 AND j.state = 'planned' AND j.held IS NULL
+             ORDER BY j.id LIMIT 1",
+            [batch_id],
+            |r| {
+                Ok(ReadyJob {
+                    job_id: r.get(0)?,
+                    batch_id,
+                    estimate_credits: r.get::<_, Option<i64>>(1)?.map(|c| c.max(0) as u64),
+                    budget_credits: r.get::<_, Option<i64>>(2)?.map(|c| c.max(0) as u64),
+                    committed_credits: r.get::<_, i64>(3)?.max(0) as u64,
+                    resend: r.get(4)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(self.sql_error("find the next job to submit"))
+    }
+
+    /// Hold a ready job, with why (its batch's budget): it waits until what its batch has
+    /// committed changes. Only while the credits committed are still those the engine read:
+    /// a refund in between would otherwise leave it held for a budget that fits. Returns
+    /// whether it was held. A note, not waited for: the engine holds it again if a crash
+    /// loses it.
+    pub fn hold_job(&self, job: &ReadyJob, why: &str) -> Result<bool, StoreError> {
+        self.note("hold a job", |tx| {
+            let held = tx.exec(
+                "UPDATE jobs SET held = ?2, updated_at = ?3
+                 WHERE id = ?1 AND state = 'planned' AND held IS NULL
+                     AND (SELECT committed_credits + outside_credits FROM batches
+                         WHERE id = ?4) = ?5",
+                params![
+                    job.job_id,
+                    why,
+                    now_ms(),
+                    job.batch_id,
+                    job.committed_credits as i64
+                ],
+            )?;
+            if held == 1 {
+                event(tx, Some(job.batch_id), Some(job.job_id), "held", why)?;
+            }
+            Ok(held == 1)
+        })
+    }
+
+    /// Commit the submit intent of `job`, as the engine read it. Not waited for: the caller
+    /// must [`Store::settled`] the commit before anything of the submit leaves (group commit:
+    /// many intents claimed in a row share one sync).
+    pub fn claim(&self, job: &ReadyJob) -> Result<Claim, StoreError> {
+        let (intent, commit) = self.apply("commit a submit intent", |tx| claim_in(tx, job))?;
+        Ok(match intent {
+            Some(intent) => Claim::Intent(Box::new(intent), commit),
+            None => Claim::Raced,
+        })
+    }
+}
+
+/// A ready job as its claim's transaction finds it.
+struct Found {
+    batch_name: String,
+    subject_id: String,
+    base_dir: String,
+    output_dir: String,
+    spec_json: String,
+    duration_ms: i64,
+    job_key: String,
+    estimate_credits: Option<u64>,
+    committed_credits: u64,
+    /// Its attempt whose outcome is unknown: id, number, idempotency key.
+    reusable: Option<(i64, u32, String)>,
+}
+
+fn find_ready(tx: &rusqlite::Transaction<'_>, job: &ReadyJob) -> rusqlite::Result<Option<Found>> {
+    tx.row(
+        &format!(
+            "SELECT b.name, j.subject_id, b.base_dir, b.output_dir, j.spec_json, j.duration_ms,
+                 j.job_key, j.estimate_credits, b.committed_credits + b.outside_credits,
+                 a.id, a.number, a.idempotency_key
+             FROM jobs j JOIN batches b ON b.id = j.batch_id
+                 LEFT JOIN attempts a ON a.id = j.attempt_id AND a.state = 'unknown'
+             WHERE j.id = ?1 AND j.batch_id = ?2 AND j.state = 'planned' AND j.held IS NULL
+                 AND b.paused = 0 AND b.cancelled = 0 AND {CANARY_OPEN}"
+        ),
+        params![job.job_id, job.batch_id],
+        |r| {
+            Ok(Found {
+                batch_name: r.get(0)?,
+                subject_id: r.get(1)?,
+                base_dir: r.get(2)?,
+                output_dir: r.get(3)?,
+                spec_json: r.get(4)?,
+                duration_ms: r.get(5)?,
+                job_key: r.get(6)?,
+                estimate_credits: r.get::<_, Option<i64>>(7)?.map(|c| c.max(0) as u64),
+                committed_credits: r.get::<_, i64>(8)?.max(0) as u64,
+                reusable: match r.get::<_, Option<i64>>(9)? {
+                    Some(id) => Some((id, r.get(10)?, r.get(11)?)),
+                    None => None,
+                },
+            })
+        },
+    )
+    .optional()
+}
+
+/// The claim's transaction: `None` if the job is no longer what the engine chose.
+fn claim_in(
+    tx: &rusqlite::Transaction<'_>,
+    job: &ReadyJob,
+) -> rusqlite::Result<Option<SubmitIntent>> {
+    let Some(found) = find_ready(tx, job)? else {
+        return Ok(None);
+    };
+    // The engine's budget check read these: if they moved, it must look again.
+    let as_read = found.committed_credits == job.committed_credits
+        && found.estimate_credits == job.estimate_credits
+        && found.reusable.is_some() == job.resend;
+    if !as_read {
+        return Ok(None);
+    }
+    let Found {
+        batch_name,
+        subject_id,
+        base_dir,
+        output_dir,
+        spec_json,
+        duration_ms,
+        job_key,
+        reusable,
+        ..
+    } = found;
+    let resend = reusable.is_some();
+    let (attempt_id, attempt_number, idempotency_key) = match reusable {
+        // An attempt whose outcome was unknown is sent again under the same idempotency key,
+        // so a provider that honours keys answers with the first task instead of a second bill.
+        Some((id, number, key)) => {
+            set_attempt_state(tx, id, "submitting", None)?;
+            (id, number, key)
+        }
+        None => {
+            let number: u32 = tx.row(
+                "SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE job_id = ?1",
+                [job.job_id],
+                |r| r.get(0),
+            )?;
+            let key = format!(
+                "recast-{}-{}-a{number}",
+                job.batch_id,
+                &job_key[..job_key.len().min(20)]
+            );
+            tx.exec(
+                "INSERT INTO attempts (job_id, number, idempotency_key, state,
+                     credits_estimate, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, 'submitting', ?4, ?5, ?5)",
+                params![
+                    job.job_id,
+                    number,
+                    key,
+                    job.estimate_credits.map(|c| c as i64),
+                    now_ms()
+                ],
+            )?;
+            (tx.last_insert_rowid(), number, key)
+        }
+    };
+    tx.exec(
+        "UPDATE jobs SET state = 'submitting', attempt_id = ?2, task_id = NULL,
+             progress = NULL, polls = 0, reason = NULL, updated_at = ?3 WHERE id = ?1",
+        params![job.job_id, attempt_id, now_ms()],
+    )?;
+    event(
+        tx,
+        Some(job.batch_id),
+        Some(job.job_id),
+        "submitting",
+        &format!("{subject_id}: attempt {attempt_number} ({idempotency_key})"),
+    )?;
+    Ok(Some(SubmitIntent {
+        job_id: job.job_id,
+        batch_id: job.batch_id,
+        batch_name,
+        subject_id,
+        base_dir,
+        attempt_id,
+        attempt_number,
+        idempotency_key,
+        spec_json,
+        duration_ms: duration_ms as u64,
+        estimate_credits: job.estimate_credits,
+        job_key,
+        output_dir,
+        resend,
+    }))
+}
