@@ -62,7 +62,7 @@ pub(super) fn unchanged_batch(
     let Some(kept) = store.stamp(&key, provider)? else {
         return Ok(None);
     };
-    if kept.context != context || !stamp::unchanged(&kept.files) {
+    if kept.context != context || !store.check_stamp_files(&kept, stamp::unchanged)? {
         return Ok(None);
     }
     let output_dir = PathBuf::from(&kept.output_dir);
@@ -108,37 +108,39 @@ pub(super) fn racy_window() -> std::time::Duration {
         .map_or(stamp::RACY, std::time::Duration::from_millis)
 }
 
-/// After a registration: keep `files`, the stamp of what the plan of `manifest` read, or forget
-/// the manifest's stamp if it could not be stamped (`None`).
+/// After a registration: keep the stamp of what the plan of `manifest` read, as `write` makes
+/// it (`false`: it could not be stamped), or forget the manifest's stamp.
 pub(super) fn keep_stamp(
     store: &Store,
     manifest: &Path,
-    files: Option<Vec<u8>>,
     batch_id: i64,
     provider: &str,
     output_dir: &Path,
     context: String,
+    write: impl FnOnce(&InputStamp) -> Result<bool, StoreError>,
 ) -> Result<(), StoreError> {
     let key = key_of(manifest);
     let extent = output::results_extent(output_dir);
     let registered_at = store.registered_at(batch_id)?;
-    let (Some(files), Some((results_ino, results_len)), Some(registered_at)) =
-        (files, extent, registered_at)
-    else {
+    let (Some((results_ino, results_len)), Some(registered_at)) = (extent, registered_at) else {
         return store.forget_stamp(&key, provider);
     };
-    store.keep_stamp(&InputStamp {
-        manifest_path: key,
+    let stamp = InputStamp {
+        manifest_path: key.clone(),
         provider: provider.to_owned(),
         batch_id,
         context,
         registered_at,
-        files,
+        row: 0,
         results_ino,
         results_len,
         base_dir: String::new(),
         output_dir: String::new(),
-    })
+    };
+    match write(&stamp)? {
+        true => Ok(()),
+        false => store.forget_stamp(&key, provider),
+    }
 }
 
 /// At the end of a run: every line added to the results file while this process held the

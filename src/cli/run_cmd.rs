@@ -104,15 +104,14 @@ async fn run_steps(settings: &Settings, args: RunArgs) -> Result<ExitCode, ExitC
         store
             .set_media_base_url(batch_id, settings.media_base_url.as_deref())
             .map_err(store_failure)?;
-        let files = registered.plan.stamp(read_at);
         super::resume::keep_stamp(
             &store,
             &manifest,
-            files,
             batch_id,
             &provider_id,
             &output_dir,
             context,
+            |stamp| registered.plan.keep_stamp(&store, stamp, read_at),
         )
         .map_err(store_failure)?;
     }

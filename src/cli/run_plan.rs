@@ -6,6 +6,7 @@
 //! Owns: choosing between the two, the words a run says about its plan, and what a run keeps
 //! of it (digests, stamp). May not: drive the engine (`run_cmd` does).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -18,7 +19,7 @@ use crate::engine::{MediaPublisher, RegisterError, StoredSpec, register, registe
 use crate::manifest::{BatchSpec, KnownDigests, LoadOptions, ManifestStream};
 use crate::plan::{JobStatus, Plan, Prober, StreamError, StreamedPlan, make_plan, plan_streamed};
 use crate::settings::Settings;
-use crate::store::{ReconcileReport, Store};
+use crate::store::{InputStamp, ReconcileReport, StagedJob, Store, StoreError};
 
 /// Subjects expanded, probed and staged at a time (a manifest entry is never cut: a glob
 /// brings up to 10,000 at once).
@@ -137,18 +138,57 @@ impl Planned {
         }
     }
 
-    /// The stamp of what the plan read (see `plan::stamp`), if it can be stamped.
-    pub(super) fn stamp(&self, read_at: SystemTime) -> Option<Vec<u8>> {
+    /// Keep the stamp of what the plan read (see `plan::stamp`) as `stamp` describes it;
+    /// `false` if it cannot be stamped. A plan made in chunks writes it as it makes it, a
+    /// record a file, never whole.
+    pub(super) fn keep_stamp(
+        &self,
+        store: &Store,
+        stamp: &InputStamp,
+        read_at: SystemTime,
+    ) -> Result<bool, StoreError> {
         let racy = super::resume::racy_window();
-        match self {
-            Planned::Streamed(plan) => crate::plan::stamp::encode_staged(plan, read_at, racy)
-                .unwrap_or_else(|e| {
-                    tracing::warn!("cannot stamp the files read: {e}");
-                    None
-                }),
-            Planned::Whole(plan) => crate::plan::stamp::encode(plan, read_at, racy),
+        let plan = match self {
+            Planned::Whole(plan) => {
+                return match crate::plan::stamp::encode(plan, read_at, racy) {
+                    Some(files) => {
+                        store.keep_stamp(stamp, files.len(), std::iter::once(Some(files)))
+                    }
+                    None => Ok(false),
+                };
+            }
+            Planned::Streamed(plan) => plan,
+        };
+        if !crate::plan::stamp::stampable(&plan.batch) {
+            return Ok(false);
         }
+        let Some(len) = plan.staged.read(false, |rows| {
+            crate::plan::stamp::encoded_len(stamp_paths(&plan.batch, rows))
+        })?
+        else {
+            return Ok(false);
+        };
+        plan.staged.read(false, |rows| {
+            let records =
+                crate::plan::stamp::records(stamp_paths(&plan.batch, rows), read_at, racy);
+            store.keep_stamp(stamp, len, records)
+        })?
     }
+}
+
+/// What a plan made in chunks read: the manifest, listed folders and reference video, then
+/// each staged image (`None` for a staged row that cannot be read back).
+fn stamp_paths<'a>(
+    batch: &'a BatchSpec,
+    rows: &'a mut dyn Iterator<Item = Result<StagedJob, StoreError>>,
+) -> impl Iterator<Item = Option<PathBuf>> + 'a {
+    let images = rows.filter_map(|row| match row {
+        Ok(row) => row.image_path.map(|p| Some(PathBuf::from(p))),
+        Err(_) => Some(None),
+    });
+    crate::plan::stamp::batch_paths(batch)
+        .map(|p| Some(p.to_path_buf()))
+        .chain(images)
 }
 
 /// Plan the batch (unless it was planned in chunks), register it, say what the run will do,

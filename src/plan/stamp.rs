@@ -16,17 +16,17 @@
 //! they name can change with no stamped file changing.
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use super::{Plan, StreamedPlan};
+use super::Plan;
 pub use crate::file_identity::RACY;
 use crate::file_identity::{FileIdentity, IDENTITY_BYTES};
 use crate::manifest::{BatchSpec, MediaSource};
-use crate::store::StoreError;
 
 /// Hashed into every context: bump it when what a stamp covers changes, so old ones never hold.
 const SCHEME: &str = "recast-stamp-v1";
@@ -44,7 +44,7 @@ pub fn context(parts: &str) -> String {
 
 /// The paths planning `batch` read besides its subject images: the manifest, the folders its
 /// globs listed and the reference video (if it is a local file).
-fn batch_paths(batch: &BatchSpec) -> impl Iterator<Item = &Path> {
+pub fn batch_paths(batch: &BatchSpec) -> impl Iterator<Item = &Path> {
     std::iter::once(batch.manifest_path.as_path())
         .chain(batch.inputs.listed_dirs.iter().map(PathBuf::as_path))
         .chain(local(&batch.reference_video))
@@ -60,7 +60,7 @@ fn local(m: &MediaSource) -> Option<&Path> {
 /// Whether a stamp can vouch for `batch` at all: not through a symlink, not a watched folder
 /// (whose failed files are in no stamp), and not a reference video behind a URL (which may
 /// have changed length, and so every estimate, with no file here changing).
-fn stampable(batch: &BatchSpec) -> bool {
+pub fn stampable(batch: &BatchSpec) -> bool {
     let remote_reference = matches!(batch.reference_video, MediaSource::Remote { .. });
     !(batch.inputs.through_links || !batch.watch_dirs.is_empty() || remote_reference)
 }
@@ -77,29 +77,7 @@ pub fn encode(plan: &Plan, read_at: SystemTime, racy: Duration) -> Option<Vec<u8
     encode_paths(batch_paths(batch).chain(images), read_at, racy)
 }
 
-/// [`encode`] for a plan made in chunks, its images read back from the staging file: a row
-/// that cannot be read leaves the plan unstamped (a stamp missing an image would vouch for it).
-pub fn encode_staged(
-    plan: &StreamedPlan,
-    read_at: SystemTime,
-    racy: Duration,
-) -> Result<Option<Vec<u8>>, StoreError> {
-    let batch = &plan.batch;
-    if !stampable(batch) {
-        return Ok(None);
-    }
-    plan.staged.read(false, |rows| {
-        let mut whole = true;
-        let images = rows
-            .map_while(|row| row.map_err(|_| whole = false).ok())
-            .filter_map(|row| row.image_path.map(PathBuf::from));
-        let paths = batch_paths(batch).map(Path::to_path_buf).chain(images);
-        let stamp = encode_paths(paths, read_at, racy);
-        stamp.filter(|_| whole)
-    })
-}
-
-/// The stamp of `paths` (see [`encode`]).
+/// The stamp of `paths` (see [`encode`]), whole.
 fn encode_paths(
     paths: impl Iterator<Item = impl AsRef<Path>>,
     read_at: SystemTime,
@@ -107,51 +85,86 @@ fn encode_paths(
 ) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     for path in paths {
-        let path = std::path::absolute(path.as_ref()).ok()?;
-        let id = FileIdentity::of_path(&path)?;
-        if !id.settled_before(read_at, racy) {
-            return None;
-        }
-        let bytes = path.as_os_str().as_bytes();
-        out.extend_from_slice(&u32::try_from(bytes.len()).ok()?.to_le_bytes());
-        out.extend_from_slice(bytes);
-        out.extend_from_slice(&id.to_bytes());
+        out.extend(record(path.as_ref(), read_at, racy)?);
     }
     Some(out)
 }
 
-/// Whether every file and folder a stamp names is still what it was. Anything unreadable in
-/// the stamp, or on disk, is "changed".
-pub fn unchanged(stamp: &[u8]) -> bool {
-    // Every stamp names the manifest at least: an empty one is damaged.
-    if stamp.is_empty() {
-        return false;
+/// How many bytes a stamp of `paths` takes, without reading any file: for a stamp written as
+/// it is made (see [`records`]). `None` (a path that could not be read back from where it was
+/// kept) cannot be stamped.
+pub fn encoded_len(paths: impl Iterator<Item = Option<PathBuf>>) -> Option<usize> {
+    paths
+        .map(|path| {
+            let path = std::path::absolute(path?).ok()?;
+            Some(4 + path.as_os_str().len() + IDENTITY_BYTES)
+        })
+        .sum()
+}
+
+/// The stamp of `paths`, one record a path, each made (its file `stat`ed) when it is taken;
+/// `None` for a path that cannot vouch (see [`encode`]): the stamp is then not kept.
+pub fn records(
+    paths: impl Iterator<Item = Option<PathBuf>>,
+    read_at: SystemTime,
+    racy: Duration,
+) -> impl Iterator<Item = Option<Vec<u8>>> {
+    paths.map(move |path| record(&path?, read_at, racy))
+}
+
+/// One path's record: its length, its absolute bytes and its identity.
+fn record(path: &Path, read_at: SystemTime, racy: Duration) -> Option<Vec<u8>> {
+    let path = std::path::absolute(path).ok()?;
+    let id = FileIdentity::of_path(&path)?;
+    if !id.settled_before(read_at, racy) {
+        return None;
     }
-    let mut rest = stamp;
+    let bytes = path.as_os_str().as_bytes();
+    let mut out = Vec::with_capacity(4 + bytes.len() + IDENTITY_BYTES);
+    out.extend_from_slice(&u32::try_from(bytes.len()).ok()?.to_le_bytes());
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(&id.to_bytes());
+    Some(out)
+}
+
+/// Whether every file and folder a stamp names is still what it was, its encoding read as it
+/// goes. Anything unreadable in the stamp, or on disk, is "changed".
+pub fn unchanged(stamp: &mut dyn Read) -> bool {
+    let mut named = 0;
     loop {
-        if rest.is_empty() {
-            return true;
+        let mut len = [0u8; 4];
+        match read_full(stamp, &mut len) {
+            // Every stamp names the manifest at least: an empty one is damaged.
+            Some(0) => return named > 0,
+            Some(4) => {}
+            _ => return false,
         }
-        let mut take = |n: usize| -> Option<&[u8]> {
-            let (head, tail) = rest.split_at_checked(n)?;
-            rest = tail;
-            Some(head)
-        };
-        let Some(len) = take(4) else {
+        let mut path = vec![0; u32::from_le_bytes(len) as usize];
+        let mut id = [0; IDENTITY_BYTES];
+        let whole = read_full(stamp, &mut path) == Some(path.len())
+            && read_full(stamp, &mut id) == Some(IDENTITY_BYTES);
+        let Some(id) = whole.then(|| FileIdentity::from_bytes(&id)).flatten() else {
             return false;
         };
-        let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
-        let Some(path) = take(len) else {
+        if FileIdentity::of_path(Path::new(OsStr::from_bytes(&path))) != Some(id) {
             return false;
-        };
-        let path = Path::new(OsStr::from_bytes(path));
-        let Some(id) = take(IDENTITY_BYTES).and_then(FileIdentity::from_bytes) else {
-            return false;
-        };
-        if FileIdentity::of_path(path) != Some(id) {
-            return false;
+        }
+        named += 1;
+    }
+}
+
+/// Read until `buf` is full or the stamp ends: how many bytes came (`None` on an error).
+fn read_full(stamp: &mut dyn Read, buf: &mut [u8]) -> Option<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match stamp.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
         }
     }
+    Some(got)
 }
 
 #[cfg(test)]
@@ -170,16 +183,19 @@ mod tests {
         std::fs::write(&b, b"two").unwrap();
         let paths = [dir.path(), a.as_path(), b.as_path()];
         let stamp = stamp_of(&paths, Duration::ZERO).unwrap();
-        assert!(unchanged(&stamp));
+        assert!(unchanged(&mut &stamp[..]));
         // Same length, other bytes.
         std::fs::write(&a, b"eno").unwrap();
-        assert!(!unchanged(&stamp));
+        assert!(!unchanged(&mut &stamp[..]));
         let stamp = stamp_of(&paths, Duration::ZERO).unwrap();
         std::fs::write(dir.path().join("c.png"), b"new").unwrap();
-        assert!(!unchanged(&stamp), "a file added to a listed folder");
+        assert!(
+            !unchanged(&mut &stamp[..]),
+            "a file added to a listed folder"
+        );
         let stamp = stamp_of(&paths, Duration::ZERO).unwrap();
         std::fs::remove_file(&b).unwrap();
-        assert!(!unchanged(&stamp), "a file gone");
+        assert!(!unchanged(&mut &stamp[..]), "a file gone");
     }
 
     #[test]
@@ -198,8 +214,8 @@ mod tests {
         std::fs::write(&a, b"one").unwrap();
         let stamp = stamp_of(&[a.as_path()], Duration::ZERO).unwrap();
         for cut in 1..stamp.len() {
-            assert!(!unchanged(&stamp[..cut]), "cut at {cut}");
+            assert!(!unchanged(&mut &stamp[..cut]), "cut at {cut}");
         }
-        assert!(unchanged(&stamp));
+        assert!(unchanged(&mut &stamp[..]));
     }
 }

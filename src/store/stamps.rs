@@ -10,7 +10,9 @@
 //! May not: stat files or decide whether a stamp still holds (`plan::stamp` does), or read the
 //! results file (`output` does).
 
-use rusqlite::{OptionalExtension, params};
+use std::io::Write;
+
+use rusqlite::{MAIN_DB, OptionalExtension, params};
 
 use super::Cached;
 use super::{JobState, Store, StoreError, now_ms};
@@ -27,8 +29,9 @@ pub struct InputStamp {
     /// The batch's `updated_at` when it was registered: any later registration (the daemon's,
     /// another manifest's) makes the stamp stale.
     pub registered_at: i64,
-    /// The encoded identities of every file and folder read (see `plan::stamp`).
-    pub files: Vec<u8>,
+    /// Its row, where the encoded identities of every file and folder read are (see
+    /// `plan::stamp`; read with [`Store::check_stamp_files`], never whole).
+    pub row: i64,
     /// The output folder's results file (inode and length) as far as it was checked.
     pub results_ino: u64,
     pub results_len: u64,
@@ -38,30 +41,83 @@ pub struct InputStamp {
 }
 
 impl Store {
-    /// Keep `stamp`, replacing the manifest's earlier one.
-    pub fn keep_stamp(&self, stamp: &InputStamp) -> Result<(), StoreError> {
-        self.write("keep an input stamp", |tx| {
+    /// Keep `stamp`, replacing the manifest's earlier one, its files' encoding written as
+    /// `records` come (`len` bytes in all), so a stamp of 100,000 files is never held whole.
+    /// A record that is `None` (a file that cannot vouch), or records of another length than
+    /// announced, keep nothing: returns whether the stamp was kept.
+    pub fn keep_stamp(
+        &self,
+        stamp: &InputStamp,
+        len: usize,
+        records: impl Iterator<Item = Option<Vec<u8>>>,
+    ) -> Result<bool, StoreError> {
+        let mut whole = true;
+        let kept = self.write("keep an input stamp", |tx| {
             tx.exec(
                 "INSERT INTO input_stamps (manifest_path, provider, batch_id, context,
                      registered_at, files, results_ino, results_len, recorded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 VALUES (?1, ?2, ?3, ?4, ?5, zeroblob(?6), ?7, ?8, ?9)
                  ON CONFLICT (manifest_path, provider) DO UPDATE SET batch_id = ?3, context = ?4,
-                     registered_at = ?5, files = ?6, results_ino = ?7, results_len = ?8,
-                     recorded_at = ?9",
+                     registered_at = ?5, files = zeroblob(?6), results_ino = ?7,
+                     results_len = ?8, recorded_at = ?9",
                 params![
                     stamp.manifest_path,
                     stamp.provider,
                     stamp.batch_id,
                     stamp.context,
                     stamp.registered_at,
-                    stamp.files,
+                    len as i64,
                     stamp.results_ino as i64,
                     stamp.results_len as i64,
                     now_ms()
                 ],
-            )
-        })?;
-        Ok(())
+            )?;
+            let row: i64 = tx.row(
+                "SELECT rowid FROM input_stamps WHERE manifest_path = ?1 AND provider = ?2",
+                params![stamp.manifest_path, stamp.provider],
+                |r| r.get(0),
+            )?;
+            let mut files = tx.blob_open(MAIN_DB, c"input_stamps", c"files", row, false)?;
+            let mut written = 0;
+            for record in records {
+                // A blob does not grow: a record past the announced length fails to write.
+                let wrote = record.is_some_and(|r| {
+                    written += r.len();
+                    files.write_all(&r).is_ok()
+                });
+                if !wrote {
+                    whole = false;
+                    break;
+                }
+            }
+            whole &= written == len;
+            // Nothing of a stamp that cannot vouch for every file is kept.
+            match whole {
+                true => Ok(()),
+                false => Err(rusqlite::Error::InvalidQuery),
+            }
+        });
+        match (kept, whole) {
+            (Ok(()), _) => Ok(true),
+            (Err(_), false) => Ok(false),
+            (Err(e), true) => Err(e),
+        }
+    }
+
+    /// Hand the kept encoding of a stamp's files (see `plan::stamp`) to `check`, read as it
+    /// goes; `false` if the stamp's row is gone.
+    pub fn check_stamp_files(
+        &self,
+        stamp: &InputStamp,
+        check: impl FnOnce(&mut dyn std::io::Read) -> bool,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let files = conn.blob_open(MAIN_DB, c"input_stamps", c"files", stamp.row, true);
+        match files {
+            Ok(mut files) => Ok(check(&mut std::io::BufReader::new(&mut files))),
+            Err(rusqlite::Error::SqliteFailure(_, _)) => Ok(false),
+            Err(e) => Err(self.sql_error("read an input stamp")(e)),
+        }
     }
 
     /// Move a stamp's results-file mark forward, after the lines up to it were checked.
@@ -106,7 +162,7 @@ impl Store {
     ) -> Result<Option<InputStamp>, StoreError> {
         let conn = self.conn();
         conn.row(
-            "SELECT s.batch_id, s.context, s.registered_at, s.files, s.results_ino,
+            "SELECT s.batch_id, s.context, s.registered_at, s.rowid, s.results_ino,
                     s.results_len, b.base_dir, b.output_dir
              FROM input_stamps s JOIN batches b ON b.id = s.batch_id
              WHERE s.manifest_path = ?1 AND s.provider = ?2 AND b.updated_at = s.registered_at",
@@ -118,7 +174,7 @@ impl Store {
                     batch_id: r.get(0)?,
                     context: r.get(1)?,
                     registered_at: r.get(2)?,
-                    files: r.get(3)?,
+                    row: r.get(3)?,
                     results_ino: r.get::<_, i64>(4)? as u64,
                     results_len: r.get::<_, i64>(5)? as u64,
                     base_dir: r.get(6)?,

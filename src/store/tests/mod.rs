@@ -7,6 +7,7 @@ use futures_util::FutureExt;
 mod budget;
 mod disk;
 mod order;
+mod stamps;
 
 pub(super) fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> NewBatch {
     NewBatch {
