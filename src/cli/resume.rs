@@ -131,7 +131,6 @@ pub(super) fn keep_stamp(
         batch_id,
         context,
         registered_at,
-        row: 0,
         results_ino,
         results_len,
         base_dir: String::new(),

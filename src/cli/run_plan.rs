@@ -140,7 +140,7 @@ impl Planned {
 
     /// Keep the stamp of what the plan read (see `plan::stamp`) as `stamp` describes it;
     /// `false` if it cannot be stamped. A plan made in chunks writes it as it makes it, a
-    /// record a file, never whole.
+    /// record a file read back from the staging file, never whole.
     pub(super) fn keep_stamp(
         &self,
         store: &Store,
@@ -151,9 +151,7 @@ impl Planned {
         let plan = match self {
             Planned::Whole(plan) => {
                 return match crate::plan::stamp::encode(plan, read_at, racy) {
-                    Some(files) => {
-                        store.keep_stamp(stamp, files.len(), std::iter::once(Some(files)))
-                    }
+                    Some(files) => store.keep_stamp(stamp, std::iter::once(Some(files))),
                     None => Ok(false),
                 };
             }
@@ -162,16 +160,10 @@ impl Planned {
         if !crate::plan::stamp::stampable(&plan.batch) {
             return Ok(false);
         }
-        let Some(len) = plan.staged.read(false, |rows| {
-            crate::plan::stamp::encoded_len(stamp_paths(&plan.batch, rows))
-        })?
-        else {
-            return Ok(false);
-        };
         plan.staged.read(false, |rows| {
             let records =
                 crate::plan::stamp::records(stamp_paths(&plan.batch, rows), read_at, racy);
-            store.keep_stamp(stamp, len, records)
+            store.keep_stamp(stamp, records)
         })?
     }
 }

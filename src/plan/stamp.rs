@@ -90,18 +90,6 @@ fn encode_paths(
     Some(out)
 }
 
-/// How many bytes a stamp of `paths` takes, without reading any file: for a stamp written as
-/// it is made (see [`records`]). `None` (a path that could not be read back from where it was
-/// kept) cannot be stamped.
-pub fn encoded_len(paths: impl Iterator<Item = Option<PathBuf>>) -> Option<usize> {
-    paths
-        .map(|path| {
-            let path = std::path::absolute(path?).ok()?;
-            Some(4 + path.as_os_str().len() + IDENTITY_BYTES)
-        })
-        .sum()
-}
-
 /// The stamp of `paths`, one record a path, each made (its file `stat`ed) when it is taken;
 /// `None` for a path that cannot vouch (see [`encode`]): the stamp is then not kept.
 pub fn records(

@@ -2,21 +2,70 @@
 //! the next run of the same manifest can tell, from a `stat` of each file, that registering it
 //! again would change nothing.
 //!
-//! Owns: the `input_stamps` rows (kept, read, forgotten), the check that a line of the output
-//! folder's results file is one this state folder wrote for the batch, and the public URL a run
-//! published a batch's folder under (so a daemon can go on with it). What is known of each
-//! file read is `known_files`'.
+//! Owns: the `input_stamps` rows and their files' chunks (kept, read as they go, forgotten),
+//! the check that a line of the output folder's results file is one this state folder wrote
+//! for the batch, and the public URL a run published a batch's folder under (so a daemon can
+//! go on with it). What is known of each file read is `known_files`'.
 //!
 //! May not: stat files or decide whether a stamp still holds (`plan::stamp` does), or read the
 //! results file (`output` does).
 
-use std::io::Write;
-
-use rusqlite::{MAIN_DB, OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Cached;
 use super::{JobState, Store, StoreError, now_ms};
 use crate::output::ResultLine;
+
+/// A stamp's files are kept in chunks of about this many bytes.
+const CHUNK_BYTES: usize = 64 << 10;
+
+fn delete_chunks(
+    tx: &Transaction<'_>,
+    manifest_path: &str,
+    provider: &str,
+) -> rusqlite::Result<usize> {
+    tx.exec(
+        "DELETE FROM input_stamp_chunks WHERE manifest_path = ?1 AND provider = ?2",
+        params![manifest_path, provider],
+    )
+}
+
+fn add_chunk(
+    tx: &Transaction<'_>,
+    stamp: &InputStamp,
+    seq: i64,
+    bytes: &[u8],
+) -> rusqlite::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    tx.exec(
+        "INSERT INTO input_stamp_chunks (manifest_path, provider, seq, bytes) VALUES (?1, ?2, ?3, ?4)",
+        params![stamp.manifest_path, stamp.provider, seq, bytes],
+    )?;
+    Ok(())
+}
+
+/// A stamp's chunks read back as one stream of bytes.
+struct ChunkReader<'a> {
+    chunks: Box<dyn Iterator<Item = std::io::Result<Vec<u8>>> + 'a>,
+    current: std::io::Cursor<Vec<u8>>,
+}
+
+impl std::io::Read for ChunkReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.current.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.chunks.next() {
+                Some(chunk) => self.current = std::io::Cursor::new(chunk?),
+                None => return Ok(0),
+            }
+        }
+    }
+}
 
 /// One stamp, as kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,9 +78,6 @@ pub struct InputStamp {
     /// The batch's `updated_at` when it was registered: any later registration (the daemon's,
     /// another manifest's) makes the stamp stale.
     pub registered_at: i64,
-    /// Its row, where the encoded identities of every file and folder read are (see
-    /// `plan::stamp`; read with [`Store::check_stamp_files`], never whole).
-    pub row: i64,
     /// The output folder's results file (inode and length) as far as it was checked.
     pub results_ino: u64,
     pub results_len: u64,
@@ -41,14 +87,12 @@ pub struct InputStamp {
 }
 
 impl Store {
-    /// Keep `stamp`, replacing the manifest's earlier one, its files' encoding written as
-    /// `records` come (`len` bytes in all), so a stamp of 100,000 files is never held whole.
-    /// A record that is `None` (a file that cannot vouch), or records of another length than
-    /// announced, keep nothing: returns whether the stamp was kept.
+    /// Keep `stamp`, replacing the manifest's earlier one, its files' encoding written in
+    /// chunks as `records` come, so a stamp of 100,000 files is never held whole. A record
+    /// that is `None` (a file that cannot vouch) keeps nothing: returns whether it was kept.
     pub fn keep_stamp(
         &self,
         stamp: &InputStamp,
-        len: usize,
         records: impl Iterator<Item = Option<Vec<u8>>>,
     ) -> Result<bool, StoreError> {
         let mut whole = true;
@@ -56,46 +100,37 @@ impl Store {
             tx.exec(
                 "INSERT INTO input_stamps (manifest_path, provider, batch_id, context,
                      registered_at, files, results_ino, results_len, recorded_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, zeroblob(?6), ?7, ?8, ?9)
+                 VALUES (?1, ?2, ?3, ?4, ?5, x'', ?6, ?7, ?8)
                  ON CONFLICT (manifest_path, provider) DO UPDATE SET batch_id = ?3, context = ?4,
-                     registered_at = ?5, files = zeroblob(?6), results_ino = ?7,
-                     results_len = ?8, recorded_at = ?9",
+                     registered_at = ?5, files = x'', results_ino = ?6, results_len = ?7,
+                     recorded_at = ?8",
                 params![
                     stamp.manifest_path,
                     stamp.provider,
                     stamp.batch_id,
                     stamp.context,
                     stamp.registered_at,
-                    len as i64,
                     stamp.results_ino as i64,
                     stamp.results_len as i64,
                     now_ms()
                 ],
             )?;
-            let row: i64 = tx.row(
-                "SELECT rowid FROM input_stamps WHERE manifest_path = ?1 AND provider = ?2",
-                params![stamp.manifest_path, stamp.provider],
-                |r| r.get(0),
-            )?;
-            let mut files = tx.blob_open(MAIN_DB, c"input_stamps", c"files", row, false)?;
-            let mut written = 0;
+            delete_chunks(tx, &stamp.manifest_path, &stamp.provider)?;
+            let mut chunk = Vec::with_capacity(CHUNK_BYTES);
+            let mut seq = 0;
             for record in records {
-                // A blob does not grow: a record past the announced length fails to write.
-                let wrote = record.is_some_and(|r| {
-                    written += r.len();
-                    files.write_all(&r).is_ok()
-                });
-                if !wrote {
+                let Some(record) = record else {
                     whole = false;
-                    break;
+                    // Nothing of a stamp that cannot vouch for every file is kept.
+                    return Err(rusqlite::Error::InvalidQuery);
+                };
+                chunk.extend_from_slice(&record);
+                if chunk.len() >= CHUNK_BYTES {
+                    add_chunk(tx, stamp, seq, &chunk)?;
+                    (seq, chunk) = (seq + 1, Vec::with_capacity(CHUNK_BYTES));
                 }
             }
-            whole &= written == len;
-            // Nothing of a stamp that cannot vouch for every file is kept.
-            match whole {
-                true => Ok(()),
-                false => Err(rusqlite::Error::InvalidQuery),
-            }
+            add_chunk(tx, stamp, seq, &chunk)
         });
         match (kept, whole) {
             (Ok(()), _) => Ok(true),
@@ -104,20 +139,30 @@ impl Store {
         }
     }
 
-    /// Hand the kept encoding of a stamp's files (see `plan::stamp`) to `check`, read as it
-    /// goes; `false` if the stamp's row is gone.
+    /// Hand the kept encoding of a stamp's files (see `plan::stamp`) to `check`, read a chunk
+    /// at a time.
     pub fn check_stamp_files(
         &self,
         stamp: &InputStamp,
         check: impl FnOnce(&mut dyn std::io::Read) -> bool,
     ) -> Result<bool, StoreError> {
         let conn = self.conn();
-        let files = conn.blob_open(MAIN_DB, c"input_stamps", c"files", stamp.row, true);
-        match files {
-            Ok(mut files) => Ok(check(&mut std::io::BufReader::new(&mut files))),
-            Err(rusqlite::Error::SqliteFailure(_, _)) => Ok(false),
-            Err(e) => Err(self.sql_error("read an input stamp")(e)),
-        }
+        let mut s = conn
+            .prepare_cached(
+                "SELECT bytes FROM input_stamp_chunks
+                 WHERE manifest_path = ?1 AND provider = ?2 ORDER BY seq",
+            )
+            .map_err(self.sql_error("read an input stamp"))?;
+        let chunks = s
+            .query_map(params![stamp.manifest_path, stamp.provider], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .map_err(self.sql_error("read an input stamp"))?;
+        let mut reader = ChunkReader {
+            chunks: Box::new(chunks.map(|c| c.map_err(std::io::Error::other))),
+            current: std::io::Cursor::new(Vec::new()),
+        };
+        Ok(check(&mut reader))
     }
 
     /// Move a stamp's results-file mark forward, after the lines up to it were checked.
@@ -149,7 +194,8 @@ impl Store {
             tx.exec(
                 "DELETE FROM input_stamps WHERE manifest_path = ?1 AND provider = ?2",
                 params![manifest_path, provider],
-            )
+            )?;
+            delete_chunks(tx, manifest_path, provider)
         })?;
         Ok(())
     }
@@ -162,7 +208,7 @@ impl Store {
     ) -> Result<Option<InputStamp>, StoreError> {
         let conn = self.conn();
         conn.row(
-            "SELECT s.batch_id, s.context, s.registered_at, s.rowid, s.results_ino,
+            "SELECT s.batch_id, s.context, s.registered_at, s.results_ino,
                     s.results_len, b.base_dir, b.output_dir
              FROM input_stamps s JOIN batches b ON b.id = s.batch_id
              WHERE s.manifest_path = ?1 AND s.provider = ?2 AND b.updated_at = s.registered_at",
@@ -174,11 +220,10 @@ impl Store {
                     batch_id: r.get(0)?,
                     context: r.get(1)?,
                     registered_at: r.get(2)?,
-                    row: r.get(3)?,
-                    results_ino: r.get::<_, i64>(4)? as u64,
-                    results_len: r.get::<_, i64>(5)? as u64,
-                    base_dir: r.get(6)?,
-                    output_dir: r.get(7)?,
+                    results_ino: r.get::<_, i64>(3)? as u64,
+                    results_len: r.get::<_, i64>(4)? as u64,
+                    base_dir: r.get(5)?,
+                    output_dir: r.get(6)?,
                 })
             },
         )

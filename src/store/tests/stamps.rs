@@ -1,4 +1,4 @@
-//! Input stamps written record by record and read back as they go.
+//! Input stamps written in chunks, record by record, and read back as they go.
 
 use super::*;
 
@@ -9,7 +9,6 @@ fn stamp_of(store: &Store, batch_id: i64) -> InputStamp {
         batch_id,
         context: "c".to_owned(),
         registered_at: store.registered_at(batch_id).unwrap().unwrap(),
-        row: 0,
         results_ino: 1,
         results_len: 0,
         base_dir: String::new(),
@@ -27,7 +26,7 @@ fn read_back(store: &Store) -> Option<Vec<u8>> {
 }
 
 #[test]
-fn a_stamp_is_kept_only_whole_and_as_long_as_announced() {
+fn a_stamp_is_kept_in_chunks_only_whole_and_read_back_in_order() {
     let store = Store::open_in_memory().unwrap();
     let b = store
         .register_batch(&batch("b", None, 0), jobs("k", 1))
@@ -35,17 +34,22 @@ fn a_stamp_is_kept_only_whole_and_as_long_as_announced() {
         .batch_id;
     let stamp = stamp_of(&store, b);
     let records = || [Some(b"one".to_vec()), Some(b"two!".to_vec())].into_iter();
-    assert!(store.keep_stamp(&stamp, 7, records()).unwrap());
+    assert!(store.keep_stamp(&stamp, records()).unwrap());
     assert_eq!(read_back(&store), Some(b"onetwo!".to_vec()));
 
-    // A file that cannot vouch, or records of another length: nothing new is kept.
-    let one_fails = [Some(b"new".to_vec()), None].into_iter();
-    assert!(!store.keep_stamp(&stamp, 6, one_fails).unwrap());
-    assert!(!store.keep_stamp(&stamp, 8, records()).unwrap(), "shorter");
-    assert!(!store.keep_stamp(&stamp, 6, records()).unwrap(), "longer");
-    assert_eq!(
-        read_back(&store),
-        Some(b"onetwo!".to_vec()),
-        "the last whole one"
+    // A stamp larger than a chunk reads back whole, in order.
+    let big: Vec<Vec<u8>> = (0..40_000u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    assert!(
+        store
+            .keep_stamp(&stamp, big.iter().cloned().map(Some))
+            .unwrap()
     );
+    assert_eq!(read_back(&store), Some(big.concat()));
+
+    // A file that cannot vouch: nothing new is kept.
+    let one_fails = [Some(b"new".to_vec()), None].into_iter();
+    assert!(!store.keep_stamp(&stamp, one_fails).unwrap());
+    assert_eq!(read_back(&store), Some(big.concat()), "the last whole one");
+    store.forget_stamp("/m/jobs.yaml", "test").unwrap();
+    assert_eq!(read_back(&store), None);
 }
