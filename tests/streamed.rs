@@ -247,3 +247,23 @@ async fn a_run_planned_in_chunks_makes_every_clip_once_and_plans_an_added_subjec
         "each clip paid once: {bills:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_no_room_to_stage_its_plan_plans_it_whole() {
+    let ws = Workspace::new(2, "");
+    let sim = Sim::start(ws.sim_config()).await.unwrap();
+    let out = ws
+        .recast_command(&sim, &["run", "jobs.yaml"])
+        .env("TMPDIR", ws.path().join("no-such-folder"))
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        stderr.contains("cannot plan the manifest in chunks")
+            && stderr.contains("planning it whole"),
+        "{stderr}"
+    );
+    assert_eq!(ws.outputs().len(), 2, "{:?}", ws.outputs());
+}

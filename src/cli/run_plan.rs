@@ -97,7 +97,11 @@ pub(super) async fn take_in(
         .await;
         match planned {
             Ok(plan) => return Ok(Intake::Streamed(Box::new(plan))),
-            Err(StreamError::Store(e)) => return Err(store_failure(e)),
+            // No staging file (a full or read-only `$TMPDIR`), or a store that failed a read:
+            // the whole path needs neither the one nor more of the other.
+            Err(StreamError::Store(e)) => {
+                eprintln!("warning: cannot plan the manifest in chunks ({e}); planning it whole");
+            }
             // Planned whole below, which says what is wrong in the words `recast plan` uses.
             Err(StreamError::Unstreamable | StreamError::Plan(_)) => {}
         }
