@@ -101,8 +101,13 @@ impl ResultsIndex {
     }
 }
 
-/// A job key written as 64 hex digits; `None` for anything else.
+/// A job key written as 64 lowercase hex digits (as recast writes them); `None` for anything
+/// else, which is kept as written: an uppercase spelling of a key in a planted line must not
+/// take the place of the key's own line.
 fn key_of(key: &str) -> Option<Key> {
+    if key.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
     let mut bytes = [0; 32];
     hex::decode_to_slice(key, &mut bytes).ok()?;
     Some(bytes)
@@ -137,6 +142,7 @@ mod tests {
             line(&a, "submitted", "t1"),
             line(&a, "failed", "t1"),
             line("not-a-key", "submitted", "t3"),
+            line(&a.to_uppercase(), "submitted", "planted"),
         ] {
             text.push_str(&serde_json::to_string(&l).unwrap());
             text.push('\n');
@@ -150,6 +156,11 @@ mod tests {
             index.get(&a).unwrap().state,
             "submitted",
             "an outcome line is for people"
+        );
+        assert_eq!(
+            index.get(&a).unwrap().task_id.as_deref(),
+            Some("t1"),
+            "not the planted line"
         );
         // Same first half, other key: each finds its own line.
         assert_eq!(

@@ -203,7 +203,7 @@ pub fn media_label(source: &MediaSource) -> &str {
     }
 }
 
-pub(crate) fn file_name_of(source: &MediaSource) -> &str {
+pub(super) fn file_name_of(source: &MediaSource) -> &str {
     let label = media_label(source);
     let path = label.split(['?', '#']).next().unwrap_or(label);
     path.rsplit('/').next().unwrap_or(path)
