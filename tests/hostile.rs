@@ -124,7 +124,7 @@ async fn an_absurd_retry_after_is_capped_at_an_hour() {
     }
     // A pacing told to wait that long still answers promptly when asked to stop waiting.
     let pacing = recast::engine::Pacing::new(60, 1);
-    pacing.rate_limited(Some(MAX_PROVIDER_WAIT));
+    pacing.rate_limited(Some(MAX_PROVIDER_WAIT), tokio::time::Instant::now());
     assert!(
         tokio::time::timeout(Duration::from_millis(50), pacing.acquire())
             .await

@@ -8,23 +8,38 @@
 //! clock itself: callers pass `now`, so it runs on tokio's clock with the rest of the pacing.
 //!
 //! How: a 429 that follows too many others in the recent answers marks the current factor as
-//! crossing, and the stage slows to twice it, or to the middle (geometric) of the crossing
-//! factor and the fastest factor seen safe. A factor is safe after [`SAFE_RUN`] accepted answers
-//! with no more 429s than the noise. Between a crossing and a safe factor the search halves the
-//! gap each step until they are within [`MARGIN`], then stays on the safe side. After
+//! crossing. With no factor known safe, the stage slows to [`SLOWDOWN`] times it and descends
+//! from there (a chirp): every accepted answer brings the next call [`CHIRP_STEP`] closer,
+//! until one is refused. The limit then lies near that call (one call's timing on a loaded
+//! machine says only so much), so the stage settles [`STEP_BACK`] slower and comes closer
+//! again as answers there stay accepted. One 429 ends the descent, where a bisection from the
+//! first crossing paid two per step, each a `Retry-After` pause of every submit. Crossings
+//! near a limit a descent found step back by [`STEP_BACK`], twice as far each time in a row.
+//! With a factor known safe, a crossing is bisected towards it (the middle, geometric, of the
+//! two), and a factor once safe that crosses steps back by [`STEP_BACK`]. A factor is safe
+//! after [`SAFE_RUN`] accepted answers with no more 429s than the noise. After
 //! [`REPROBE_AFTER`] without a 429 it tries one step faster, and keeps stepping while those
-//! steps stay safe, so a limit the provider raised is found again; a 429 ends the probe. (The
-//! crossing bound used to drift faster with every accepted call: on a second run, which starts
-//! at the limit the first learned, that cost one or two one-second pauses a minute.) Noise: if the
-//! doublings reach the slowest factor and the 429s still come, slowing down is not what ends
-//! them: their share is learned as noise and the factor goes back to where the doublings began.
+//! steps stay safe, so a limit the provider raised is found again; a 429 ends the probe.
+//! Noise: if slowdowns in a row reach [`NOISE_AFTER`] times slower and the 429s still come,
+//! slowing down is not what ends them: their share is learned as noise and the factor goes
+//! back to where the slowdowns began. While noise is known, and from the third slowdown in a
+//! row, a descent is not tried (any call may end it, and it would look like a limit found).
 
 use std::collections::VecDeque;
 
 use tokio::time::Instant;
 
 /// The slowest the search goes, relative to the configured rate.
-pub const MAX_FACTOR: f64 = 64.0;
+pub const MAX_FACTOR: f64 = 256.0;
+/// How much a crossing with no safe factor known slows the stage, before it descends again.
+const SLOWDOWN: f64 = 4.0;
+/// Slowdowns in a row that reach this much slower without ending the 429s make them noise.
+const NOISE_AFTER: f64 = 32.0;
+/// Slowdowns in a row after which the stage no longer descends from the next one: a third in a
+/// row is likely a storm, and a descent it ends early would look like a limit found.
+const DESCENTS_IN_A_ROW: u32 = 2;
+/// How much faster each accepted answer makes the next call, while descending.
+const CHIRP_STEP: f64 = 1.03;
 /// How many answers the share of 429s is taken over.
 const WINDOW: usize = 40;
 /// Answers needed before a share of 429s can mark a crossing.
@@ -51,10 +66,13 @@ pub struct LimitSearch {
     /// Answers since the factor last changed.
     clean: u32,
     noise: f64,
-    /// Where a run of slowdowns with no safe factor in between began.
+    /// Where a run of slowdowns with no safe factor in between began, and how many so far.
     doubling_from: Option<f64>,
-    /// 429s before this answer calls sent before the last change.
-    calm_until: Option<Instant>,
+    in_a_row: u32,
+    /// A descent ended at the limit: crossings near it step back, in growing steps.
+    near: bool,
+    /// When the factor last changed: a 429 for a call sent before it says nothing new.
+    changed_at: Option<Instant>,
     learned: Option<f64>,
     /// The factor the provider's own headers named: never searched faster than.
     told: Option<f64>,
@@ -62,6 +80,8 @@ pub struct LimitSearch {
     quiet_since: Option<Instant>,
     /// A step faster than the crossing bound is being tried (after [`REPROBE_AFTER`]).
     reprobing: bool,
+    /// Descending towards the limit (a chirp): the calls accepted since it began.
+    chirp: Option<u32>,
 }
 
 impl Default for LimitSearch {
@@ -74,11 +94,14 @@ impl Default for LimitSearch {
             clean: 0,
             noise: 0.0,
             doubling_from: None,
-            calm_until: None,
+            in_a_row: 0,
+            near: false,
+            changed_at: None,
             learned: None,
             told: None,
             quiet_since: None,
             reprobing: false,
+            chirp: None,
         }
     }
 }
@@ -103,6 +126,7 @@ impl LimitSearch {
             return;
         }
         self.told = Some(factor);
+        self.chirp = None;
         self.factor = factor;
         self.safe = Some(factor);
         self.crossing = None;
@@ -126,20 +150,41 @@ impl LimitSearch {
         self.recent.push_back(refused);
     }
 
-    fn set(&mut self, factor: f64, calm_until: Instant) {
-        self.factor = factor.clamp(1.0, MAX_FACTOR);
+    fn set(&mut self, factor: f64, now: Instant) {
         self.recent.clear();
-        self.clean = 0;
-        self.calm_until = Some(calm_until);
+        self.move_to(factor, now);
     }
 
-    /// A 429 came; calls sent before `calm_until` went out at the old factor.
-    pub fn refused(&mut self, now: Instant, calm_until: Instant) {
+    /// Change the factor and keep the recent answers: a descent that begins here may end at
+    /// its first call, and that call's 429 is judged with the ones that began it.
+    fn move_to(&mut self, factor: f64, now: Instant) {
+        self.factor = factor.clamp(1.0, MAX_FACTOR);
+        self.clean = 0;
+        self.changed_at = Some(now);
+    }
+
+    /// A 429 came for a call sent at `sent`.
+    pub fn refused(&mut self, now: Instant, sent: Instant) {
         self.note(true);
         self.clean += 1;
         self.quiet_since = Some(now);
         self.reprobing = false;
-        if self.calm_until.is_some_and(|c| c > now) {
+        if self.changed_at.is_some_and(|c| sent < c) {
+            // It went out at the old factor.
+            return;
+        }
+        // The first call after a `Retry-After` pause finds the provider's allowance refilled:
+        // a descent ended by the call after it found nothing.
+        if self.chirp.take().is_some_and(|accepted| accepted > 1) {
+            // The descent reached the limit: it lies between this call and the one before, as
+            // far as the timing of calls on a loaded machine lets one call tell (a call sent on
+            // time arrives a few milliseconds early or late, so the one before is not known
+            // safe either). Settle back from it; answers there bring the stage closer again,
+            // no closer than `MARGIN` from the one before (see `accepted`).
+            self.crossing = Some(self.factor * CHIRP_STEP);
+            self.safe = None;
+            self.near = true;
+            self.set(self.factor * CHIRP_STEP * STEP_BACK, now);
             return;
         }
         let refusals = self.recent.iter().filter(|r| **r).count();
@@ -153,28 +198,65 @@ impl LimitSearch {
         if self.recent.len() < needed || refusals < 2 || share <= self.noise + OVER_NOISE {
             return;
         }
+        self.crossed(share, now);
+    }
+
+    /// The 429s say a limit is being crossed at this factor (or, slowed as far as it goes,
+    /// that they are noise).
+    fn crossed(&mut self, share: f64, now: Instant) {
         let from = *self.doubling_from.get_or_insert(self.factor);
-        if self.factor >= MAX_FACTOR {
-            // The slowest rate did not end them: the provider refuses this share anyway.
+        let in_a_row = self.in_a_row;
+        self.in_a_row += 1;
+        if self.factor >= (from * NOISE_AFTER).min(MAX_FACTOR) {
+            // Slowing down this far did not end them: the provider refuses this share anyway.
             self.noise = share.min(0.9);
             self.doubling_from = None;
+            self.in_a_row = 0;
+            self.near = false;
             self.crossing = None;
             self.safe = None;
-            self.set(from, calm_until);
+            self.set(from, now);
             return;
         }
         self.crossing = Some(self.crossing.map_or(self.factor, |c| c.max(self.factor)));
-        let next = match self.safe {
+        match self.safe {
             // Between this crossing and the safe factor: halve the gap.
-            Some(safe) if safe > self.factor * MARGIN => (self.factor * safe).sqrt(),
+            Some(safe) if safe > self.factor * MARGIN => self.set((self.factor * safe).sqrt(), now),
             // A factor once safe crossed: the limit moved a little, step back a little.
-            Some(safe) => safe.max(self.factor) * STEP_BACK,
-            None => self.factor * 2.0,
-        };
-        if self.safe.is_some_and(|s| s <= self.factor * MARGIN) {
-            self.safe = None;
+            Some(safe) => {
+                if safe <= self.factor * MARGIN {
+                    self.safe = None;
+                }
+                self.set(safe.max(self.factor) * STEP_BACK, now);
+            }
+            // Near a limit a descent found: step back, twice as far each time in a row (a
+            // storm's 429s keep coming, and the steps soon reach the noise).
+            None if self.near => self.set(self.factor * STEP_BACK.powi(1 << in_a_row.min(6)), now),
+            // Nothing known: well under the limit, then descend to it.
+            None => {
+                self.move_to(self.factor * SLOWDOWN, now);
+                self.chirp = (self.noise == 0.0 && in_a_row < DESCENTS_IN_A_ROW).then_some(0);
+            }
         }
-        self.set(next, calm_until);
+    }
+
+    /// While descending, an accepted call brings the next one closer; the descent stops at the
+    /// crossing bound (or the rate configured or named), which is then judged as any factor.
+    fn descend(&mut self) {
+        let Some(accepted) = self.chirp.as_mut() else {
+            return;
+        };
+        *accepted += 1;
+        let floor = self
+            .crossing
+            .map_or(1.0, |c| c * MARGIN)
+            .max(self.told.unwrap_or(1.0));
+        self.factor = (self.factor / CHIRP_STEP).max(floor);
+        if self.factor <= floor {
+            self.chirp = None;
+            self.recent.clear();
+            self.clean = 0;
+        }
     }
 
     /// A call was accepted.
@@ -182,6 +264,10 @@ impl LimitSearch {
         self.note(false);
         self.clean += 1;
         let quiet_since = *self.quiet_since.get_or_insert(now);
+        if self.chirp.is_some() {
+            self.descend();
+            return;
+        }
         if self.clean < SAFE_RUN || self.share() > self.noise + OVER_NOISE {
             return;
         }
@@ -197,6 +283,7 @@ impl LimitSearch {
         }
         // This factor is safe: the slowdowns (if any) ended the 429s.
         self.doubling_from = None;
+        self.in_a_row = 0;
         if self.safe.is_none_or(|s| self.factor < s) {
             self.safe = Some(self.factor);
             if self.factor > 1.0 {
@@ -217,108 +304,4 @@ impl LimitSearch {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The provider refuses a call sent faster than `limit` (a factor), with `noise` refused
-    /// anyway every `1/noise` calls; answers `calls` calls at the search's current factor.
-    fn provider(search: &mut LimitSearch, limit: f64, noise: u32, calls: u32) -> (u32, u32) {
-        let now = Instant::now();
-        let (mut accepted, mut refused) = (0, 0);
-        for i in 0..calls {
-            let noisy = noise > 0 && i % noise == 0;
-            if search.factor() < limit || noisy {
-                refused += 1;
-                search.refused(now, now);
-            } else {
-                accepted += 1;
-                search.accepted(now);
-            }
-        }
-        (accepted, refused)
-    }
-
-    #[test]
-    fn ten_times_over_the_limit_converges_just_under_it() {
-        let mut search = LimitSearch::default();
-        let (_, refused) = provider(&mut search, 10.0, 0, 2000);
-        let f = search.factor();
-        assert!((10.0..10.0 * MARGIN * MARGIN).contains(&f), "{f}");
-        // A few per step of the search (each step is judged on four answers).
-        assert!(refused < 80, "{refused} refused while searching");
-        assert!(search.take_learned().is_some());
-        // Settled: few 429s from here on (the bound drifts, so one now and then).
-        let (_, refused) = provider(&mut search, 10.0, 0, 2000);
-        assert!(refused <= 20, "{refused} refused once settled");
-    }
-
-    #[test]
-    fn a_second_run_at_the_learned_limit_pays_no_429_and_a_raised_limit_is_found_again() {
-        let mut search = LimitSearch::default();
-        provider(&mut search, 10.0, 0, 2000);
-        let learned = search.take_learned().unwrap();
-        // A second run starts where the first settled, and stays there.
-        let mut again = LimitSearch::default();
-        again.start_from(learned);
-        let (_, refused) = provider(&mut again, 10.0, 0, 3000);
-        assert_eq!(refused, 0, "a second run within minutes probes nothing");
-        // The provider raises its limit (a factor of 5 is twice as fast as 10); after a long
-        // quiet the search steps faster while the steps stay safe.
-        let mut now = Instant::now();
-        let mut refused = 0;
-        for _ in 0..2000 {
-            now += std::time::Duration::from_secs(1);
-            if again.factor() < 5.0 {
-                refused += 1;
-                again.refused(now, now);
-            } else {
-                again.accepted(now);
-            }
-        }
-        let f = again.factor();
-        assert!((5.0..5.0 * MARGIN * MARGIN).contains(&f), "{f}");
-        assert!(
-            refused <= 10,
-            "{refused} refused while finding the raised limit"
-        );
-    }
-
-    #[test]
-    fn a_limit_the_provider_names_is_taken_at_once_and_not_searched_past() {
-        let mut search = LimitSearch::default();
-        search.told(2.0);
-        assert_eq!(search.factor(), 2.0);
-        assert_eq!(search.take_learned(), Some(2.0));
-        let (_, refused) = provider(&mut search, 2.0, 0, 2000);
-        assert_eq!(refused, 0, "never faster than named");
-        assert_eq!(search.factor(), 2.0);
-    }
-
-    #[test]
-    fn a_configured_rate_under_the_limit_is_never_slowed() {
-        let mut search = LimitSearch::default();
-        provider(&mut search, 0.5, 0, 1000);
-        assert_eq!(search.factor(), 1.0);
-        assert!(search.take_learned().is_none());
-    }
-
-    #[test]
-    fn refusals_whatever_the_rate_are_learned_as_noise_and_do_not_slow() {
-        let mut search = LimitSearch::default();
-        // Three in ten refused, at any factor.
-        let noisy = |search: &mut LimitSearch, calls| {
-            let now = Instant::now();
-            for i in 0..calls {
-                if i % 10 < 3 {
-                    search.refused(now, now);
-                } else {
-                    search.accepted(now);
-                }
-            }
-        };
-        noisy(&mut search, 300);
-        noisy(&mut search, 2000);
-        assert_eq!(search.factor(), 1.0, "back at the configured rate");
-        assert!(search.noise >= 0.25, "{}", search.noise);
-    }
-}
+mod tests;

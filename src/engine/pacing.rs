@@ -67,6 +67,14 @@ pub struct OnWire<'a> {
     pacing: &'a Pacing,
     /// This call is the breaker's probe.
     probe: bool,
+    sent: Instant,
+}
+
+impl OnWire<'_> {
+    /// When the call left (passed the gate): a 429 for it is judged at the rate it went at.
+    pub fn sent(&self) -> Instant {
+        self.sent
+    }
 }
 
 impl Drop for OnWire<'_> {
@@ -209,6 +217,7 @@ impl Pacing {
                     return OnWire {
                         pacing: self,
                         probe,
+                        sent: Instant::now(),
                     };
                 }
             }
@@ -219,18 +228,16 @@ impl Pacing {
         }
     }
 
-    /// The provider said 429: pause everyone for its `Retry-After`, and let the limit search
-    /// judge whether a limit is being crossed.
-    pub fn rate_limited(&self, retry_after: Option<Duration>) {
+    /// The provider said 429 to a call sent at `sent`: pause everyone for its `Retry-After`,
+    /// and let the limit search judge whether a limit is being crossed.
+    pub fn rate_limited(&self, retry_after: Option<Duration>, sent: Instant) {
         let mut s = self.lock();
         let now = Instant::now();
         let pause = retry_after.unwrap_or(DEFAULT_PAUSE);
         let until = now + pause;
         s.paused_until = Some(s.paused_until.map_or(until, |u| u.max(until)));
         s.refused = ALONE_AFTER_429;
-        // Calls already on their way went out at the old rate; their 429s say nothing new.
-        let calm = until + self.spacing.mul_f64(s.search.factor() * 2.0);
-        s.search.refused(now, calm);
+        s.search.refused(now, sent);
     }
 
     /// What the provider's rate-limit headers said: its quota becomes the rate at once, and a
@@ -327,7 +334,7 @@ mod tests {
         for _ in 0..10 {
             pacing.accepted();
         }
-        pacing.rate_limited(Some(Duration::from_secs(7)));
+        pacing.rate_limited(Some(Duration::from_secs(7)), Instant::now());
         let start = Instant::now();
         pacing.acquire().await;
         assert!(Instant::now() - start >= Duration::from_secs(7));

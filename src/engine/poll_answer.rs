@@ -193,7 +193,9 @@ impl<P: Provider> Engine<P> {
                 Ok(Polled::Left)
             }
             ProviderError::RateLimited { retry_after } => {
-                self.poll_pacing.rate_limited(retry_after);
+                // When it was sent is not kept here: judged as sent now.
+                self.poll_pacing
+                    .rate_limited(retry_after, tokio::time::Instant::now());
                 self.again(item, write)
             }
             e @ ProviderError::Unauthorized { .. } => {

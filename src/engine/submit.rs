@@ -187,7 +187,7 @@ impl<P: Provider> Engine<P> {
         if let Some(hint) = self.provider.take_rate_limit_hint() {
             self.submit_pacing.provider_told(hint);
         }
-        self.record_answer(&intent, answer).await?;
+        self.record_answer(&intent, answer, on_wire.sent()).await?;
         drop(on_wire);
         if let Some(per_minute) = self.submit_pacing.take_learned() {
             tracing::info!(per_minute, "learned the provider's submit rate limit");
@@ -203,6 +203,7 @@ impl<P: Provider> Engine<P> {
         &self,
         intent: &SubmitIntent,
         answer: Result<String, ProviderError>,
+        sent: tokio::time::Instant,
     ) -> Result<(), EngineError> {
         let store = &self.store;
         let closed = |engine: &Self| {
@@ -253,7 +254,7 @@ impl<P: Provider> Engine<P> {
             Err(ProviderError::RateLimited { retry_after }) => {
                 // The pause first: a submit that leaves during the database write below would
                 // cross the limit the provider just named.
-                self.submit_pacing.rate_limited(retry_after);
+                self.submit_pacing.rate_limited(retry_after, sent);
                 store.record_not_sent(intent, "rate limited by the provider (429)")?;
                 closed(self);
                 tracing::warn!(
