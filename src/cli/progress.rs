@@ -117,18 +117,7 @@ pub(super) async fn show_progress(
     );
     let mut eta: Option<Eta> = None;
     loop {
-        // Off the runtime: the engine's stages share its workers, and a read may wait.
-        let read = store
-            .off_runtime(move |store| {
-                let s = store.batch_summary(batch_id)?;
-                let held = store.held_count(batch_id).unwrap_or(0);
-                let in_flight = store
-                    .provider_in_flight(&crate::store::Scope::provider(&s.provider))
-                    .unwrap_or(0);
-                Ok((s, held, in_flight))
-            })
-            .await;
-        if let Ok((s, held, provider_in_flight)) = read {
+        if let Ok(s) = store.batch_summary(batch_id) {
             let c = &s.counts;
             let total = c.total() - c.get(JobState::Cancelled);
             let done = c.get(JobState::Done);
@@ -140,8 +129,10 @@ pub(super) async fn show_progress(
                 estimate: None,
             });
             let ctx = Context {
-                held,
-                provider_in_flight,
+                held: store.held_jobs(batch_id).map_or(0, |h| h.len() as u64),
+                provider_in_flight: store
+                    .provider_in_flight(&crate::store::Scope::provider(&s.provider))
+                    .unwrap_or(0),
                 max_in_flight: limits.0,
                 submit_per_minute: limits.1,
                 eta: eta.update(done, total, now),

@@ -133,15 +133,12 @@ impl<P: Provider> Engine<P> {
     ) -> Result<(), EngineError> {
         let mut tried = Vec::new();
         loop {
-            let (scope, most, asked) = (
-                self.scope().clone(),
+            let items = self.store.due_downloads(
+                self.scope(),
+                now_ms(),
                 self.config.download_concurrency,
-                tried.clone(),
-            );
-            let items = self
-                .store
-                .off_runtime(move |store| store.due_downloads(&scope, now_ms(), most, &asked))
-                .await?;
+                &tried,
+            )?;
             if items.is_empty() || stop.is_cancelled() {
                 return Ok(());
             }

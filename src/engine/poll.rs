@@ -68,21 +68,11 @@ impl<P: Provider> Engine<P> {
             }
             let now = Instant::now();
             if now >= resync_at {
-                self.resync(&mut queue, now).await?;
+                self.resync(&mut queue, now)?;
                 resync_at = now + RESYNC_EVERY;
             }
-            let started = self.take_started();
-            if !started.is_empty() {
-                let items = self
-                    .store
-                    .off_runtime(move |store| {
-                        let items = started.into_iter().map(|id| store.poll_item(id));
-                        items
-                            .filter_map(Result::transpose)
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
-                for item in items {
+            for job_id in self.take_started() {
+                if let Some(item) = self.store.poll_item(job_id)? {
                     queue.follow(item.clone(), due_at(&item, now), now);
                 }
             }
@@ -131,12 +121,8 @@ impl<P: Provider> Engine<P> {
     }
 
     /// Take in running tasks the stage does not follow, and drop those no longer running.
-    async fn resync(&self, queue: &mut PollQueue, now: Instant) -> Result<(), EngineError> {
-        let scope = self.scope().clone();
-        let running = self
-            .store
-            .off_runtime(move |store| store.due_polls(&scope, i64::MAX, RESYNC_LIMIT))
-            .await?;
+    fn resync(&self, queue: &mut PollQueue, now: Instant) -> Result<(), EngineError> {
+        let running = self.store.due_polls(self.scope(), i64::MAX, RESYNC_LIMIT)?;
         if running.len() < RESYNC_LIMIT {
             queue.keep_only(&running.iter().map(|i| i.job_id).collect::<HashSet<_>>());
         }

@@ -44,7 +44,8 @@ impl<P: Provider> Engine<P> {
                 super::joined(done)?;
             }
             let full = sends.len() >= self.submit_concurrency()
-                || self.provider_in_flight().await? >= u64::from(self.config.max_in_flight);
+                || self.store.provider_in_flight(self.scope())?
+                    >= u64::from(self.config.max_in_flight);
             if full || self.halted().is_some() {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -58,7 +59,7 @@ impl<P: Provider> Engine<P> {
                 _ = stop.cancelled() => break,
                 _ = self.submit_pacing.acquire() => {}
             }
-            match self.claim_next().await? {
+            match super::claim_next(&self.store, self.scope())? {
                 Some((intent, commit)) => {
                     let engine = self.clone();
                     sends.spawn(async move { engine.send(*intent, commit).await });
@@ -92,13 +93,14 @@ impl<P: Provider> Engine<P> {
                     super::joined(done)?;
                 }
             }
-            if self.provider_in_flight().await? >= u64::from(self.config.max_in_flight) {
+            if self.store.provider_in_flight(self.scope())? >= u64::from(self.config.max_in_flight)
+            {
                 break;
             }
             if self.submit_pacing.try_acquire().is_some() {
                 break;
             }
-            match self.claim_next().await? {
+            match super::claim_next(&self.store, self.scope())? {
                 Some((intent, commit)) => {
                     let engine = self.clone();
                     sends.spawn(async move { engine.send(*intent, commit).await });

@@ -4,8 +4,7 @@
 //! of a job (`planned -> submitting -> running -> downloading -> done`, and the side states).
 //! Each transition is one transaction; what the engine is told has happened is on disk
 //! (group commit, `durable.rs`): writes that must precede a side effect wait for their commit's
-//! sync, and many share one. Reads go through their own connection, never the writer's. Async
-//! callers run their calls on tokio's blocking pool (`blocking.rs`), not on a worker.
+//! sync, and many share one. Reads go through their own connection, never the writer's.
 //!
 //! May not: contain business rules beyond the transitions (when to retry, what to submit next
 //! is the engine's), talk to the network, or print.
@@ -15,7 +14,6 @@
 //! along with the next sync (`Store::note`).
 
 mod account;
-mod blocking;
 mod claims;
 mod durable;
 mod jobs;
