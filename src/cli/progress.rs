@@ -129,7 +129,7 @@ pub(super) async fn show_progress(
                 estimate: None,
             });
             let ctx = Context {
-                held: store.held_jobs(batch_id).map_or(0, |h| h.len() as u64),
+                held: store.held_count(batch_id).unwrap_or(0),
                 provider_in_flight: store
                     .provider_in_flight(&crate::store::Scope::provider(&s.provider))
                     .unwrap_or(0),

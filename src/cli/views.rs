@@ -77,7 +77,7 @@ fn settled(store: &Store, s: &BatchSummary) -> bool {
     let c = &s.counts;
     let in_flight =
         c.get(JobState::Submitting) + c.get(JobState::Running) + c.get(JobState::Downloading);
-    let held = store.held_jobs(s.id).map_or(0, |h| h.len() as u64);
+    let held = store.held_count(s.id).unwrap_or(0);
     let waiting = c.get(JobState::Planned).saturating_sub(held);
     in_flight == 0 && (waiting == 0 || s.paused || s.cancelled)
 }

@@ -82,7 +82,7 @@ impl Notifier {
         let c = &s.counts;
         let in_flight =
             c.get(JobState::Submitting) + c.get(JobState::Running) + c.get(JobState::Downloading);
-        let held = self.store.held_jobs(s.id)?.len() as u64;
+        let held = self.store.held_count(s.id)?;
         let waiting = c.get(JobState::Planned).saturating_sub(held);
         let needs_person: u64 = JobState::ALL
             .into_iter()

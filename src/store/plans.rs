@@ -103,6 +103,7 @@ mod tests {
         let _ = store.batch_summary(r.batch_id).unwrap();
         let _ = store.attention_jobs(r.batch_id).unwrap();
         let _ = store.held_jobs(r.batch_id).unwrap();
+        let _ = store.held_count(r.batch_id).unwrap();
         tracing(&store, false);
 
         let statements = std::mem::take(&mut *TRACED.lock().unwrap());

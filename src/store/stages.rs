@@ -287,6 +287,20 @@ impl Store {
         Ok(counts)
     }
 
+    /// How many planned jobs are held back: what the progress bar shows every tick, counted by
+    /// the `jobs_held` index rather than listed.
+    pub fn held_count(&self, batch_id: i64) -> Result<u64, StoreError> {
+        self.conn()
+            .row(
+                "SELECT count(*) FROM jobs WHERE batch_id = ?1 AND state = 'planned'
+                 AND held IS NOT NULL",
+                [batch_id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(self.sql_error("count held jobs"))
+    }
+
     /// Planned jobs held back, with why (over budget, price unknown).
     pub fn held_jobs(&self, batch_id: i64) -> Result<Vec<(String, String)>, StoreError> {
         let conn = self.conn();

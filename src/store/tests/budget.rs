@@ -135,12 +135,14 @@ fn a_refund_lets_a_job_held_by_the_budget_go() {
         "the second job is held by the budget"
     );
     assert_eq!(store.held_jobs(r.batch_id).unwrap().len(), 1);
+    assert_eq!(store.held_count(r.batch_id).unwrap(), 1);
     // The retry of the failed task and the held job now compete for the refunded credits.
     let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
     store
         .record_task_failed(&item, AfterFailure::Retry, "boom", "retrying")
         .unwrap();
     assert!(store.held_jobs(r.batch_id).unwrap().is_empty());
+    assert_eq!(store.held_count(r.batch_id).unwrap(), 0);
     assert!(claim(&store).is_some());
     assert_committed_matches(&store, r.batch_id);
 }
