@@ -242,9 +242,10 @@ impl LimitSearch {
 
     /// While descending, an accepted call brings the next one closer; the descent stops at the
     /// crossing bound (or the rate configured or named), which is then judged as any factor.
-    fn descend(&mut self) {
+    /// Whether a descent took the answer.
+    fn descend(&mut self) -> bool {
         let Some(accepted) = self.chirp.as_mut() else {
-            return;
+            return false;
         };
         *accepted += 1;
         let floor = self
@@ -257,6 +258,7 @@ impl LimitSearch {
             self.recent.clear();
             self.clean = 0;
         }
+        true
     }
 
     /// A call was accepted.
@@ -264,8 +266,7 @@ impl LimitSearch {
         self.note(false);
         self.clean += 1;
         let quiet_since = *self.quiet_since.get_or_insert(now);
-        if self.chirp.is_some() {
-            self.descend();
+        if self.descend() {
             return;
         }
         if self.clean < SAFE_RUN || self.share() > self.noise + OVER_NOISE {

@@ -179,8 +179,12 @@ impl<P: Provider> Engine<P> {
             Err(ProviderError::Unavailable { retry_after, .. }) => {
                 self.poll_pacing.server_trouble(*retry_after);
             }
+            // Before anything is recorded, judged at the rate the poll went out at.
+            Err(ProviderError::RateLimited { retry_after }) => {
+                self.poll_pacing.rate_limited(*retry_after, on_wire.sent());
+            }
             // A lost or garbled answer says nothing either way.
-            Err(ProviderError::RateLimited { .. } | ProviderError::Ambiguous(_)) => {}
+            Err(ProviderError::Ambiguous(_)) => {}
             _ => self.poll_pacing.accepted(),
         }
         drop(on_wire);

@@ -192,12 +192,8 @@ impl<P: Provider> Engine<P> {
                 tracing::error!(subject = %item.subject_id, "{why}");
                 Ok(Polled::Left)
             }
-            ProviderError::RateLimited { retry_after } => {
-                // When it was sent is not kept here: judged as sent now.
-                self.poll_pacing
-                    .rate_limited(retry_after, tokio::time::Instant::now());
-                self.again(item, write)
-            }
+            // The pause was set when the answer came (`poll.rs`).
+            ProviderError::RateLimited { .. } => self.again(item, write),
             e @ ProviderError::Unauthorized { .. } => {
                 self.halt(Halt::Unauthorized(e.to_string()));
                 self.again(item, ProgressWrite::Since(None))

@@ -24,6 +24,8 @@ struct ScriptedProvider {
     poll_times: Mutex<Vec<tokio::time::Instant>>,
     /// Polls answer 404 (the provider no longer knows the task).
     polls_not_found: std::sync::atomic::AtomicBool,
+    /// Polls answered 429 (with `Retry-After: 30`) before they are answered again.
+    polls_refused: AtomicU32,
     /// Polls panic (a bug in a stage must stop the run, not vanish).
     polls_panic: std::sync::atomic::AtomicBool,
 }
@@ -52,6 +54,13 @@ impl Provider for Arc<ScriptedProvider> {
             times.push(tokio::time::Instant::now());
             times.len()
         };
+        let refuse = self.polls_refused.load(Ordering::SeqCst);
+        if refuse > 0 {
+            self.polls_refused.store(refuse - 1, Ordering::SeqCst);
+            return Err(ProviderError::RateLimited {
+                retry_after: Some(Duration::from_secs(30)),
+            });
+        }
         if self.polls_not_found.load(Ordering::SeqCst) {
             return Err(ProviderError::TaskNotFound {
                 task_id: task_id.to_owned(),

@@ -120,3 +120,37 @@ async fn a_task_that_never_ends_is_polled_no_more_after_the_maximum_age() {
         "never re-sent by itself"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_429_pauses_polls_for_its_retry_after() {
+    let (store, batch) = registered_store(1);
+    let provider = Arc::new(ScriptedProvider::default());
+    provider.polls_refused.store(1, Ordering::SeqCst);
+    let every = Duration::from_secs(5);
+    let schedule = PollSchedule {
+        first_base: every,
+        first_per_clip_second: Duration::ZERO,
+        first_max: every,
+        interval_min: every,
+        interval_max: every,
+    };
+    let engine = batch_engine(&store, provider.clone(), batch, polling(schedule));
+    let stop = CancellationToken::new();
+    let run = {
+        let stop = stop.clone();
+        tokio::spawn(async move { engine.run(RunMode::UntilDone, stop).await })
+    };
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    stop.cancel();
+    run.await.unwrap().unwrap();
+
+    let polls = provider.poll_times.lock().unwrap().clone();
+    assert!(
+        polls.len() >= 3,
+        "polls go on after the pause: {}",
+        polls.len()
+    );
+    // The task is due every 5 s; the 429's 30 s come first.
+    let gap = polls[1] - polls[0];
+    assert!(gap >= Duration::from_secs(30), "polled again after {gap:?}");
+}
