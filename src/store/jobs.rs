@@ -277,7 +277,12 @@ impl Store {
         f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
     ) -> Result<(T, super::Commit), StoreError> {
         let mut conn = self.writer();
-        let tx = conn.transaction().map_err(self.sql_error(what))?;
+        // IMMEDIATE: the write lock is taken at the start, where SQLite waits out the busy
+        // timeout. A deferred transaction that has read is refused at once ("database is
+        // locked") when another connection (`recast pause` beside a daemon) wrote meanwhile.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(self.sql_error(what))?;
         let out = f(&tx).map_err(self.sql_error(what))?;
         tx.commit().map_err(self.sql_error(what))?;
         // Numbered while the connection is held, so numbers follow the WAL's order.

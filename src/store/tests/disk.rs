@@ -154,3 +154,49 @@ fn a_header_read_by_other_header_readers_is_not_trusted() {
     store.remember_files([file.clone()].into_iter()).unwrap();
     assert_eq!(store.image_probe(&file.sha256).unwrap(), file.image);
 }
+
+/// A daemon's claims beside a person's `recast pause` on another connection (another process
+/// in real life): a write that finds the other's commit waits its turn instead of failing with
+/// "database is locked". A deferred transaction that has read cannot wait (SQLite refuses the
+/// upgrade at once), so every write transaction takes the write lock at its start.
+#[test]
+fn writes_from_two_connections_wait_for_each_other_instead_of_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Store::open(dir.path()).unwrap();
+    let person = Store::open(dir.path()).unwrap();
+    daemon
+        .register_batch(&batch("b", None, 0), jobs("k", 300))
+        .unwrap();
+    let other = daemon
+        .register_batch(&batch("other", None, 0), jobs("o", 1))
+        .unwrap()
+        .batch_id;
+    person.set_paused(Some(other), true).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let pauser = s.spawn(|| {
+            let mut writes = 0u32;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // Paused throughout: each write is real (a WAL frame) but changes no claim.
+                person.set_paused(Some(other), true).unwrap();
+                writes += 1;
+            }
+            writes
+        });
+        let only_b = Scope::provider("test");
+        let claims = (|| {
+            let mut claimed = 0;
+            while let Some((_, commit)) = crate::engine::claim_next(&daemon, &only_b)? {
+                daemon.durability.wait(commit)?;
+                claimed += 1;
+            }
+            Ok::<_, StoreError>(claimed)
+        })();
+        // Stop the person before judging, so a failure cannot leave their thread running.
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let writes = pauser.join().unwrap();
+        let claimed = claims.unwrap();
+        assert!(writes > 0, "the person's writes ran beside the claims");
+        assert_eq!(claimed, 300);
+    });
+}
