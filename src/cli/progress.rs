@@ -117,7 +117,18 @@ pub(super) async fn show_progress(
     );
     let mut eta: Option<Eta> = None;
     loop {
-        if let Ok(s) = store.batch_summary(batch_id) {
+        // Off the runtime: the engine's stages share its workers, and a read may wait.
+        let read = store
+            .off_runtime(move |store| {
+                let s = store.batch_summary(batch_id)?;
+                let held = store.held_count(batch_id).unwrap_or(0);
+                let in_flight = store
+                    .provider_in_flight(&crate::store::Scope::provider(&s.provider))
+                    .unwrap_or(0);
+                Ok((s, held, in_flight))
+            })
+            .await;
+        if let Ok((s, held, provider_in_flight)) = read {
             let c = &s.counts;
             let total = c.total() - c.get(JobState::Cancelled);
             let done = c.get(JobState::Done);
@@ -129,10 +140,8 @@ pub(super) async fn show_progress(
                 estimate: None,
             });
             let ctx = Context {
-                held: store.held_count(batch_id).unwrap_or(0),
-                provider_in_flight: store
-                    .provider_in_flight(&crate::store::Scope::provider(&s.provider))
-                    .unwrap_or(0),
+                held,
+                provider_in_flight,
                 max_in_flight: limits.0,
                 submit_per_minute: limits.1,
                 eta: eta.update(done, total, now),

@@ -133,12 +133,15 @@ impl<P: Provider> Engine<P> {
     ) -> Result<(), EngineError> {
         let mut tried = Vec::new();
         loop {
-            let items = self.store.due_downloads(
-                self.scope(),
-                now_ms(),
+            let (scope, most, asked) = (
+                self.scope().clone(),
                 self.config.download_concurrency,
-                &tried,
-            )?;
+                tried.clone(),
+            );
+            let items = self
+                .store
+                .off_runtime(move |store| store.due_downloads(&scope, now_ms(), most, &asked))
+                .await?;
             if items.is_empty() || stop.is_cancelled() {
                 return Ok(());
             }

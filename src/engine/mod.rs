@@ -45,6 +45,7 @@ const EVENTS_KEPT: std::time::Duration = std::time::Duration::from_secs(30 * 24 
 
 pub use config::{EngineConfig, PollSchedule};
 pub use download::{DownloadError, clean_temp_files};
+#[cfg(test)]
 pub(crate) use next_job::claim_next;
 pub use pacing::Pacing;
 pub use register::{RegisterError, register, register_staged, staged_job};

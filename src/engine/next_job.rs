@@ -7,8 +7,13 @@
 //! batch, jobs go in the order it registered them.
 //!
 //! May not: write the store except through its transitions (hold a job, claim it), or wait on
-//! anything: the submit stage paces and sends.
+//! anything: the submit stage paces and sends. The stage asks from async code through
+//! [`Engine::claim_next`], which runs the choice off the runtime's workers.
 
+use std::sync::Arc;
+
+use super::{Engine, EngineError};
+use crate::provider::Provider;
 use crate::store::{Claim, Commit, ReadyBatch, ReadyJob, Scope, Store, StoreError, SubmitIntent};
 
 /// Claims in a row that found the job moved (a person's cancel or pause in another process)
@@ -69,6 +74,27 @@ pub(crate) fn claim_next(
         }
     }
     Ok(None)
+}
+
+impl<P: Provider> Engine<P> {
+    /// [`claim_next`] in this engine's scope, on the blocking pool: holding a run of jobs over
+    /// budget is a commit each, and no tokio worker waits for them.
+    pub(super) async fn claim_next(
+        self: &Arc<Self>,
+    ) -> Result<Option<(Box<SubmitIntent>, Commit)>, EngineError> {
+        let scope = self.scope().clone();
+        Ok(self
+            .store
+            .off_runtime(move |store| claim_next(store, &scope))
+            .await?)
+    }
+
+    /// Tasks in flight at the provider in this engine's scope. Asked inline: a count by an
+    /// index on the read connection, which never waits for a writer, and asked before every
+    /// submit, where a trip to the store's thread would cost more than the count.
+    pub(super) async fn provider_in_flight(self: &Arc<Self>) -> Result<u64, EngineError> {
+        Ok(self.store.provider_in_flight(self.scope())?)
+    }
 }
 
 #[cfg(test)]

@@ -68,11 +68,21 @@ impl<P: Provider> Engine<P> {
             }
             let now = Instant::now();
             if now >= resync_at {
-                self.resync(&mut queue, now)?;
+                self.resync(&mut queue, now).await?;
                 resync_at = now + RESYNC_EVERY;
             }
-            for job_id in self.take_started() {
-                if let Some(item) = self.store.poll_item(job_id)? {
+            let started = self.take_started();
+            if !started.is_empty() {
+                let items = self
+                    .store
+                    .off_runtime(move |store| {
+                        let items = started.into_iter().map(|id| store.poll_item(id));
+                        items
+                            .filter_map(Result::transpose)
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .await?;
+                for item in items {
                     queue.follow(item.clone(), due_at(&item, now), now);
                 }
             }
@@ -121,8 +131,12 @@ impl<P: Provider> Engine<P> {
     }
 
     /// Take in running tasks the stage does not follow, and drop those no longer running.
-    fn resync(&self, queue: &mut PollQueue, now: Instant) -> Result<(), EngineError> {
-        let running = self.store.due_polls(self.scope(), i64::MAX, RESYNC_LIMIT)?;
+    async fn resync(&self, queue: &mut PollQueue, now: Instant) -> Result<(), EngineError> {
+        let scope = self.scope().clone();
+        let running = self
+            .store
+            .off_runtime(move |store| store.due_polls(&scope, i64::MAX, RESYNC_LIMIT))
+            .await?;
         if running.len() < RESYNC_LIMIT {
             queue.keep_only(&running.iter().map(|i| i.job_id).collect::<HashSet<_>>());
         }

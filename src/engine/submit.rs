@@ -44,8 +44,7 @@ impl<P: Provider> Engine<P> {
                 super::joined(done)?;
             }
             let full = sends.len() >= self.submit_concurrency()
-                || self.store.provider_in_flight(self.scope())?
-                    >= u64::from(self.config.max_in_flight);
+                || self.provider_in_flight().await? >= u64::from(self.config.max_in_flight);
             if full || self.halted().is_some() {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -59,7 +58,7 @@ impl<P: Provider> Engine<P> {
                 _ = stop.cancelled() => break,
                 _ = self.submit_pacing.acquire() => {}
             }
-            match super::claim_next(&self.store, self.scope())? {
+            match self.claim_next().await? {
                 Some((intent, commit)) => {
                     let engine = self.clone();
                     sends.spawn(async move { engine.send(*intent, commit).await });
@@ -93,14 +92,13 @@ impl<P: Provider> Engine<P> {
                     super::joined(done)?;
                 }
             }
-            if self.store.provider_in_flight(self.scope())? >= u64::from(self.config.max_in_flight)
-            {
+            if self.provider_in_flight().await? >= u64::from(self.config.max_in_flight) {
                 break;
             }
             if self.submit_pacing.try_acquire().is_some() {
                 break;
             }
-            match super::claim_next(&self.store, self.scope())? {
+            match self.claim_next().await? {
                 Some((intent, commit)) => {
                     let engine = self.clone();
                     sends.spawn(async move { engine.send(*intent, commit).await });

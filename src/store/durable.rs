@@ -81,6 +81,29 @@ impl Shared {
     }
 }
 
+/// Numbers commits of an on-disk database, like [`Durability::committed`].
+#[derive(Debug, Clone)]
+pub struct Numbering {
+    shared: Arc<Shared>,
+    on_disk: bool,
+}
+
+impl Numbering {
+    pub fn committed(&self) -> Commit {
+        let mut p = self.shared.lock();
+        p.committed += 1;
+        if !self.on_disk {
+            // Nothing on disk to wait for.
+            p.synced = p.committed;
+            self.shared.synced.send_replace(p.synced);
+        } else if p.committed == p.synced + 1 {
+            // The first commit not on disk starts the lazy clock.
+            self.shared.changed.notify_all();
+        }
+        Commit(p.committed)
+    }
+}
+
 impl Durability {
     /// Sync `wal` (the database's `-wal` file) after commits; `None` when nothing is on disk.
     pub fn start(wal: Option<&Path>, db: &Path) -> Result<Durability, StoreError> {
@@ -117,17 +140,21 @@ impl Durability {
     /// Number the commit that just happened. Called with the write connection still held, so
     /// numbers follow the order of commits in the WAL.
     pub fn committed(&self) -> Commit {
-        let mut p = self.shared.lock();
-        p.committed += 1;
-        if self.thread.is_none() {
-            // Nothing on disk to wait for.
-            p.synced = p.committed;
-            self.shared.synced.send_replace(p.synced);
-        } else if p.committed == p.synced + 1 {
-            // The first commit not on disk starts the lazy clock.
-            self.shared.changed.notify_all();
+        self.numbering().committed()
+    }
+
+    /// What numbers commits from another thread: the store's call thread, which commits
+    /// batches of writes.
+    pub fn numbering(&self) -> Numbering {
+        Numbering {
+            shared: Arc::clone(&self.shared),
+            on_disk: self.on_disk(),
         }
-        Commit(p.committed)
+    }
+
+    /// Whether commits reach a disk (and so wait for a sync).
+    pub fn on_disk(&self) -> bool {
+        self.thread.is_some()
     }
 
     /// Ask the thread to sync up to `commit`, if it is not already on disk.

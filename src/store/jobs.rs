@@ -250,17 +250,6 @@ impl Store {
         Ok(out)
     }
 
-    /// One transaction, on disk when the returned future is (without holding a thread).
-    pub(super) async fn write_async<T>(
-        &self,
-        what: &'static str,
-        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
-        let (out, commit) = self.apply(what, f)?;
-        self.durability.settled(commit).await?;
-        Ok(out)
-    }
-
     /// One transaction, committed but not waited for: an observation the engine can make
     /// again after a crash. It is on disk with the next sync any other write waits for.
     pub(super) fn note<T>(

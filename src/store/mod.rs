@@ -2,9 +2,12 @@
 //!
 //! Owns: the schema and its numbered migrations, every SQL statement, and the typed transitions
 //! of a job (`planned -> submitting -> running -> downloading -> done`, and the side states).
-//! Each transition is one transaction; what the engine is told has happened is on disk
-//! (group commit, `durable.rs`): writes that must precede a side effect wait for their commit's
-//! sync, and many share one. Reads go through their own connection, never the writer's.
+//! Each transition is one transaction, or one savepoint of a batch: async callers' calls run on
+//! the store's own thread (`call_thread.rs`), not on a tokio worker, and their transitions that
+//! queue up together commit as one transaction. What the engine is told has happened is on
+//! disk (group commit, `durable.rs`): writes that must precede a side effect wait for their
+//! commit's sync, and many share one. Reads go through their own connection, never the
+//! writer's.
 //!
 //! May not: contain business rules beyond the transitions (when to retry, what to submit next
 //! is the engine's), talk to the network, or print.
@@ -14,6 +17,7 @@
 //! along with the next sync (`Store::note`).
 
 mod account;
+mod call_thread;
 mod claims;
 mod durable;
 mod jobs;
@@ -206,6 +210,8 @@ pub struct Store {
     /// The one connection that writes; commits are numbered and synced by `durability`.
     writer: Arc<Mutex<Connection>>,
     durability: durable::Durability,
+    /// Where async callers' store calls and writes run (`call_thread.rs`).
+    calls: call_thread::CallThread,
     path: PathBuf,
 }
 
@@ -289,6 +295,7 @@ impl Store {
             reader: Arc::new(Mutex::new(reader)),
             writer: Arc::new(Mutex::new(writer)),
             durability,
+            calls: call_thread::CallThread::default(),
             path,
         })
     }
@@ -307,6 +314,7 @@ impl Store {
             reader: Arc::clone(&conn),
             writer: conn,
             durability: durable::Durability::start(None, &path)?,
+            calls: call_thread::CallThread::default(),
             path,
         })
     }

@@ -39,21 +39,18 @@ impl Store {
         clip_url: &str,
         expires_at: i64,
     ) -> Result<(), StoreError> {
-        self.write_async("record a finished task", |tx| {
-            set_attempt_state(tx, item.attempt_id, "completed", None)?;
+        let (job_id, attempt_id, batch_id) = (item.job_id, item.attempt_id, item.batch_id);
+        let message = format!("{}: task {} finished", item.subject_id, item.task_id);
+        let clip_url = clip_url.to_owned();
+        self.write_async("record a finished task", move |tx| {
+            set_attempt_state(tx, attempt_id, "completed", None)?;
             tx.exec(
                 "UPDATE jobs SET state = 'downloading', progress = 100, clip_url = ?2,
                      clip_expires_at = ?3, not_before = NULL, reason = NULL, updated_at = ?4
                  WHERE id = ?1 AND state = 'running' AND attempt_id = ?5",
-                params![item.job_id, clip_url, expires_at, now_ms(), item.attempt_id],
+                params![job_id, clip_url, expires_at, now_ms(), attempt_id],
             )?;
-            event(
-                tx,
-                Some(item.batch_id),
-                Some(item.job_id),
-                "completed",
-                &format!("{}: task {} finished", item.subject_id, item.task_id),
-            )
+            event(tx, Some(batch_id), Some(job_id), "completed", &message)
         })
         .await
     }
@@ -182,20 +179,17 @@ impl Store {
         sha256: &str,
         bytes: u64,
     ) -> Result<(), StoreError> {
-        self.write_async("record a finished clip", |tx| {
+        let (job_id, batch_id) = (item.job_id, item.batch_id);
+        let message = format!("{}: {path} ({bytes} bytes)", item.subject_id);
+        let (path, sha256) = (path.to_owned(), sha256.to_owned());
+        self.write_async("record a finished clip", move |tx| {
             tx.exec(
                 "UPDATE jobs SET state = 'done', output_path = ?2, output_sha256 = ?3,
                      output_bytes = ?4, reason = NULL, clip_url = NULL, updated_at = ?5
                  WHERE id = ?1 AND state = 'downloading'",
-                params![item.job_id, path, sha256, bytes as i64, now_ms()],
+                params![job_id, path, sha256, bytes as i64, now_ms()],
             )?;
-            event(
-                tx,
-                Some(item.batch_id),
-                Some(item.job_id),
-                "done",
-                &format!("{}: {path} ({bytes} bytes)", item.subject_id),
-            )
+            event(tx, Some(batch_id), Some(job_id), "done", &message)
         })
         .await
     }

@@ -42,25 +42,26 @@ impl Store {
         task_id: &str,
         next_poll_at: i64,
     ) -> Result<(), StoreError> {
-        self.write_async("record a task id", |tx| {
+        let (job_id, attempt_id, batch_id) = (intent.job_id, intent.attempt_id, intent.batch_id);
+        let (subject_id, task_id) = (intent.subject_id.clone(), task_id.to_owned());
+        self.write_async("record a task id", move |tx| {
             tx.exec(
                 "UPDATE attempts SET state = 'accepted', task_id = ?2, updated_at = ?3 WHERE id = ?1",
-                params![intent.attempt_id, task_id, now_ms()],
+                params![attempt_id, task_id, now_ms()],
             )?;
             let moved = tx.exec(
                 "UPDATE jobs SET state = 'running', task_id = ?2, next_poll_at = ?3, reason = NULL,
                      updated_at = ?4 WHERE id = ?1 AND state = 'submitting' AND attempt_id = ?5",
-                params![intent.job_id, task_id, next_poll_at, now_ms(), intent.attempt_id],
+                params![job_id, task_id, next_poll_at, now_ms(), attempt_id],
             )?;
             let message = if moved == 1 {
-                format!("{}: task {task_id}", intent.subject_id)
+                format!("{subject_id}: task {task_id}")
             } else {
                 format!(
-                    "{}: task {task_id} answered after the job had moved on; kept on its attempt",
-                    intent.subject_id
+                    "{subject_id}: task {task_id} answered after the job had moved on; kept on its attempt"
                 )
             };
-            event(tx, Some(intent.batch_id), Some(intent.job_id), "submitted", &message)
+            event(tx, Some(batch_id), Some(job_id), "submitted", &message)
         })
         .await
     }

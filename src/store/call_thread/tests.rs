@@ -1,0 +1,153 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Store;
+use crate::store::StoreError;
+
+/// One worker thread: a call run on it would keep the sender below from ever running.
+#[tokio::test(flavor = "current_thread")]
+async fn a_store_call_that_waits_leaves_the_runtime_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let call = tokio::spawn(async move {
+        store
+            .off_runtime(move |store| {
+                // Bounded: inline on the worker it would wait out the whole timeout.
+                let heard = rx.recv_timeout(Duration::from_secs(20)).is_ok();
+                Ok((heard, store.held_count(1)?))
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    tx.send(()).unwrap();
+    let (heard, held) = call.await.unwrap().unwrap();
+    assert!(heard, "the call held the runtime's only worker");
+    assert_eq!(held, 0);
+}
+
+/// An on-disk store with `n` planned jobs (ids 1..=n), and its thread kept busy until the
+/// returned sender says go: writes sent meanwhile queue up for one batch.
+async fn busy_store(n: usize) -> (tempfile::TempDir, Arc<Store>, std::sync::mpsc::Sender<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    store
+        .register_batch(
+            &crate::store::tests::batch("b", None, 0),
+            crate::store::tests::jobs("k", n),
+        )
+        .unwrap();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (started, running) = tokio::sync::oneshot::channel();
+    let blocker = Arc::clone(&store);
+    tokio::spawn(async move {
+        blocker
+            .off_runtime(move |_| {
+                let _ = started.send(());
+                let _ = wait.recv_timeout(Duration::from_secs(30));
+                Ok(())
+            })
+            .await
+    });
+    tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("the store's thread takes the blocking call")
+        .unwrap();
+    (dir, store, go)
+}
+
+fn mark(
+    store: &Arc<Store>,
+    job_id: i64,
+    fail: bool,
+) -> impl Future<Output = Result<(), StoreError>> + use<> {
+    let store = Arc::clone(store);
+    async move {
+        store
+            .write_async("mark a job", move |tx| {
+                tx.execute("UPDATE jobs SET reason = 'marked' WHERE id = ?1", [job_id])?;
+                if fail {
+                    tx.execute("UPDATE no_such_table SET x = 1", [])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Polls `what` every 10 ms for at most 10 s; panics with `label` if it never holds.
+async fn wait_until(label: &str, what: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if what() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting until {label}");
+}
+
+fn marked(store: &Store) -> Vec<i64> {
+    let conn = store.conn();
+    let mut stmt = conn
+        .prepare("SELECT id FROM jobs WHERE reason = 'marked' ORDER BY id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Group commit: writes that queue up while the thread is busy are one transaction; a write
+/// that fails is undone alone, and its caller hears why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_that_queue_up_share_one_commit_and_a_failed_one_is_undone_alone() {
+    let (_dir, store, go) = busy_store(6).await;
+    let (commits_before, _) = store.commit_counts();
+    let writes = futures_util::future::join_all((1..=6).map(|id| mark(&store, id, id == 4)));
+    let release = async {
+        tokio::task::yield_now().await;
+        go.send(()).unwrap();
+    };
+    let (answers, ()) = tokio::join!(writes, release);
+    for (i, answer) in answers.iter().enumerate() {
+        let id = i + 1;
+        match answer {
+            Err(e) if id == 4 => assert!(e.to_string().contains("mark a job"), "{e}"),
+            Ok(()) if id != 4 => {}
+            other => panic!("write {id}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        marked(&store),
+        vec![1, 2, 3, 5, 6],
+        "the failed write's change is undone"
+    );
+    let (commits_after, _) = store.commit_counts();
+    assert_eq!(commits_after - commits_before, 1, "six writes, one commit");
+}
+
+/// A write's caller hears back only once its batch is on disk, not when it is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_answered_only_when_its_batch_is_on_disk() {
+    use futures_util::FutureExt;
+    let (_dir, store, go) = busy_store(1).await;
+    store.hold_syncs(true);
+    let (commits_before, _) = store.commit_counts();
+    let mut write = Box::pin(mark(&store, 1, false));
+    assert!((&mut write).now_or_never().is_none());
+    go.send(()).unwrap();
+    wait_until("the write's batch commits", || {
+        store.commit_counts().0 > commits_before
+    })
+    .await;
+    assert_eq!(marked(&store), vec![1], "committed");
+    assert!(
+        (&mut write).now_or_never().is_none(),
+        "answered before its commit was synced"
+    );
+    store.hold_syncs(false);
+    tokio::time::timeout(Duration::from_secs(30), write)
+        .await
+        .expect("answered once synced")
+        .unwrap();
+}
