@@ -52,7 +52,7 @@ impl<P: Provider> Engine<P> {
         if let Some(credits) = billed
             && !still_running
         {
-            store.record_billed(item.attempt_id, credits)?;
+            store.record_billed(item.attempt_id, credits).await?;
         }
         match status.state {
             TaskState::Completed => match status.video_url {
@@ -102,7 +102,7 @@ impl<P: Provider> Engine<P> {
                 tracing::error!(subject = %item.subject_id, task = %item.task_id, "EXPIRED: the clip can no longer be downloaded");
             }
             TaskState::Queued | TaskState::Running | TaskState::Unrecognised => {
-                return self.on_still_running(item, &status, billed, write);
+                return self.on_still_running(item, &status, billed, write).await;
             }
         }
         Ok(Polled::Left)
@@ -110,7 +110,7 @@ impl<P: Provider> Engine<P> {
 
     /// The task goes on: poll it again later, unless it has run for too long. What it billed
     /// is written when it changed; its progress when it changed and `write` allows.
-    fn on_still_running(
+    async fn on_still_running(
         &self,
         item: &PollItem,
         status: &TaskStatus,
@@ -129,7 +129,7 @@ impl<P: Provider> Engine<P> {
         }
         if self.too_old(item)? {
             if let Some(credits) = billed {
-                self.store.record_billed(item.attempt_id, credits)?;
+                self.store.record_billed(item.attempt_id, credits).await?;
             }
             return Ok(Polled::Left);
         }
@@ -150,7 +150,8 @@ impl<P: Provider> Engine<P> {
         let next = self.next_poll_at(item.polls);
         let billed_now = billed.map(|credits| (item.attempt_id, credits));
         self.store
-            .record_poll(item.job_id, status.progress, next, billed_now)?;
+            .record_poll(item.job_id, status.progress, next, billed_now)
+            .await?;
         Ok(Polled::Again {
             wrote: progress_due.then_some(now),
             billed,

@@ -94,10 +94,11 @@ impl Store {
     }
 
     /// What the provider says it billed for an attempt's task.
-    pub fn record_billed(&self, attempt_id: i64, credits: u64) -> Result<(), StoreError> {
-        self.note("record a billed amount", |tx| {
+    pub async fn record_billed(&self, attempt_id: i64, credits: u64) -> Result<(), StoreError> {
+        self.note_async("record a billed amount", move |tx| {
             set_billed(tx, attempt_id, credits)
-        })?;
+        })
+        .await?;
         Ok(())
     }
 

@@ -240,20 +240,43 @@ impl Store {
             // or on tokio's paused clock (see `off_runtime`).
             return self.write(what, f);
         }
+        let (value, commit) = self.batched(what, f).await?;
+        self.durability.settled(commit).await?;
+        Ok(value)
+    }
+
+    /// An observation from async code (`Store::note`): committed with its batch, on disk with
+    /// the next sync anyone waits for.
+    pub(super) async fn note_async<T, F>(&self, what: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        if !self.durability.on_disk() {
+            return self.note(what, f);
+        }
+        Ok(self.batched(what, f).await?.0)
+    }
+
+    /// Queue `f` for the store's thread's next batch; its answer once the batch is committed.
+    async fn batched<T, F>(&self, what: &'static str, f: F) -> Result<(T, Commit), StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let run = Box::new(move |tx: &Transaction<'_>| f(tx).map(|v| Box::new(v) as Value));
         self.calls
             .send(self, Work::Write(Write { what, run, reply }))?;
-        let (value, commit) = match answer.await.map_err(|_| gone(self))? {
-            Outcome::Committed(value, commit) => (value, commit),
-            Outcome::Failed(e) => return Err(e),
+        match answer.await.map_err(|_| gone(self))? {
+            // The value is the one `run` boxed from this very `f`.
+            Outcome::Committed(value, commit) => match value.downcast::<T>() {
+                Ok(value) => Ok((*value, commit)),
+                Err(_) => unreachable!("a write answers with its own type"),
+            },
+            Outcome::Failed(e) => Err(e),
             Outcome::Panicked(panic) => std::panic::resume_unwind(panic),
-        };
-        self.durability.settled(commit).await?;
-        // The value is the one `run` boxed from this very `f`.
-        Ok(*value
-            .downcast::<T>()
-            .unwrap_or_else(|_| unreachable!("a write answers with its own type")))
+        }
     }
 }
 

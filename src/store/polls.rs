@@ -4,7 +4,7 @@
 //! that goes on. May not: decide when a task is polled next (the engine's schedule does; the
 //! store keeps the due time a restart starts from).
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::Cached;
 use super::jobs::PollItem;
@@ -96,28 +96,40 @@ impl Store {
         progress: Option<u8>,
         next_poll_at: i64,
     ) -> Result<(), StoreError> {
-        self.record_poll(job_id, progress, next_poll_at, None)
+        self.note("record progress", move |tx| {
+            poll_noted(tx, job_id, progress, next_poll_at)
+        })
     }
 
     /// A poll's answer for a task that goes on, with what the provider said it billed for its
     /// attempt if that changed (`(attempt, credits)`).
-    pub fn record_poll(
+    pub async fn record_poll(
         &self,
         job_id: i64,
         progress: Option<u8>,
         next_poll_at: i64,
         billed: Option<(i64, u64)>,
     ) -> Result<(), StoreError> {
-        self.note("record progress", |tx| {
+        self.note_async("record progress", move |tx| {
             if let Some((attempt_id, credits)) = billed {
                 super::account::set_billed(tx, attempt_id, credits)?;
             }
-            tx.exec(
-                "UPDATE jobs SET progress = coalesce(?2, progress), polls = polls + 1,
-                 next_poll_at = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'running'",
-                params![job_id, progress, next_poll_at, now_ms()],
-            )
-        })?;
-        Ok(())
+            poll_noted(tx, job_id, progress, next_poll_at)
+        })
+        .await
     }
+}
+
+fn poll_noted(
+    tx: &Transaction<'_>,
+    job_id: i64,
+    progress: Option<u8>,
+    next_poll_at: i64,
+) -> rusqlite::Result<()> {
+    tx.exec(
+        "UPDATE jobs SET progress = coalesce(?2, progress), polls = polls + 1,
+         next_poll_at = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'running'",
+        params![job_id, progress, next_poll_at, now_ms()],
+    )?;
+    Ok(())
 }
