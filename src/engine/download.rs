@@ -173,15 +173,17 @@ impl<P: Provider> Engine<P> {
             }
             Err(DownloadError::LinkDead(status)) => {
                 let why = format!("the clip link answered HTTP {status}");
-                self.refresh_or_give_up(&item, &why)?;
+                self.refresh_or_give_up(&item, &why).await?;
             }
             Err(DownloadError::Retryable(why)) => {
                 let backoff = Duration::from_millis(500) * 2u32.pow(item.download_failures.min(8));
-                let failures = store.record_download_failed(
-                    &item,
-                    &why,
-                    now_ms() + backoff.min(Duration::from_secs(60)).as_millis() as i64,
-                )?;
+                let failures = store
+                    .record_download_failed(
+                        &item,
+                        &why,
+                        now_ms() + backoff.min(Duration::from_secs(60)).as_millis() as i64,
+                    )
+                    .await?;
                 tracing::warn!(subject = %item.subject_id, failures, "download failed, will retry: {why}");
                 if failures >= self.config.max_download_failures {
                     // The body keeps coming out wrong: a fresh link is the last thing to try,
@@ -189,14 +191,17 @@ impl<P: Provider> Engine<P> {
                     self.refresh_or_give_up(
                         &item,
                         &format!("{failures} failed downloads; last: {why}"),
-                    )?;
+                    )
+                    .await?;
                 }
             }
             Err(e @ DownloadError::Local { .. }) => {
                 // Disk full, a read-only folder, a name too long: no retry helps until a person
                 // fixes it, so the run stops and says so (the clip's link is kept).
                 let why = e.to_string();
-                store.record_download_failed(&item, &why, now_ms() + 30_000)?;
+                store
+                    .record_download_failed(&item, &why, now_ms() + 30_000)
+                    .await?;
                 if self.forever.load(std::sync::atomic::Ordering::Relaxed) {
                     tracing::error!(subject = %item.subject_id, "{why}; trying again in 30 s");
                     return Ok(());
@@ -212,8 +217,8 @@ impl<P: Provider> Engine<P> {
 
     /// Ask the provider for a fresh link (by polling again), or, after
     /// `max_link_refreshes` of them, give the clip up as `expired` with the reason.
-    fn refresh_or_give_up(&self, item: &DownloadItem, why: &str) -> Result<(), EngineError> {
-        let refreshes = self.store.record_link_dead(item, why)?;
+    async fn refresh_or_give_up(&self, item: &DownloadItem, why: &str) -> Result<(), EngineError> {
+        let refreshes = self.store.record_link_dead(item, why).await?;
         if refreshes > self.config.max_link_refreshes {
             let why = format!(
                 "the clip could not be fetched after {} fresh links (last: {why}); it is lost \
@@ -221,7 +226,8 @@ impl<P: Provider> Engine<P> {
                 refreshes - 1
             );
             self.store
-                .record_needs_person(item.job_id, JobState::Expired, &why)?;
+                .record_needs_person(item.job_id, JobState::Expired, &why)
+                .await?;
             self.note_outcome(item.job_id);
             tracing::error!(subject = %item.subject_id, "EXPIRED: {why}");
         } else {

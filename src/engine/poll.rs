@@ -204,7 +204,7 @@ impl<P: Provider> Engine<P> {
         drop(on_wire);
         match answer {
             Ok(status) => self.on_status(item, status, write).await,
-            Err(e) => self.on_poll_error(item, e, write),
+            Err(e) => self.on_poll_error(item, e, write).await,
         }
     }
 

@@ -72,13 +72,15 @@ impl<P: Provider> Engine<P> {
                     .error
                     .unwrap_or_else(|| format!("the provider says `{}`", status.word));
                 let (next, reason) = after_failure(item, &why);
-                store.record_task_failed(item, next, &why, &reason)?;
+                store.record_task_failed(item, next, &why, &reason).await?;
                 let state = match next {
                     AfterFailure::Retry => JobState::Planned,
                     AfterFailure::GiveUp => JobState::Failed,
                 };
                 if state == JobState::Failed {
-                    store.note_error_reference(item.job_id, &status.reference)?;
+                    store
+                        .note_error_reference(item.job_id, &status.reference)
+                        .await?;
                     self.note_outcome(item.job_id);
                 }
                 let why = format!("{why}{}", status.reference);
@@ -90,14 +92,16 @@ impl<P: Provider> Engine<P> {
                 self.wake.notify_waiters();
             }
             TaskState::Expired => {
-                store.record_needs_person(
-                    item.job_id,
-                    JobState::Expired,
-                    &format!(
-                        "the provider says task {} has expired: its clip can no longer be had",
-                        item.task_id
-                    ),
-                )?;
+                store
+                    .record_needs_person(
+                        item.job_id,
+                        JobState::Expired,
+                        &format!(
+                            "the provider says task {} has expired: its clip can no longer be had",
+                            item.task_id
+                        ),
+                    )
+                    .await?;
                 self.note_outcome(item.job_id);
                 tracing::error!(subject = %item.subject_id, task = %item.task_id, "EXPIRED: the clip can no longer be downloaded");
             }
@@ -127,7 +131,7 @@ impl<P: Provider> Engine<P> {
                 tracing::warn!(word = %status.word, "unknown status word; treating it as still running");
             }
         }
-        if self.too_old(item)? {
+        if self.too_old(item).await? {
             if let Some(credits) = billed {
                 self.store.record_billed(item.attempt_id, credits).await?;
             }
@@ -159,7 +163,7 @@ impl<P: Provider> Engine<P> {
     }
 
     /// The poll got no status: the task is unknown to the provider, or the call failed.
-    pub(super) fn on_poll_error(
+    pub(super) async fn on_poll_error(
         &self,
         item: &PollItem,
         error: ProviderError,
@@ -188,7 +192,7 @@ impl<P: Provider> Engine<P> {
                         ),
                     )
                 };
-                store.record_needs_person(item.job_id, state, &why)?;
+                store.record_needs_person(item.job_id, state, &why).await?;
                 self.note_outcome(item.job_id);
                 tracing::error!(subject = %item.subject_id, "{why}");
                 Ok(Polled::Left)
@@ -201,7 +205,7 @@ impl<P: Provider> Engine<P> {
             }
             e => {
                 tracing::debug!(task = %item.task_id, "poll failed, will ask again: {e}");
-                if self.too_old(item)? {
+                if self.too_old(item).await? {
                     return Ok(Polled::Left);
                 }
                 self.again(item, write)
@@ -213,7 +217,7 @@ impl<P: Provider> Engine<P> {
 impl<P: Provider> Engine<P> {
     /// A task still not final `max_task_age` after its submit is polled no more: it becomes
     /// `failed`, for a person to look at (the provider may yet finish and bill it).
-    fn too_old(&self, item: &PollItem) -> Result<bool, EngineError> {
+    async fn too_old(&self, item: &PollItem) -> Result<bool, EngineError> {
         let age = Duration::from_millis((now_ms() - item.submitted_at_ms).max(0) as u64);
         if age <= self.config.max_task_age {
             return Ok(false);
@@ -226,7 +230,8 @@ impl<P: Provider> Engine<P> {
             self.config.max_task_age.as_secs_f64() / 3600.0
         );
         self.store
-            .record_needs_person(item.job_id, JobState::Failed, &why)?;
+            .record_needs_person(item.job_id, JobState::Failed, &why)
+            .await?;
         self.note_outcome(item.job_id);
         tracing::error!(subject = %item.subject_id, "{why}");
         Ok(true)

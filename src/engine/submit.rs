@@ -150,13 +150,13 @@ impl<P: Provider> Engine<P> {
         let request = match self.publisher.request_for(&intent.spec_json).await {
             Ok(r) => r,
             Err(e) if e.is_transient() => {
-                self.store.record_not_sent(&intent, &e.to_string())?;
+                self.store.record_not_sent(&intent, &e.to_string()).await?;
                 self.submit_pacing.local_trouble();
                 tracing::warn!(subject = %intent.subject_id, "not submitted yet: {e}");
                 return Ok(());
             }
             Err(e) => {
-                self.store.record_not_sent(&intent, &e.to_string())?;
+                self.store.record_not_sent(&intent, &e.to_string()).await?;
                 self.halt(Halt::Unpublishable(e.to_string()));
                 return Ok(());
             }
@@ -169,7 +169,7 @@ impl<P: Provider> Engine<P> {
                 crate::output::RESULTS_FILE,
                 intent.output_dir
             );
-            self.store.record_not_sent(&intent, &why)?;
+            self.store.record_not_sent(&intent, &why).await?;
             self.submit_pacing.local_trouble();
             tracing::error!(subject = %intent.subject_id, "not submitted: {why}");
             return Ok(());
@@ -233,7 +233,7 @@ impl<P: Provider> Engine<P> {
             Err(ProviderError::NotSent(why)) => {
                 // The pause first, as for a 429: no submit leaves during the write below.
                 self.submit_pacing.server_trouble(None);
-                store.record_not_sent(intent, &why)?;
+                store.record_not_sent(intent, &why).await?;
                 closed(self);
                 tracing::warn!(subject = %intent.subject_id, "submit not sent, will retry: {why}");
             }
@@ -242,7 +242,7 @@ impl<P: Provider> Engine<P> {
                 // the job goes back to the queue, not to `unknown`. The breaker probes.
                 let pause = self.submit_pacing.server_trouble(retry_after);
                 let why = e.to_string();
-                store.record_not_sent(intent, &why)?;
+                store.record_not_sent(intent, &why).await?;
                 closed(self);
                 tracing::warn!(
                     subject = %intent.subject_id, pause_s = pause.as_secs_f64(),
@@ -253,7 +253,9 @@ impl<P: Provider> Engine<P> {
                 // The pause first: a submit that leaves during the database write below would
                 // cross the limit the provider just named.
                 self.submit_pacing.rate_limited(retry_after, sent);
-                store.record_not_sent(intent, "rate limited by the provider (429)")?;
+                store
+                    .record_not_sent(intent, "rate limited by the provider (429)")
+                    .await?;
                 closed(self);
                 tracing::warn!(
                     retry_after_s = retry_after.map(|d| d.as_secs_f64()),
@@ -266,33 +268,37 @@ impl<P: Provider> Engine<P> {
                 let why = format!(
                     "a re-send was refused ({e}); the first send may have made a task, which may be billed"
                 );
-                store.record_unknown(intent, &why)?;
-                store.note_error_reference(intent.job_id, &e.reference())?;
+                store.record_unknown(intent, &why).await?;
+                store
+                    .note_error_reference(intent.job_id, &e.reference())
+                    .await?;
                 self.note_outcome(intent.job_id);
                 tracing::warn!(subject = %intent.subject_id, "{why}; held as unknown");
             }
             Err(e @ ProviderError::Rejected { .. }) => {
                 let why = e.to_string();
-                store.record_rejected(intent, &why)?;
-                store.note_error_reference(intent.job_id, &e.reference())?;
+                store.record_rejected(intent, &why).await?;
+                store
+                    .note_error_reference(intent.job_id, &e.reference())
+                    .await?;
                 self.note_outcome(intent.job_id);
                 closed(self);
                 tracing::warn!(subject = %intent.subject_id, "{why}");
             }
             Err(e @ ProviderError::Unauthorized { .. }) => {
-                store.record_not_sent(intent, &e.to_string())?;
+                store.record_not_sent(intent, &e.to_string()).await?;
                 closed(self);
                 self.halt(Halt::Unauthorized(e.to_string()));
             }
             Err(e @ ProviderError::OutOfCredits { .. }) => {
-                store.record_not_sent(intent, &e.to_string())?;
+                store.record_not_sent(intent, &e.to_string()).await?;
                 closed(self);
                 self.halt(Halt::OutOfCredits(e.to_string()));
             }
             Err(e @ (ProviderError::Ambiguous(_) | ProviderError::TaskNotFound { .. })) => {
                 let why = format!("submit outcome unknown: {e}");
                 self.submit_pacing.server_trouble(None);
-                store.record_unknown(intent, &why)?;
+                store.record_unknown(intent, &why).await?;
                 let resends = {
                     let mut m = self
                         .unknown_resends

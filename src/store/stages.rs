@@ -15,7 +15,7 @@ use super::{AfterFailure, JobState, Scope, Store, StoreError, now_ms};
 
 impl Store {
     /// Keep the provider's error code and request id beside the job's current reason.
-    pub fn note_error_reference(
+    pub async fn note_error_reference(
         &self,
         job_id: i64,
         reference: &crate::provider::ErrorRef,
@@ -23,13 +23,16 @@ impl Store {
         if reference.is_empty() {
             return Ok(());
         }
-        self.write("keep an error's code and request id", |tx| {
+        let reference = reference.clone();
+        self.write_async("keep an error's code and request id", move |tx| {
+            let reference = &reference;
             tx.exec(
                 "UPDATE jobs SET error_code = ?2, request_id = ?3 WHERE id = ?1",
                 rusqlite::params![job_id, reference.code, reference.request_id],
             )?;
             Ok(())
         })
+        .await
     }
 
     /// The task finished: its clip link is recorded and the job waits for its download.
@@ -57,7 +60,7 @@ impl Store {
 
     /// The provider's task failed (it refunds): the attempt is closed with `why`, and the job
     /// is planned again or `failed`, as the engine decided (`next`), with `reason`.
-    pub fn record_task_failed(
+    pub async fn record_task_failed(
         &self,
         item: &PollItem,
         next: AfterFailure,
@@ -68,7 +71,9 @@ impl Store {
             AfterFailure::Retry => JobState::Planned,
             AfterFailure::GiveUp => JobState::Failed,
         };
-        self.write("record a failed task", |tx| {
+        let (item, why, reason) = (item.clone(), why.to_owned(), reason.to_owned());
+        self.write_async("record a failed task", move |tx| {
+            let (item, why, reason) = (&item, why.as_str(), reason.as_str());
             set_attempt_state(tx, item.attempt_id, "failed", Some(why))?;
             tx.exec(
                 "UPDATE jobs SET state = ?2, reason = ?3, attempt_id = NULL, task_id = NULL,
@@ -91,18 +96,21 @@ impl Store {
             )?;
             Ok(())
         })
+        .await
     }
 
     /// Move a running job to a state that needs a person (`expired`, `lost`), with the reason.
     /// Only from `running`: a late poll answer cannot move a job that has moved on.
-    pub fn record_needs_person(
+    pub async fn record_needs_person(
         &self,
         job_id: i64,
         state: JobState,
         why: &str,
     ) -> Result<(), StoreError> {
         debug_assert!(state.needs_a_person());
-        self.write("record a job that needs a person", |tx| {
+        let why = why.to_owned();
+        self.write_async("record a job that needs a person", move |tx| {
+            let why = why.as_str();
             let batch_id = job_batch(tx, job_id)?;
             let moved = tx.exec(
                 "UPDATE jobs SET state = ?2, reason = ?3, updated_at = ?4
@@ -114,6 +122,7 @@ impl Store {
             }
             Ok(())
         })
+        .await
     }
 
     /// Clips waiting to be fetched, the ones whose links expire soonest first.
@@ -195,13 +204,15 @@ impl Store {
     }
 
     /// A download went wrong in a way worth trying again later. Returns the failure count.
-    pub fn record_download_failed(
+    pub async fn record_download_failed(
         &self,
         item: &DownloadItem,
         why: &str,
         not_before: i64,
     ) -> Result<u32, StoreError> {
-        self.write("record a failed download", |tx| {
+        let (item, why) = (item.clone(), why.to_owned());
+        self.write_async("record a failed download", move |tx| {
+            let (item, why) = (&item, why.as_str());
             tx.exec(
                 "UPDATE jobs SET download_failures = download_failures + 1, not_before = ?2,
                      reason = ?3, updated_at = ?4 WHERE id = ?1 AND state = 'downloading'",
@@ -220,12 +231,19 @@ impl Store {
                 |r| r.get(0),
             )
         })
+        .await
     }
 
     /// The clip link is dead: ask the provider for a fresh one by polling the task again.
     /// Returns how many times the link has been refreshed for this job.
-    pub fn record_link_dead(&self, item: &DownloadItem, why: &str) -> Result<u32, StoreError> {
-        self.write("record a dead link", |tx| {
+    pub async fn record_link_dead(
+        &self,
+        item: &DownloadItem,
+        why: &str,
+    ) -> Result<u32, StoreError> {
+        let (item, why) = (item.clone(), why.to_owned());
+        self.write_async("record a dead link", move |tx| {
+            let (item, why) = (&item, why.as_str());
             tx.exec(
                 "UPDATE jobs SET state = 'running', clip_url = NULL, next_poll_at = ?2,
                      link_refreshes = link_refreshes + 1, reason = ?3, updated_at = ?2
@@ -248,6 +266,7 @@ impl Store {
                 |r| r.get(0),
             )
         })
+        .await
     }
 
     pub fn link_refreshes(&self, job_id: i64) -> Result<u32, StoreError> {

@@ -68,8 +68,14 @@ impl Store {
 
     /// The submit certainly did not create a task (never sent, refused with 429/402): the job
     /// goes back to `planned` and the attempt is closed.
-    pub fn record_not_sent(&self, intent: &SubmitIntent, why: &str) -> Result<(), StoreError> {
-        self.write("record an unsent submit", |tx| {
+    pub async fn record_not_sent(
+        &self,
+        intent: &SubmitIntent,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        let (intent, why) = (intent.clone(), why.to_owned());
+        self.write_async("record an unsent submit", move |tx| {
+            let (intent, why) = (&intent, why.as_str());
             if intent.resend {
                 // An earlier send of this attempt may have created a task: it stays `unknown`,
                 // and the job waits to be sent again under the same key, never a new one.
@@ -97,11 +103,18 @@ impl Store {
                 why,
             )
         })
+        .await
     }
 
     /// The provider refused the request (400/422): nothing billed, the job needs a person.
-    pub fn record_rejected(&self, intent: &SubmitIntent, why: &str) -> Result<(), StoreError> {
-        self.write("record a rejected submit", |tx| {
+    pub async fn record_rejected(
+        &self,
+        intent: &SubmitIntent,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        let (intent, why) = (intent.clone(), why.to_owned());
+        self.write_async("record a rejected submit", move |tx| {
+            let (intent, why) = (&intent, why.as_str());
             set_attempt_state(tx, intent.attempt_id, "rejected", Some(why))?;
             leave_submitting(tx, intent, JobState::Rejected, why)?;
             release_budget_holds(tx, intent.batch_id)?;
@@ -113,11 +126,14 @@ impl Store {
                 why,
             )
         })
+        .await
     }
 
     /// The submit may or may not have created a task: held as `unknown`, never re-sent silently.
-    pub fn record_unknown(&self, intent: &SubmitIntent, why: &str) -> Result<(), StoreError> {
-        self.write("record an unknown submit", |tx| {
+    pub async fn record_unknown(&self, intent: &SubmitIntent, why: &str) -> Result<(), StoreError> {
+        let (intent, why) = (intent.clone(), why.to_owned());
+        self.write_async("record an unknown submit", move |tx| {
+            let (intent, why) = (&intent, why.as_str());
             set_attempt_state(tx, intent.attempt_id, "unknown", Some(why))?;
             leave_submitting(tx, intent, JobState::Unknown, why)?;
             event(
@@ -128,6 +144,7 @@ impl Store {
                 why,
             )
         })
+        .await
     }
 }
 

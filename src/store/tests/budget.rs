@@ -16,6 +16,8 @@ fn a_lost_task_is_remade_only_as_a_new_priced_attempt_that_the_budget_counts() {
         .unwrap();
     store
         .record_needs_person(first.job_id, JobState::Lost, "404 on poll")
+        .now_or_never()
+        .unwrap()
         .unwrap();
     assert!(claim(&store).is_none());
     let which = RetrySelection {
@@ -42,7 +44,11 @@ fn an_unknown_submit_retried_without_trusted_keys_counts_twice_against_the_budge
         .register_batch(&batch("b", Some(566 + 100), 0), jobs("k", 1))
         .unwrap();
     let first = claim(&store).unwrap();
-    store.record_unknown(&first, "reset").unwrap();
+    store
+        .record_unknown(&first, "reset")
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     let which = RetrySelection {
         unknown: true,
         ..Default::default()
@@ -140,6 +146,8 @@ fn a_refund_lets_a_job_held_by_the_budget_go() {
     let item = store.due_polls(&all(), i64::MAX, 10).unwrap().remove(0);
     store
         .record_task_failed(&item, AfterFailure::Retry, "boom", "retrying")
+        .now_or_never()
+        .unwrap()
         .unwrap();
     assert!(store.held_jobs(r.batch_id).unwrap().is_empty());
     assert_eq!(store.held_count(r.batch_id).unwrap(), 0);
@@ -171,6 +179,8 @@ fn a_failed_task_is_refunded_and_retried_until_retries_run_out() {
         };
         store
             .record_task_failed(&item, next, "boom", "why")
+            .now_or_never()
+            .unwrap()
             .unwrap();
         let counts = store.batch_counts(r.batch_id).unwrap();
         assert_eq!(counts.get(expected), 1, "{counts:?}");

@@ -135,6 +135,8 @@ fn a_late_answer_cannot_move_a_job_that_moved_on() {
         .unwrap();
     store
         .record_task_failed(&item, AfterFailure::Retry, "late", "late")
+        .now_or_never()
+        .unwrap()
         .unwrap();
     let counts = store.batch_counts(r.batch_id).unwrap();
     assert_eq!(counts.get(JobState::Cancelled), 1, "{counts:?}");
@@ -204,7 +206,11 @@ fn a_released_unknown_submit_is_resent_under_its_same_key() {
         .register_batch(&batch("b", Some(566), 0), jobs("k", 1))
         .unwrap();
     let first = claim(&store).unwrap();
-    store.record_unknown(&first, "reset").unwrap();
+    store
+        .record_unknown(&first, "reset")
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     assert_eq!(store.release_unknown(&all()).unwrap(), 1);
     // The budget only covers one job: re-sending the same attempt costs nothing more.
     let again = claim(&store).unwrap();
@@ -214,7 +220,11 @@ fn a_released_unknown_submit_is_resent_under_its_same_key() {
     assert_committed_matches(&store, first.batch_id);
     // This send created nothing, but the first one may have: the attempt stays unknown (its
     // credits still committed) and goes again under the same key, never a new one.
-    store.record_not_sent(&again, "connection refused").unwrap();
+    store
+        .record_not_sent(&again, "connection refused")
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     assert_committed_matches(&store, first.batch_id);
     assert_eq!(store.committed_credits(first.batch_id).unwrap(), 566);
     let third = claim(&store).unwrap();
@@ -244,7 +254,14 @@ fn a_dead_link_is_refreshed_by_polling_again() {
         .due_downloads(&all(), now_ms(), 10, &[])
         .unwrap()
         .remove(0);
-    assert_eq!(store.record_link_dead(&dl, "403").unwrap(), 1);
+    assert_eq!(
+        store
+            .record_link_dead(&dl, "403")
+            .now_or_never()
+            .unwrap()
+            .unwrap(),
+        1
+    );
     assert_eq!(store.due_polls(&all(), i64::MAX, 10).unwrap().len(), 1);
     assert!(
         store
@@ -267,7 +284,11 @@ fn re_registering_never_creates_a_second_attempt_for_a_job_in_flight() {
         .unwrap()
         .unwrap();
     let second = claim(&store).unwrap();
-    store.record_unknown(&second, "reset").unwrap();
+    store
+        .record_unknown(&second, "reset")
+        .now_or_never()
+        .unwrap()
+        .unwrap();
     // A schedule tick, a standing re-plan, a concurrent run: the same manifest, then one that
     // drops both subjects, then both back.
     for keys in [jobs("k", 2), Vec::new(), jobs("k", 2)] {
