@@ -60,4 +60,29 @@ pub async fn run(jobs: usize) {
         stats.downloads,
         mib(run.peak_rss_kib),
     );
+    match store_counts(&run.stderr) {
+        Some((commits, syncs)) => println!(
+            "   state database: {commits} commits ({:.2} a job), {syncs} syncs ({:.2} a job)",
+            commits as f64 / jobs as f64,
+            syncs as f64 / jobs as f64
+        ),
+        None => println!("   state database: the run logged no commit counts"),
+    }
+}
+
+/// `commits=N syncs=M` from the run's "state database closed" log line.
+fn store_counts(stderr: &str) -> Option<(u64, u64)> {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("state database closed"))?;
+    let field = |name: &str| -> Option<u64> {
+        let start = line.find(&format!("{name}="))? + name.len() + 1;
+        let digits: String = line[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    Some((field("commits")?, field("syncs")?))
 }

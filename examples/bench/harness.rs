@@ -345,7 +345,12 @@ pub fn recast_command(bench: &Bench, sim: &Sim, settings: &Path, command: &str) 
         .arg(format!("{}/media/", sim.base_url()))
         .arg("--allow-private-networks")
         .env("REAPI_API_KEY", sim.api_key())
-        .env_remove("RECAST_LOG")
+        // The default for a run whose stderr is not a terminal, and the store's commit and
+        // sync counts at its close (`cpu` reads them).
+        .env(
+            "RECAST_LOG",
+            "recast=info,recast::store::durable=debug,warn",
+        )
         .env_remove("REAPI_BASE_URL")
         .current_dir(bench.path())
         .stdout(std::process::Stdio::null())

@@ -271,6 +271,15 @@ fn sync_loop(shared: &Shared, wal: &File) {
 
 impl Drop for Durability {
     fn drop(&mut self) {
+        {
+            let p = self.shared.lock();
+            // For `bench cpu`: how well commits and syncs were grouped over the whole run.
+            tracing::debug!(
+                commits = p.committed,
+                syncs = p.syncs,
+                "state database closed"
+            );
+        }
         self.shared.lock().stop = true;
         self.shared.changed.notify_all();
         if let Some(t) = self.thread.take() {
