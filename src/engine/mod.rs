@@ -391,4 +391,4 @@ impl<P: Provider> Engine<P> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

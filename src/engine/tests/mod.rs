@@ -172,7 +172,7 @@ fn batch_engine(
 }
 
 /// Polls `what` every 10 ms for at most 10 s; panics with `label` if it never holds.
-async fn wait_until(label: &str, what: impl Fn() -> bool) {
+pub(crate) async fn wait_until(label: &str, what: impl Fn() -> bool) {
     for _ in 0..1000 {
         if what() {
             return;

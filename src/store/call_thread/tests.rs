@@ -2,6 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Store;
+use crate::engine::tests::wait_until;
 use crate::store::StoreError;
 
 /// One worker thread: a call run on it would keep the sender below from ever running.
@@ -73,17 +74,6 @@ fn mark(
             })
             .await
     }
-}
-
-/// Polls `what` every 10 ms for at most 10 s; panics with `label` if it never holds.
-async fn wait_until(label: &str, what: impl Fn() -> bool) {
-    for _ in 0..1000 {
-        if what() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {label}");
 }
 
 fn marked(store: &Store) -> Vec<i64> {
