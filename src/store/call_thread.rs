@@ -127,25 +127,38 @@ impl Writer {
             Err(e) => return self.fail_all(batch.into_iter().map(|w| (w.what, w.reply)), &e),
         };
         let mut kept = Vec::with_capacity(batch.len());
+        // Undone writes are answered with the batch, not before: every caller of a batch hears
+        // once it is over, so what a caller does next never races the batch's commit.
+        let mut undone = Vec::new();
         for w in batch {
             match savepoint(&tx, w.run) {
                 Ok(Ok(value)) => kept.push((value, w.what, w.reply)),
-                Ok(Err(e)) => drop(w.reply.send(Outcome::Failed(self.error(w.what, e)))),
-                Err(Undo::Panicked(panic)) => drop(w.reply.send(Outcome::Panicked(panic))),
+                Ok(Err(e)) => undone.push((w.reply, Outcome::Failed(self.error(w.what, e)))),
+                Err(Undo::Panicked(panic)) => undone.push((w.reply, Outcome::Panicked(panic))),
                 Err(Undo::Failed(e)) => {
                     // The savepoint itself failed: the transaction cannot be trusted.
+                    drop(tx);
+                    answer(undone);
                     let replies = kept.into_iter().map(|(_, what, r)| (what, r));
                     return self.fail_all(replies.chain([(w.what, w.reply)]), &e);
                 }
             }
         }
-        if let Err(e) = tx.commit() {
-            return self.fail_all(kept.into_iter().map(|(_, what, r)| (what, r)), &e);
-        }
-        let commit = self.numbering.committed();
-        drop(conn);
-        for (value, _, reply) in kept {
-            let _ = reply.send(Outcome::Committed(value, commit));
+        match tx.commit() {
+            Ok(()) => {
+                // Numbered while the connection is held, so numbers follow the WAL's order.
+                let commit = self.numbering.committed();
+                drop(conn);
+                answer(undone);
+                for (value, _, reply) in kept {
+                    let _ = reply.send(Outcome::Committed(value, commit));
+                }
+            }
+            Err(e) => {
+                drop(conn);
+                answer(undone);
+                self.fail_all(kept.into_iter().map(|(_, what, r)| (what, r)), &e);
+            }
         }
     }
 
@@ -175,6 +188,12 @@ impl Writer {
             what,
             source,
         }
+    }
+}
+
+fn answer(undone: Vec<(oneshot::Sender<Outcome>, Outcome)>) {
+    for (reply, outcome) in undone {
+        let _ = reply.send(outcome);
     }
 }
 

@@ -141,3 +141,137 @@ async fn a_write_is_answered_only_when_its_batch_is_on_disk() {
         .expect("answered once synced")
         .unwrap();
 }
+
+/// What one write in a round does after adding 1 to its job's `polls`: keep it, fail, or panic.
+#[derive(Debug, Clone, Copy)]
+enum Ending {
+    Keep,
+    Fail,
+    Panic,
+}
+
+fn ending() -> impl proptest::strategy::Strategy<Value = Ending> {
+    use proptest::prelude::*;
+    prop_oneof![6 => Just(Ending::Keep), 2 => Just(Ending::Fail), 1 => Just(Ending::Panic)]
+}
+
+/// Rounds of writes: each round's writes go out together, with the store's thread busy (so they
+/// queue into one batch) or not.
+fn rounds() -> impl proptest::strategy::Strategy<Value = Vec<(bool, Vec<(i64, Ending)>)>> {
+    use proptest::prelude::*;
+    let write = (1i64..=6, ending());
+    prop::collection::vec((any::<bool>(), prop::collection::vec(write, 1..12)), 1..8)
+}
+
+async fn round(store: &Arc<Store>, busy: bool, writes: &[(i64, Ending)]) -> Vec<Option<bool>> {
+    let release = if busy {
+        let (go, wait) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let blocker = Arc::clone(store);
+        tokio::spawn(async move {
+            blocker
+                .off_runtime(move |_| {
+                    let _ = started.send(());
+                    let _ = wait.recv_timeout(Duration::from_secs(30));
+                    Ok(())
+                })
+                .await
+        });
+        running.await.unwrap();
+        Some(go)
+    } else {
+        None
+    };
+    use futures_util::FutureExt;
+    // One task polls them all: each is queued at its first poll, before the thread is let go.
+    let writes = futures_util::future::join_all(writes.iter().map(|&(job_id, end)| {
+        let store = Arc::clone(store);
+        std::panic::AssertUnwindSafe(async move {
+            store
+                .write_async("count a poll", move |tx| {
+                    tx.execute("UPDATE jobs SET polls = polls + 1 WHERE id = ?1", [job_id])?;
+                    match end {
+                        Ending::Keep => Ok(()),
+                        Ending::Fail => tx.execute("UPDATE no_such_table SET x = 1", []).map(drop),
+                        Ending::Panic => panic!("a write that panics (expected by the test)"),
+                    }
+                })
+                .await
+        })
+        .catch_unwind()
+    }));
+    let release = async {
+        tokio::task::yield_now().await;
+        if let Some(go) = release {
+            go.send(()).unwrap();
+        }
+    };
+    let (answers, ()) = tokio::join!(writes, release);
+    answers
+        .into_iter()
+        .map(|answer| answer.ok().map(|written| written.is_ok()))
+        .collect()
+}
+
+fn polls(store: &Store) -> Vec<i64> {
+    let conn = store.conn();
+    let mut stmt = conn.prepare("SELECT polls FROM jobs ORDER BY id").unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Whatever mix of writes that keep, fail and panic, batched or not: after every round the
+    /// database holds exactly the kept ones, each caller heard what became of its write, and
+    /// writes let go together shared one commit. A failing case is printed by proptest and
+    /// kept in `proptest-regressions/`, so `cargo test --lib batches_keep` replays it.
+    #[test]
+    fn batches_keep_exactly_the_writes_that_succeeded(rounds in rounds()) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Arc::new(Store::open(dir.path()).unwrap());
+            store
+                .register_batch(
+                    &crate::store::tests::batch("b", None, 0),
+                    crate::store::tests::jobs("k", 6),
+                )
+                .unwrap();
+            let mut expected = vec![0i64; 6];
+            for (busy, writes) in &rounds {
+                let (commits_before, _) = store.commit_counts();
+                let heard = round(&store, *busy, writes).await;
+                for (&(job_id, end), heard) in writes.iter().zip(&heard) {
+                    let want = match end {
+                        Ending::Keep => Some(true),
+                        Ending::Fail => Some(false),
+                        Ending::Panic => None,
+                    };
+                    assert_eq!(*heard, want, "job {job_id}: {end:?}");
+                    if let Ending::Keep = end {
+                        expected[job_id as usize - 1] += 1;
+                    }
+                }
+                assert_eq!(polls(&store), expected, "after a round of {writes:?}");
+                let commits = store.commit_counts().0 - commits_before;
+                if *busy {
+                    assert_eq!(commits, 1, "writes let go together: one commit");
+                } else {
+                    assert!(
+                        commits >= 1 && commits as usize <= writes.len(),
+                        "{commits} commits for {} writes",
+                        writes.len()
+                    );
+                }
+            }
+        });
+    }
+}
