@@ -77,8 +77,8 @@ pub(crate) fn claim_next(
 }
 
 impl<P: Provider> Engine<P> {
-    /// [`claim_next`] in this engine's scope, on the blocking pool: holding a run of jobs over
-    /// budget is a commit each, and no tokio worker waits for them.
+    /// [`claim_next`] in this engine's scope, on the store's thread: the claim commits, and
+    /// holding a run of jobs over budget is a commit each; no tokio worker waits for them.
     pub(super) async fn claim_next(
         self: &Arc<Self>,
     ) -> Result<Option<(Box<SubmitIntent>, Commit)>, EngineError> {
