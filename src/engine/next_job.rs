@@ -7,14 +7,17 @@
 //! batch, jobs go in the order it registered them.
 //!
 //! May not: write the store except through its transitions (hold a job, claim it), or wait on
-//! anything: the submit stage paces and sends. The stage asks from async code through
-//! [`Engine::claim_next`], which runs the choice off the runtime's workers.
+//! anything: the submit stage paces and sends. The choice runs inside the claim's write
+//! transaction ([`crate::store::ClaimView`]): [`Engine::claim_next`] queues it on the store's
+//! thread, where it joins the next batch of writes.
 
 use std::sync::Arc;
 
 use super::{Engine, EngineError};
 use crate::provider::Provider;
-use crate::store::{Claim, Commit, ReadyBatch, ReadyJob, Scope, Store, StoreError, SubmitIntent};
+use crate::store::{ClaimView, Commit, ReadyBatch, ReadyJob, Scope, SubmitIntent};
+#[cfg(test)]
+use crate::store::{Store, StoreError};
 
 /// Claims in a row that found the job moved (a person's cancel or pause in another process)
 /// before the stage gives up until its next turn.
@@ -45,48 +48,61 @@ pub(crate) fn over_budget(job: &ReadyJob) -> Option<String> {
     })
 }
 
-/// Choose the next job in `scope` and commit its submit intent (not yet synced: the caller
-/// waits for the commit before sending). Jobs the budget holds are held on the way. `None`
-/// when nothing is ready.
-pub(crate) fn claim_next(
-    store: &Store,
+/// Choose the next job in `scope`, inside the claim's transaction: jobs the budget holds are
+/// held on the way, and the chosen job's submit intent is written. `None` when nothing is
+/// ready.
+pub(crate) fn choose(
+    view: &ClaimView<'_>,
     scope: &Scope,
-) -> Result<Option<(Box<SubmitIntent>, Commit)>, StoreError> {
+) -> rusqlite::Result<Option<SubmitIntent>> {
     let mut races = 0;
     while races < RACES {
-        let Some(batch) = first_in_line(&store.ready_batches(scope)?) else {
+        let Some(batch) = first_in_line(&view.ready_batches(scope)?) else {
             return Ok(None);
         };
-        let Some(job) = store.next_ready_job(batch)? else {
+        let Some(job) = view.next_ready_job(batch)? else {
             races += 1;
             continue;
         };
         // Holding is progress (the job leaves the ready ones), however many there are.
         if let Some(why) = over_budget(&job) {
-            if !store.hold_job(&job, &why)? {
+            if !view.hold(&job, &why)? {
                 races += 1;
             }
             continue;
         }
-        match store.claim(&job)? {
-            Claim::Intent(intent, commit) => return Ok(Some((intent, commit))),
-            Claim::Raced => races += 1,
+        match view.claim(&job)? {
+            Some(intent) => return Ok(Some(intent)),
+            None => races += 1,
         }
     }
     Ok(None)
 }
 
+/// [`choose`] on the calling thread, in its own transaction; the intent is committed, not yet
+/// synced (the caller waits for the commit before sending).
+#[cfg(test)]
+pub(crate) fn claim_next(
+    store: &Store,
+    scope: &Scope,
+) -> Result<Option<(Box<SubmitIntent>, Commit)>, StoreError> {
+    let (intent, commit) = store.claim_now(|view| choose(view, scope))?;
+    Ok(intent.map(|intent| (Box::new(intent), commit)))
+}
+
 impl<P: Provider> Engine<P> {
-    /// [`claim_next`] in this engine's scope, on the store's thread: the claim commits, and
-    /// holding a run of jobs over budget is a commit each; no tokio worker waits for them.
+    /// The next job in this engine's scope, chosen and claimed as one write in the store's
+    /// thread's next batch (with any holds on the way); no tokio worker waits for it. The
+    /// intent is committed, not yet synced.
     pub(super) async fn claim_next(
         self: &Arc<Self>,
     ) -> Result<Option<(Box<SubmitIntent>, Commit)>, EngineError> {
         let scope = self.scope().clone();
-        Ok(self
+        let (intent, commit) = self
             .store
-            .off_runtime(move |store| claim_next(store, &scope))
-            .await?)
+            .claim_with(move |view| choose(view, &scope))
+            .await?;
+        Ok(intent.map(|intent| (Box::new(intent), commit)))
     }
 
     /// Tasks in flight at the provider in this engine's scope. Asked inline: a count by an

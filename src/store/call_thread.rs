@@ -281,7 +281,11 @@ impl Store {
     }
 
     /// Queue `f` for the store's thread's next batch; its answer once the batch is committed.
-    async fn batched<T, F>(&self, what: &'static str, f: F) -> Result<(T, Commit), StoreError>
+    pub(super) async fn batched<T, F>(
+        &self,
+        what: &'static str,
+        f: F,
+    ) -> Result<(T, Commit), StoreError>
     where
         F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
         T: Send + 'static,

@@ -7,7 +7,7 @@
 //! what the engine decided on still holds (the job still ready, its batch still open, the
 //! credits committed to the batch unchanged) and otherwise claims nothing ([`Claim::Raced`]).
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::Cached;
 use super::jobs::{SubmitIntent, event, set_attempt_state};
@@ -48,57 +48,69 @@ pub enum Claim {
     Raced,
 }
 
+/// The claim's questions and transitions on one write transaction. The engine's choice of the
+/// next job runs inside it ([`Store::claim_with`]), so what it read is what it claims: no
+/// other writer can move a job between the two, and on disk the whole choice is one write in a
+/// batch of the store's thread.
+pub struct ClaimView<'a> {
+    tx: &'a Transaction<'a>,
+}
+
+impl ClaimView<'_> {
+    /// The batches in `scope` with a job ready to submit.
+    pub fn ready_batches(&self, scope: &Scope) -> rusqlite::Result<Vec<ReadyBatch>> {
+        ready_batches(self.tx, scope)
+    }
+
+    /// The batch's next ready job, if it has one.
+    pub fn next_ready_job(&self, batch_id: i64) -> rusqlite::Result<Option<ReadyJob>> {
+        next_ready_job(self.tx, batch_id)
+    }
+
+    /// Hold `job` with why (see [`Store::hold_job`]); whether it was held.
+    pub fn hold(&self, job: &ReadyJob, why: &str) -> rusqlite::Result<bool> {
+        hold_in(self.tx, job, why)
+    }
+
+    /// Commit `job`'s submit intent (see [`Store::claim`]); `None` if it moved.
+    pub fn claim(&self, job: &ReadyJob) -> rusqlite::Result<Option<SubmitIntent>> {
+        claim_in(self.tx, job)
+    }
+}
+
 impl Store {
+    /// Run the engine's choice `choose` in one transaction of the store's thread's next batch
+    /// (in memory: its own); what it returns, and the commit a submit must wait for.
+    pub async fn claim_with<T, F>(&self, choose: F) -> Result<(T, Commit), StoreError>
+    where
+        F: FnOnce(&ClaimView<'_>) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        if !self.durability.on_disk() {
+            return self.claim_now(choose);
+        }
+        let what = "commit a submit intent";
+        self.batched(what, move |tx| choose(&ClaimView { tx }))
+            .await
+    }
+
+    /// [`Store::claim_with`] on the calling thread, in its own transaction.
+    pub fn claim_now<T>(
+        &self,
+        choose: impl FnOnce(&ClaimView<'_>) -> rusqlite::Result<T>,
+    ) -> Result<(T, Commit), StoreError> {
+        self.apply("commit a submit intent", |tx| choose(&ClaimView { tx }))
+    }
+
     /// The batches in `scope` with a job ready to submit.
     pub fn ready_batches(&self, scope: &Scope) -> Result<Vec<ReadyBatch>, StoreError> {
-        let conn = self.conn();
-        let mut s = conn
-            .prepare_cached(&format!(
-                "SELECT b.id, b.priority,
-                     (SELECT coalesce(sum(c.n), 0) FROM batch_state_counts c
-                         WHERE c.batch_id = b.id AND c.state IN ('submitting', 'running'))
-                 FROM batches b
-                 WHERE b.paused = 0 AND b.cancelled = 0 {} AND {CANARY_OPEN}
-                     AND EXISTS (SELECT 1 FROM jobs j INDEXED BY jobs_ready
-                         WHERE j.batch_id = b.id AND j.state = 'planned' AND j.held IS NULL)",
-                scope.filter("b.id")
-            ))
-            .map_err(self.sql_error("list batches ready to submit"))?;
-        s.query_map([], |r| {
-            Ok(ReadyBatch {
-                batch_id: r.get(0)?,
-                priority: r.get(1)?,
-                in_flight: r.get::<_, i64>(2)?.max(0) as u64,
-            })
-        })
-        .and_then(|rows| rows.collect())
-        .map_err(self.sql_error("list batches ready to submit"))
+        ready_batches(&self.conn(), scope).map_err(self.sql_error("list batches ready to submit"))
     }
 
     /// The batch's next ready job, if it has one.
     pub fn next_ready_job(&self, batch_id: i64) -> Result<Option<ReadyJob>, StoreError> {
-        let conn = self.conn();
-        conn.row(
-            "SELECT j.id, j.estimate_credits, b.budget_credits,
-                 b.committed_credits + b.outside_credits,
-                 EXISTS (SELECT 1 FROM attempts a WHERE a.id = j.attempt_id AND a.state = 'unknown')
-             FROM jobs j INDEXED BY jobs_ready JOIN batches b ON b.id = j.batch_id
-             WHERE j.batch_id = ?1 AND j.state = 'planned' AND j.held IS NULL
-             ORDER BY j.id LIMIT 1",
-            [batch_id],
-            |r| {
-                Ok(ReadyJob {
-                    job_id: r.get(0)?,
-                    batch_id,
-                    estimate_credits: r.get::<_, Option<i64>>(1)?.map(|c| c.max(0) as u64),
-                    budget_credits: r.get::<_, Option<i64>>(2)?.map(|c| c.max(0) as u64),
-                    committed_credits: r.get::<_, i64>(3)?.max(0) as u64,
-                    resend: r.get(4)?,
-                })
-            },
-        )
-        .optional()
-        .map_err(self.sql_error("find the next job to submit"))
+        next_ready_job(&self.conn(), batch_id)
+            .map_err(self.sql_error("find the next job to submit"))
     }
 
     /// Hold a ready job, with why (its batch's budget): it waits until what its batch has
@@ -107,25 +119,7 @@ impl Store {
     /// whether it was held. A note, not waited for: the engine holds it again if a crash
     /// loses it.
     pub fn hold_job(&self, job: &ReadyJob, why: &str) -> Result<bool, StoreError> {
-        self.note("hold a job", |tx| {
-            let held = tx.exec(
-                "UPDATE jobs SET held = ?2, updated_at = ?3
-                 WHERE id = ?1 AND state = 'planned' AND held IS NULL
-                     AND (SELECT committed_credits + outside_credits FROM batches
-                         WHERE id = ?4) = ?5",
-                params![
-                    job.job_id,
-                    why,
-                    now_ms(),
-                    job.batch_id,
-                    job.committed_credits as i64
-                ],
-            )?;
-            if held == 1 {
-                event(tx, Some(job.batch_id), Some(job.job_id), "held", why)?;
-            }
-            Ok(held == 1)
-        })
+        self.note("hold a job", |tx| hold_in(tx, job, why))
     }
 
     /// Commit the submit intent of `job`, as the engine read it. Not waited for: the caller
@@ -138,6 +132,70 @@ impl Store {
             None => Claim::Raced,
         })
     }
+}
+
+fn ready_batches(conn: &Connection, scope: &Scope) -> rusqlite::Result<Vec<ReadyBatch>> {
+    let mut s = conn.prepare_cached(&format!(
+        "SELECT b.id, b.priority,
+             (SELECT coalesce(sum(c.n), 0) FROM batch_state_counts c
+                 WHERE c.batch_id = b.id AND c.state IN ('submitting', 'running'))
+         FROM batches b
+         WHERE b.paused = 0 AND b.cancelled = 0 {} AND {CANARY_OPEN}
+             AND EXISTS (SELECT 1 FROM jobs j INDEXED BY jobs_ready
+                 WHERE j.batch_id = b.id AND j.state = 'planned' AND j.held IS NULL)",
+        scope.filter("b.id")
+    ))?;
+    s.query_map([], |r| {
+        Ok(ReadyBatch {
+            batch_id: r.get(0)?,
+            priority: r.get(1)?,
+            in_flight: r.get::<_, i64>(2)?.max(0) as u64,
+        })
+    })
+    .and_then(|rows| rows.collect())
+}
+
+fn next_ready_job(conn: &Connection, batch_id: i64) -> rusqlite::Result<Option<ReadyJob>> {
+    conn.row(
+        "SELECT j.id, j.estimate_credits, b.budget_credits,
+             b.committed_credits + b.outside_credits,
+             EXISTS (SELECT 1 FROM attempts a WHERE a.id = j.attempt_id AND a.state = 'unknown')
+         FROM jobs j INDEXED BY jobs_ready JOIN batches b ON b.id = j.batch_id
+         WHERE j.batch_id = ?1 AND j.state = 'planned' AND j.held IS NULL
+         ORDER BY j.id LIMIT 1",
+        [batch_id],
+        |r| {
+            Ok(ReadyJob {
+                job_id: r.get(0)?,
+                batch_id,
+                estimate_credits: r.get::<_, Option<i64>>(1)?.map(|c| c.max(0) as u64),
+                budget_credits: r.get::<_, Option<i64>>(2)?.map(|c| c.max(0) as u64),
+                committed_credits: r.get::<_, i64>(3)?.max(0) as u64,
+                resend: r.get(4)?,
+            })
+        },
+    )
+    .optional()
+}
+
+fn hold_in(tx: &Transaction<'_>, job: &ReadyJob, why: &str) -> rusqlite::Result<bool> {
+    let held = tx.exec(
+        "UPDATE jobs SET held = ?2, updated_at = ?3
+         WHERE id = ?1 AND state = 'planned' AND held IS NULL
+             AND (SELECT committed_credits + outside_credits FROM batches
+                 WHERE id = ?4) = ?5",
+        params![
+            job.job_id,
+            why,
+            now_ms(),
+            job.batch_id,
+            job.committed_credits as i64
+        ],
+    )?;
+    if held == 1 {
+        event(tx, Some(job.batch_id), Some(job.job_id), "held", why)?;
+    }
+    Ok(held == 1)
 }
 
 /// A ready job as its claim's transaction finds it.

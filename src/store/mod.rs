@@ -47,7 +47,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use account::{AccountLedger, BalanceRead};
-pub use claims::{Claim, ReadyBatch, ReadyJob};
+pub use claims::{Claim, ClaimView, ReadyBatch, ReadyJob};
 pub use durable::Commit;
 pub use jobs::{
     AdoptedSubmit, AfterFailure, DownloadItem, InterruptedSubmit, JobStateCounts, LandedClip,
