@@ -2,8 +2,9 @@
 //! choice leads to: a job held by its batch's budget, or its submit intent committed (attempt
 //! row, idempotency key, state `submitting`) before anything is sent.
 //!
-//! Owns: those queries and transitions. May not: choose (which batch goes first, whether a job
-//! fits its budget: `engine::next_job` decides). A claim re-checks, in its transaction, that
+//! Owns: those queries and transitions, and [`ClaimView`], which offers them on one write
+//! transaction so the engine's choice and its claim are one step. May not: choose (which
+//! batch goes first, whether a job fits its budget: `engine::next_job` decides). A claim re-checks, in its transaction, that
 //! what the engine decided on still holds (the job still ready, its batch still open, the
 //! credits committed to the batch unchanged) and otherwise claims nothing ([`Claim::Raced`]).
 

@@ -27,20 +27,12 @@ async fn a_store_call_that_waits_leaves_the_runtime_running() {
     assert_eq!(held, 0);
 }
 
-/// An on-disk store with `n` planned jobs (ids 1..=n), and its thread kept busy until the
-/// returned sender says go: writes sent meanwhile queue up for one batch.
-async fn busy_store(n: usize) -> (tempfile::TempDir, Arc<Store>, std::sync::mpsc::Sender<()>) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path()).unwrap());
-    store
-        .register_batch(
-            &crate::store::tests::batch("b", None, 0),
-            crate::store::tests::jobs("k", n),
-        )
-        .unwrap();
+/// Keep the store's thread busy until the returned sender says go: writes sent meanwhile
+/// queue up for one batch.
+async fn hold_busy(store: &Arc<Store>) -> std::sync::mpsc::Sender<()> {
     let (go, wait) = std::sync::mpsc::channel::<()>();
     let (started, running) = tokio::sync::oneshot::channel();
-    let blocker = Arc::clone(&store);
+    let blocker = Arc::clone(store);
     tokio::spawn(async move {
         blocker
             .off_runtime(move |_| {
@@ -54,6 +46,21 @@ async fn busy_store(n: usize) -> (tempfile::TempDir, Arc<Store>, std::sync::mpsc
         .await
         .expect("the store's thread takes the blocking call")
         .unwrap();
+    go
+}
+
+/// An on-disk store with `n` planned jobs (ids 1..=n), and its thread kept busy until the
+/// returned sender says go: writes sent meanwhile queue up for one batch.
+async fn busy_store(n: usize) -> (tempfile::TempDir, Arc<Store>, std::sync::mpsc::Sender<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    store
+        .register_batch(
+            &crate::store::tests::batch("b", None, 0),
+            crate::store::tests::jobs("k", n),
+        )
+        .unwrap();
+    let go = hold_busy(&store).await;
     (dir, store, go)
 }
 
@@ -164,23 +171,9 @@ fn rounds() -> impl proptest::strategy::Strategy<Value = Vec<(bool, Vec<(i64, En
 }
 
 async fn round(store: &Arc<Store>, busy: bool, writes: &[(i64, Ending)]) -> Vec<Option<bool>> {
-    let release = if busy {
-        let (go, wait) = std::sync::mpsc::channel::<()>();
-        let (started, running) = tokio::sync::oneshot::channel();
-        let blocker = Arc::clone(store);
-        tokio::spawn(async move {
-            blocker
-                .off_runtime(move |_| {
-                    let _ = started.send(());
-                    let _ = wait.recv_timeout(Duration::from_secs(30));
-                    Ok(())
-                })
-                .await
-        });
-        running.await.unwrap();
-        Some(go)
-    } else {
-        None
+    let release = match busy {
+        true => Some(hold_busy(store).await),
+        false => None,
     };
     use futures_util::FutureExt;
     // One task polls them all: each is queued at its first poll, before the thread is let go.
