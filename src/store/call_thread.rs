@@ -1,14 +1,15 @@
 //! The store's own thread: store calls made from async code, and group commit of writes.
 //!
-//! Owns: the one thread that runs the engine's store calls (`Store::off_runtime`) and its
-//! transitions made from async code (`Store::write_async`). A call may wait on the connection's
+//! Owns: the one thread that runs the engine's store calls (`Store::off_runtime`), its
+//! transitions made from async code (`Store::write_async`, `Store::note_async`) and its
+//! claims (`Store::claim_with`). A call may wait on the connection's
 //! lock, on SQLite's busy timeout (another process writing) or on the disk; a tokio worker that
 //! waited would stall every task scheduled on it (the pacing's timers, the provider's answers).
 //! Writes that queue up while the thread is busy are applied together, in one transaction,
 //! each in its own savepoint (one write's failure undoes only that write): many transitions,
-//! one commit, and one sync for all of them (`durable.rs`). Each caller hears back when the
-//! batch is committed and then waits for the sync itself, so nothing acts before its write is
-//! on disk.
+//! one commit, and one sync for all of them (`durable.rs`). Every caller of a batch hears back
+//! once it is over (committed, or undone), and one whose write must be on disk first waits for
+//! the sync itself, so nothing acts before its write is on disk.
 //!
 //! May not: add SQL or decide anything: it runs what it is given. One thread, not tokio's
 //! blocking pool: SQLite's allocations spread over many threads cost each its own malloc arena.
