@@ -40,7 +40,8 @@ pub struct ReadyJob {
     pub resend: bool,
 }
 
-/// What a claim came to.
+/// What a claim came to ([`Store::claim`], for tests of its re-checks).
+#[cfg(test)]
 #[derive(Debug)]
 pub enum Claim {
     /// The intent is committed (not yet synced: wait for the commit before sending).
@@ -79,6 +80,8 @@ impl ClaimView<'_> {
     }
 }
 
+/// The engine claims through [`Store::claim_with`]; the single steps below (`cfg(test)`) let
+/// tests read, hold and claim one at a time to check each step's re-checks.
 impl Store {
     /// Run the engine's choice `choose` in one transaction of the store's thread's next batch
     /// (in memory: its own); what it returns, and the commit a submit must wait for.
@@ -104,21 +107,21 @@ impl Store {
     }
 
     /// The batches in `scope` with a job ready to submit.
+    #[cfg(test)]
     pub fn ready_batches(&self, scope: &Scope) -> Result<Vec<ReadyBatch>, StoreError> {
         ready_batches(&self.conn(), scope).map_err(self.sql_error("list batches ready to submit"))
     }
 
     /// The batch's next ready job, if it has one.
+    #[cfg(test)]
     pub fn next_ready_job(&self, batch_id: i64) -> Result<Option<ReadyJob>, StoreError> {
         next_ready_job(&self.conn(), batch_id)
             .map_err(self.sql_error("find the next job to submit"))
     }
 
-    /// Hold a ready job, with why (its batch's budget): it waits until what its batch has
-    /// committed changes. Only while the credits committed are still those the engine read:
-    /// a refund in between would otherwise leave it held for a budget that fits. Returns
-    /// whether it was held. A note, not waited for: the engine holds it again if a crash
-    /// loses it.
+    /// [`ClaimView::hold`] in its own transaction (a note, not waited for: the engine holds it
+    /// again if a crash loses it).
+    #[cfg(test)]
     pub fn hold_job(&self, job: &ReadyJob, why: &str) -> Result<bool, StoreError> {
         self.note("hold a job", |tx| hold_in(tx, job, why))
     }
@@ -126,6 +129,7 @@ impl Store {
     /// Commit the submit intent of `job`, as the engine read it. Not waited for: the caller
     /// must [`Store::settled`] the commit before anything of the submit leaves (group commit:
     /// many intents claimed in a row share one sync).
+    #[cfg(test)]
     pub fn claim(&self, job: &ReadyJob) -> Result<Claim, StoreError> {
         let (intent, commit) = self.apply("commit a submit intent", |tx| claim_in(tx, job))?;
         Ok(match intent {
@@ -179,6 +183,9 @@ fn next_ready_job(conn: &Connection, batch_id: i64) -> rusqlite::Result<Option<R
     .optional()
 }
 
+/// Hold a ready job, with why (its batch's budget): it waits until what its batch has
+/// committed changes. Only while the credits committed are still those the engine read: a
+/// refund in between would otherwise leave it held for a budget that fits. Whether it was held.
 fn hold_in(tx: &Transaction<'_>, job: &ReadyJob, why: &str) -> rusqlite::Result<bool> {
     let held = tx.exec(
         "UPDATE jobs SET held = ?2, updated_at = ?3

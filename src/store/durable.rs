@@ -272,15 +272,15 @@ fn sync_loop(shared: &Shared, wal: &File) {
 impl Drop for Durability {
     fn drop(&mut self) {
         {
-            let p = self.shared.lock();
+            let mut p = self.shared.lock();
             // For `bench cpu`: how well commits and syncs were grouped over the whole run.
             tracing::debug!(
                 commits = p.committed,
                 syncs = p.syncs,
                 "state database closed"
             );
+            p.stop = true;
         }
-        self.shared.lock().stop = true;
         self.shared.changed.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();

@@ -47,7 +47,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 
 pub use account::{AccountLedger, BalanceRead};
-pub use claims::{Claim, ClaimView, ReadyBatch, ReadyJob};
+#[cfg(test)]
+pub use claims::Claim;
+pub use claims::{ClaimView, ReadyBatch, ReadyJob};
 pub use durable::Commit;
 pub use jobs::{
     AdoptedSubmit, AfterFailure, DownloadItem, InterruptedSubmit, JobStateCounts, LandedClip,
