@@ -102,12 +102,7 @@ impl<P: Provider> Engine<P> {
                     let (engine, stop) = (self.clone(), stop.clone());
                     running.spawn(async move {
                         let id = item.job_id;
-                        let r = tokio::select! {
-                            r = engine.download_one(item) => r,
-                            // Dropping the download future drops its temp file guard.
-                            _ = stop.cancelled() => Ok(()),
-                        };
-                        (id, r)
+                        (id, engine.download_one(item, &stop).await)
                     });
                 }
             }
@@ -148,8 +143,8 @@ impl<P: Provider> Engine<P> {
             let mut batch = JoinSet::new();
             for item in items {
                 tried.push(item.job_id);
-                let engine = self.clone();
-                batch.spawn(async move { engine.download_one(item).await });
+                let (engine, stop) = (self.clone(), stop.clone());
+                batch.spawn(async move { engine.download_one(item, &stop).await });
             }
             while let Some(done) = batch.join_next().await {
                 super::joined(done)?;
@@ -157,10 +152,15 @@ impl<P: Provider> Engine<P> {
         }
     }
 
-    async fn download_one(self: Arc<Self>, item: DownloadItem) -> Result<(), EngineError> {
+    async fn download_one(
+        self: Arc<Self>,
+        item: DownloadItem,
+        stop: &CancellationToken,
+    ) -> Result<(), EngineError> {
         let store = &self.store;
-        match self.fetch_clip(&item).await {
-            Ok(landed) => {
+        match self.fetch_clip(&item, stop).await {
+            Ok(None) => {}
+            Ok(Some(landed)) => {
                 store
                     .record_downloaded(
                         &item,

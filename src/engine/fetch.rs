@@ -12,6 +12,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
 
 use super::Engine;
 use super::download::{DownloadError, Landed, TEMP_SUFFIX};
@@ -35,7 +36,33 @@ fn local(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + use<> {
 }
 
 impl<P: Provider> Engine<P> {
-    pub(super) async fn fetch_clip(&self, item: &DownloadItem) -> Result<Landed, DownloadError> {
+    /// The clip fetched, checked and landed; `None` when `stop` came first. A stop cuts off
+    /// only the fetch (its temp file goes with it): once the clip is whole, landing it and
+    /// recording it run to the end, so no clip is left under its final name unrecorded.
+    pub(super) async fn fetch_clip(
+        &self,
+        item: &DownloadItem,
+        stop: &CancellationToken,
+    ) -> Result<Option<Landed>, DownloadError> {
+        let (out, temp, bytes, sha256) = tokio::select! {
+            whole = self.fetch_whole(item) => whole?,
+            _ = stop.cancelled() => return Ok(None),
+        };
+        let path = self
+            .land_and_remember(item, out, temp, &sha256, bytes)
+            .await?;
+        Ok(Some(Landed {
+            path,
+            sha256,
+            bytes,
+        }))
+    }
+
+    /// The body in its temp file, synced and checked whole, with its length and digest.
+    async fn fetch_whole(
+        &self,
+        item: &DownloadItem,
+    ) -> Result<(Arc<OutputDir>, TempName, u64, String), DownloadError> {
         let dir = PathBuf::from(&item.output_dir);
         // Opened once, not through a link at its name; every file below goes through it.
         let out = self.folders.get(&dir).map_err(local(&dir))?;
@@ -72,15 +99,7 @@ impl<P: Provider> Engine<P> {
             digest,
         } = self.stream_to_temp(&out, response).await?;
         check_whole(&out, &temp, file, digest, announced).await?;
-        let sha256 = hex::encode(digest);
-        let path = self
-            .land_and_remember(item, out, temp, &sha256, bytes)
-            .await?;
-        Ok(Landed {
-            path,
-            sha256,
-            bytes,
-        })
+        Ok((out, temp, bytes, hex::encode(digest)))
     }
 
     /// The body into a new temp file in the folder, under `limits.max_clip_bytes`, as long as

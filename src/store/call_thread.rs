@@ -55,6 +55,7 @@ enum Work {
 #[derive(Debug, Default)]
 pub(super) struct CallThread {
     queue: OnceLock<Sender<Work>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// What the thread needs to commit a batch: the write connection, and the commits' numbering.
@@ -66,8 +67,42 @@ struct Writer {
 
 impl CallThread {
     fn send(&self, store: &Store, work: Work) -> Result<(), StoreError> {
-        let queue = self.queue.get_or_init(|| start(store));
+        let queue = self.queue.get_or_init(|| self.start(store));
         queue.send(work).map_err(|_| gone(store))
+    }
+
+    fn start(&self, store: &Store) -> Sender<Work> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = Writer {
+            conn: Arc::clone(&store.writer),
+            numbering: store.durability.numbering(),
+            path: store.path.clone(),
+        };
+        // If the thread cannot start, the sender's receiver is gone and every call says so.
+        let thread = std::thread::Builder::new()
+            .name("recast-store".into())
+            .spawn(move || run(&rx, &writer));
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = thread.ok();
+        tx
+    }
+
+    /// Let the thread finish what is queued, then stop. A write whose caller stopped waiting
+    /// (a run shut down, a note not waited for) is still committed before the store is gone,
+    /// not lost with the process.
+    pub(super) fn close(&mut self) {
+        drop(self.queue.take());
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        // The last handle to a store may be let go on its own thread (an `off_runtime` call
+        // whose caller went away): that thread ends by itself once the queue is empty.
+        if let Some(thread) = thread
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -79,20 +114,6 @@ fn gone(store: &Store) -> StoreError {
         ),
         source: std::io::Error::other("the store's thread has stopped"),
     }
-}
-
-fn start(store: &Store) -> Sender<Work> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let writer = Writer {
-        conn: Arc::clone(&store.writer),
-        numbering: store.durability.numbering(),
-        path: store.path.clone(),
-    };
-    // If the thread cannot start, the sender's receiver is gone and every call says so.
-    let _ = std::thread::Builder::new()
-        .name("recast-store".into())
-        .spawn(move || run(&rx, &writer));
-    tx
 }
 
 /// Calls in order; writes that arrive together go in one batch (a call that comes after them

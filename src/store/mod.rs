@@ -217,6 +217,13 @@ pub struct Store {
     path: PathBuf,
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Before `durability` (a field, dropped after this) makes its last sync.
+        self.calls.close();
+    }
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -149,6 +149,42 @@ async fn a_write_is_answered_only_when_its_batch_is_on_disk() {
         .unwrap();
 }
 
+/// A run that shuts down lets go of writes it no longer waits for: they are committed before
+/// the store is gone (a daemon's last transitions are not lost with its process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_no_one_waits_for_are_committed_before_the_store_is_let_go() {
+    use futures_util::FutureExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let jobs = crate::store::tests::jobs("k", 3);
+    let batch = crate::store::tests::batch("b", None, 0);
+    store.register_batch(&batch, jobs).unwrap();
+    // Busy with a call that holds no handle to the store (`off_runtime`'s would): the test's
+    // is the last.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let (started, running) = std::sync::mpsc::channel::<()>();
+    let block = super::Work::Call(Box::new(move || {
+        let _ = started.send(());
+        let _ = wait.recv_timeout(Duration::from_secs(30));
+    }));
+    store.calls.send(&store, block).unwrap();
+    running.recv_timeout(Duration::from_secs(30)).unwrap();
+    for id in 1..=3 {
+        // Queued at its first poll, then dropped: its caller is gone.
+        assert!(Box::pin(mark(&store, id, false)).now_or_never().is_none());
+    }
+    // The thread is let go a little after the store is: a drop that did not wait for it would
+    // be over before the writes are committed.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = go.send(());
+    });
+    drop(store);
+    let reopened = Store::open(dir.path()).unwrap();
+    assert_eq!(marked(&reopened), vec![1, 2, 3]);
+    release.join().unwrap();
+}
+
 /// What one write in a round does after adding 1 to its job's `polls`: keep it, fail, or panic.
 #[derive(Debug, Clone, Copy)]
 enum Ending {
