@@ -21,10 +21,12 @@ impl<P: Provider> Engine<P> {
     }
 
     /// Ask again later, noting that in the store only when `write` says every answer is.
-    fn again(&self, item: &PollItem, write: ProgressWrite) -> Result<Polled, EngineError> {
+    async fn again(&self, item: &PollItem, write: ProgressWrite) -> Result<Polled, EngineError> {
         if let ProgressWrite::Always = write {
             let next = self.next_poll_at(item.polls);
-            self.store.record_progress(item.job_id, None, next)?;
+            self.store
+                .record_poll(item.job_id, None, next, None)
+                .await?;
         }
         Ok(Polled::Again {
             wrote: None,
@@ -64,7 +66,7 @@ impl<P: Provider> Engine<P> {
                 }
                 None => {
                     tracing::warn!(task = %item.task_id, "completed without a clip URL; asking again");
-                    return self.again(item, write);
+                    return self.again(item, write).await;
                 }
             },
             TaskState::Failed | TaskState::Cancelled => {
@@ -198,17 +200,17 @@ impl<P: Provider> Engine<P> {
                 Ok(Polled::Left)
             }
             // The pause was set when the answer came (`poll.rs`).
-            ProviderError::RateLimited { .. } => self.again(item, write),
+            ProviderError::RateLimited { .. } => self.again(item, write).await,
             e @ ProviderError::Unauthorized { .. } => {
                 self.halt(Halt::Unauthorized(e.to_string()));
-                self.again(item, ProgressWrite::Since(None))
+                self.again(item, ProgressWrite::Since(None)).await
             }
             e => {
                 tracing::debug!(task = %item.task_id, "poll failed, will ask again: {e}");
                 if self.too_old(item).await? {
                     return Ok(Polled::Left);
                 }
-                self.again(item, write)
+                self.again(item, write).await
             }
         }
     }

@@ -309,7 +309,7 @@ impl<P: Provider> Engine<P> {
                     *n
                 };
                 if self.config.trust_idempotency && resends <= self.config.max_unknown_resends {
-                    store.release_unknown_job(intent.job_id)?;
+                    store.release_unknown_job(intent.job_id).await?;
                     tracing::warn!(subject = %intent.subject_id, "{why}; re-sending under the same idempotency key");
                 } else {
                     self.note_outcome(intent.job_id);

@@ -90,6 +90,7 @@ impl Store {
         .map_err(self.sql_error("find the next poll"))
     }
 
+    #[cfg(test)]
     pub fn record_progress(
         &self,
         job_id: i64,

@@ -11,14 +11,15 @@ use super::{JobState, Store, StoreError, now_ms};
 
 impl Store {
     /// Send one `unknown` job back to be submitted under its same idempotency key.
-    pub fn release_unknown_job(&self, job_id: i64) -> Result<(), StoreError> {
-        self.write("release an unknown submit", |tx| {
+    pub async fn release_unknown_job(&self, job_id: i64) -> Result<(), StoreError> {
+        self.write_async("release an unknown submit", move |tx| {
             tx.exec(
                 "UPDATE jobs SET state = 'planned', updated_at = ?2 WHERE id = ?1 AND state = 'unknown'",
                 params![job_id, now_ms()],
             )?;
             Ok(())
         })
+        .await
     }
 
     /// Credits committed to a batch: attempts possibly billed (the budget counts these).
