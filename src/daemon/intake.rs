@@ -118,21 +118,28 @@ impl Intake {
             Err(crate::plan::PlanError::Store(e)) => return Err(e),
             Err(e) => return Ok(Outcome::Invalid(e.to_string())),
         };
-        let report = match register(
-            &self.store,
-            &plan,
-            &self.provider_id,
-            &plan.batch.output_dir,
-            priority,
-        ) {
+        // On the store's thread: a large batch's registration is one long write, which would
+        // hold a worker, and beside the engine's batches it is the daemon's one writer.
+        let provider_id = self.provider_id.clone();
+        let (registered, plan) = self
+            .store
+            .off_runtime(move |store| {
+                let out = plan.batch.output_dir.clone();
+                let registered = register(store, &plan, &provider_id, &out, priority);
+                if registered.is_ok()
+                    && let Err(e) =
+                        crate::plan::known::remember(store, &plan, crate::file_identity::RACY)
+                {
+                    tracing::warn!("cannot keep the digests of the files read: {e}");
+                }
+                Ok((registered, plan))
+            })
+            .await?;
+        let report = match registered {
             Ok(report) => report,
             Err(RegisterError::Store(e)) => return Err(e),
             Err(e) => return Ok(Outcome::Invalid(e.to_string())),
         };
-        if let Err(e) = crate::plan::known::remember(&self.store, &plan, crate::file_identity::RACY)
-        {
-            tracing::warn!("cannot keep the digests of the files read: {e}");
-        }
         let invalid_images = plan
             .jobs()
             .filter(|j| j.status == JobStatus::Invalid)

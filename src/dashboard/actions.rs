@@ -56,18 +56,22 @@ pub(super) async fn act(
         )
             .into_response();
     }
-    let store = &d.store;
+    let trust = d.trust_idempotency;
     let done = match action.as_str() {
-        "pause" => store.set_paused(Some(id), true).map(|_| ()),
+        "pause" => super::write(&d, move |store| store.set_paused(Some(id), true).map(drop)).await,
         // Resume also undoes a person's cancel, like `recast resume BATCH`.
-        "resume" => store.set_paused(Some(id), false).and_then(|_| {
-            if store.batch_summary(id)?.cancelled {
-                store.uncancel(id)?;
-            }
-            Ok(())
-        }),
-        "cancel" => store.cancel(id, false).map(|_| ()),
-        "approve" => store.approve(id).map(|_| ()),
+        "resume" => {
+            super::write(&d, move |store| {
+                store.set_paused(Some(id), false)?;
+                if store.batch_summary(id)?.cancelled {
+                    store.uncancel(id)?;
+                }
+                Ok(())
+            })
+            .await
+        }
+        "cancel" => super::write(&d, move |store| store.cancel(id, false).map(drop)).await,
+        "approve" => super::write(&d, move |store| store.approve(id).map(drop)).await,
         "retry" => {
             let which = RetrySelection {
                 failed: form.failed,
@@ -75,16 +79,26 @@ pub(super) async fn act(
                 unknown: form.unknown,
                 ..Default::default()
             };
-            match store.retry_price(id, which, d.trust_idempotency) {
-                Ok(price) if price.may_bill_twice > 0 && !form.yes => {
+            let consented = form.yes;
+            // Priced and sent back in one call on the writer's thread: no other change to
+            // the batch comes between the price and the retry.
+            let retried = super::write(&d, move |store| {
+                let price = store.retry_price(id, which, trust)?;
+                if price.may_bill_twice > 0 && !consented {
+                    return Ok(false);
+                }
+                store.retry(id, which, trust).map(|_| true)
+            })
+            .await;
+            match retried {
+                Ok(false) => {
                     return (
                         StatusCode::CONFLICT,
                         "this retry may bill a clip twice: go back and tick \"I accept that\"\n",
                     )
                         .into_response();
                 }
-                Ok(_) => store.retry(id, which, d.trust_idempotency).map(|_| ()),
-                Err(e) => Err(e),
+                other => other.map(drop),
             }
         }
         _ => return (StatusCode::NOT_FOUND, "no such action\n").into_response(),

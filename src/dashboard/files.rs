@@ -44,7 +44,11 @@ pub(super) async fn thumbnail(
     {
         return png_response(png.clone());
     }
-    let spec = match d.store.job_files(id, &key) {
+    let files = {
+        let key = key.clone();
+        super::read(&d, move |store| store.job_files(id, &key)).await
+    };
+    let spec = match files {
         Ok(Some((spec, _))) => spec,
         Ok(None) => return not_found(),
         Err(e) => return super::pages::failure(e),
@@ -110,7 +114,7 @@ pub(super) async fn clip(
     Path((id, key)): Path<(i64, String)>,
     headers: HeaderMap,
 ) -> Response {
-    let path = match d.store.job_files(id, &key) {
+    let path = match super::read(&d, move |store| store.job_files(id, &key)).await {
         Ok(Some((_, Some(path)))) => path,
         Ok(_) => return not_found(),
         Err(e) => return super::pages::failure(e),

@@ -9,6 +9,9 @@
 //!
 //! - `pages.rs`: the HTML (maud), `files.rs`: thumbnails and clips, `actions.rs`: the POSTs.
 //!
+//! No handler touches the store on a tokio worker: reads run on the blocking pool, changes on
+//! the store's thread (the daemon's one writer).
+//!
 //! May not: hold SQL (the store does), or serve a file it did not record: thumbnails come from
 //! the subject images the store recorded and clips from the paths it landed, each opened
 //! without following links.
@@ -42,6 +45,35 @@ pub struct Dashboard {
 }
 
 pub type Shared = Arc<Dashboard>;
+
+/// Store reads for a page, on tokio's blocking pool and a read connection: a batch's rows may
+/// be many, and a worker that read them would hold up every task scheduled on it.
+async fn read<T, F>(d: &Shared, read: F) -> Result<T, crate::store::StoreError>
+where
+    F: FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let store = Arc::clone(&d.store);
+    tokio::task::spawn_blocking(move || read(&store))
+        .await
+        .unwrap_or_else(|e| match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(crate::store::StoreError::Io {
+                what: "read the state folder".into(),
+                source: std::io::Error::other("the daemon is stopping"),
+            }),
+        })
+}
+
+/// A person's change to a batch, on the store's thread: the daemon's one writer, so a button
+/// never waits for the writer's lock on a worker.
+async fn write<T, F>(d: &Shared, write: F) -> Result<T, crate::store::StoreError>
+where
+    F: FnOnce(&Store) -> Result<T, crate::store::StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    d.store.off_runtime(write).await
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {

@@ -60,11 +60,11 @@ fn money(s: &BatchSummary) -> String {
 }
 
 pub(super) async fn batch_list(State(d): State<Shared>) -> Response {
-    let summaries: Result<Vec<BatchSummary>, _> = d.store.batch_ids_named(None).and_then(|ids| {
-        ids.into_iter()
-            .map(|id| d.store.batch_summary(id))
-            .collect()
-    });
+    let summaries: Result<Vec<BatchSummary>, _> = super::read(&d, |store| {
+        let ids = store.batch_ids_named(None)?;
+        ids.into_iter().map(|id| store.batch_summary(id)).collect()
+    })
+    .await;
     let summaries = match summaries {
         Ok(s) => s,
         Err(e) => return failure(e),
@@ -104,9 +104,12 @@ pub(super) async fn batch_list(State(d): State<Shared>) -> Response {
 }
 
 pub(super) async fn batch_page(State(d): State<Shared>, Path(id): Path<i64>) -> Response {
-    let (s, rows) = match (d.store.batch_summary(id), d.store.job_rows(id, &[])) {
-        (Ok(s), Ok(r)) => (s, r),
-        (Err(e), _) | (_, Err(e)) => return failure(e),
+    let read = super::read(&d, move |store| {
+        Ok((store.batch_summary(id)?, store.job_rows(id, &[])?))
+    });
+    let (s, rows) = match read.await {
+        Ok(read) => read,
+        Err(e) => return failure(e),
     };
     let csrf = &d.csrf;
     let action = |name: &str, label: &str| {
@@ -171,7 +174,7 @@ fn cards(id: i64, rows: &[JobRow]) -> Markup {
 }
 
 pub(super) async fn grid(State(d): State<Shared>, Path(id): Path<i64>) -> Response {
-    match d.store.job_rows(id, &[]) {
+    match super::read(&d, move |store| store.job_rows(id, &[])).await {
         Ok(rows) => Html(cards(id, &rows).into_string()).into_response(),
         Err(e) => failure(e),
     }
@@ -206,15 +209,16 @@ pub(super) async fn retry_page(
 ) -> Response {
     let which = q.selection();
     let chosen = q.failed || q.expired || q.unknown;
-    let price = match d.store.retry_price(id, which, d.trust_idempotency) {
-        Ok(p) => p,
+    let trust = d.trust_idempotency;
+    let read = super::read(&d, move |store| {
+        let price = store.retry_price(id, which, trust)?;
+        let name = store.batch_summary(id).map(|s| s.name).unwrap_or_default();
+        Ok((price, name))
+    });
+    let (price, name) = match read.await {
+        Ok(read) => read,
         Err(e) => return failure(e),
     };
-    let name = d
-        .store
-        .batch_summary(id)
-        .map(|s| s.name)
-        .unwrap_or_default();
     page(
         &format!("retry {name}"),
         html! {

@@ -1,8 +1,9 @@
 //! The store's own thread: store calls made from async code, and group commit of writes.
 //!
-//! Owns: the one thread that runs the engine's store calls (`Store::off_runtime`), its
+//! Owns: the one thread that runs the engine's store calls (`Store::off_runtime`: also the
+//! daemon's registrations and a dashboard's changes, so one thread writes in a daemon), its
 //! transitions made from async code (`Store::write_async`, `Store::note_async`) and its
-//! claims (`Store::claim_with`). A call may wait on the connection's
+//! claims (`Store::claim_with`). When the store is let go the thread finishes its queue first. A call may wait on the connection's
 //! lock, on SQLite's busy timeout (another process writing) or on the disk; a tokio worker that
 //! waited would stall every task scheduled on it (the pacing's timers, the provider's answers).
 //! Writes that queue up while the thread is busy are applied together, in one transaction,

@@ -7,7 +7,8 @@
 //! queue up together commit as one transaction. What the engine is told has happened is on
 //! disk (group commit, `durable.rs`): writes that must precede a side effect wait for their
 //! commit's sync, and many share one. Reads go through their own connection, never the
-//! writer's.
+//! writer's, and a second one is opened when a read finds the first busy (a long read beside
+//! quick ones). A store let go finishes the writes queued on its thread first.
 //!
 //! May not: contain business rules beyond the transitions (when to retry, what to submit next
 //! is the engine's), talk to the network, or print.
@@ -41,7 +42,7 @@ mod submits;
 mod views;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
@@ -209,6 +210,10 @@ impl Cached for Connection {
 pub struct Store {
     /// Reads: its own connection, so a read never waits behind a write's transaction.
     reader: Arc<Mutex<Connection>>,
+    /// A second read connection, opened the first time a read finds the first one busy (a
+    /// dashboard's long read beside the engine's quick ones): a quick read does not wait
+    /// for a long one to end.
+    spare_reader: OnceLock<Option<Mutex<Connection>>>,
     /// The one connection that writes; commits are numbered and synced by `durability`.
     writer: Arc<Mutex<Connection>>,
     durability: durable::Durability,
@@ -303,6 +308,7 @@ impl Store {
         Ok(Store {
             reader: Arc::new(Mutex::new(reader)),
             writer: Arc::new(Mutex::new(writer)),
+            spare_reader: OnceLock::new(),
             durability,
             calls: call_thread::CallThread::default(),
             path,
@@ -322,6 +328,7 @@ impl Store {
         Ok(Store {
             reader: Arc::clone(&conn),
             writer: conn,
+            spare_reader: OnceLock::new(),
             durability: durable::Durability::start(None, &path)?,
             calls: call_thread::CallThread::default(),
             path,
@@ -372,7 +379,47 @@ impl Store {
     /// The read connection.
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (the transaction rolls back).
-        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+        let first = match self.reader.try_lock() {
+            Ok(conn) => return conn,
+            Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => &*self.reader,
+        };
+        match self.spare_reader() {
+            Some(spare) => match spare.try_lock() {
+                Ok(conn) => conn,
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                // Both busy: wait for the first.
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    first.lock().unwrap_or_else(|p| p.into_inner())
+                }
+            },
+            None => first.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    /// The spare read connection, opened on first use; `None` in memory (one connection is the
+    /// whole database) or when it cannot be opened (reads then wait for the first).
+    fn spare_reader(&self) -> Option<&Mutex<Connection>> {
+        if !self.durability.on_disk() {
+            return None;
+        }
+        let open = || {
+            let conn = Connection::open(&self.path).map_err(|source| StoreError::Sql {
+                path: self.path.clone(),
+                what: "open",
+                source,
+            })?;
+            Store::prepare(conn, &self.path, Role::Reader)
+        };
+        self.spare_reader
+            .get_or_init(|| match open() {
+                Ok(conn) => Some(Mutex::new(conn)),
+                Err(e) => {
+                    tracing::warn!("cannot open a second read connection: {e}");
+                    None
+                }
+            })
+            .as_ref()
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {

@@ -200,3 +200,29 @@ fn writes_from_two_connections_wait_for_each_other_instead_of_failing() {
         assert_eq!(claimed, 300);
     });
 }
+
+/// A long read (a dashboard's page of a large batch) holds a read connection; the engine's
+/// quick reads beside it take the spare one instead of waiting for it to end.
+#[test]
+fn a_read_beside_a_long_read_does_not_wait_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .register_batch(&batch("b", None, 0), jobs("k", 2))
+        .unwrap();
+    std::thread::scope(|scope| {
+        let long_read = store.conn();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let store = &store;
+        scope.spawn(move || tx.send(store.batch_counts(1).map(|c| c.total())));
+        let answered = rx.recv_timeout(std::time::Duration::from_secs(20));
+        // Let go before asserting: a read waiting on it would keep the scope from ending.
+        drop(long_read);
+        assert_eq!(
+            answered
+                .expect("answered while the long read went on")
+                .unwrap(),
+            2
+        );
+    });
+}
