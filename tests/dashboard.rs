@@ -58,8 +58,12 @@ async fn a_person_sees_thumbnails_and_playable_clips_and_a_button_changes_the_ba
         .unwrap();
     wait_listening("the dashboard", port).await;
 
+    // Its own profile: chromiumoxide's default one is shared by every run on the machine, and a
+    // second browser on it refuses to start.
+    let profile = tempfile::tempdir().unwrap();
     let config = BrowserConfig::builder()
         .chrome_executable(chromium())
+        .user_data_dir(profile.path())
         .no_sandbox()
         .new_headless_mode()
         .window_size(1200, 1000)
