@@ -51,6 +51,34 @@ async fn a_simulated_run_beside_a_real_batch_never_touches_its_tasks() {
     }
 }
 
+/// Found by the explorer (seed 1002): a new state folder numbers its batches from 1 again, so a
+/// `--simulate` trial made the idempotency keys the lost folder's real submits had (the
+/// results file remembers them), and the real run could not take them over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulate_trial_in_a_new_state_folder_makes_no_key_the_lost_one_sent() {
+    let ws = Workspace::new(3, "");
+    let sim = start(SimConfig {
+        generation: Generation::Fixed(Duration::from_secs(3)),
+        honour_idempotency: false,
+        ..ws.sim_config()
+    })
+    .await;
+    let tick = ws.recast(&sim, &["run", "jobs.yaml", "--no-wait"]).await;
+    assert_eq!(tick.status.code(), Some(0), "{}", describe(&tick));
+    assert_eq!(sim.ledger().totals.billed_tasks, 3);
+    std::fs::remove_dir_all(ws.state()).unwrap();
+    let trial = ws.recast(&sim, &["run", "jobs.yaml", "--simulate"]).await;
+    assert_eq!(trial.status.code(), Some(0), "{}", describe(&trial));
+    let real = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(real.status.code(), Some(0), "{}", describe(&real));
+    let bills = crate::helper::net_bills_per_subject(&sim.ledger());
+    assert_eq!(bills.len(), 3, "{bills:?}");
+    assert!(bills.values().all(|n| *n == 1), "billed twice: {bills:?}");
+    for i in 0..3 {
+        assert!(ws.out().join(format!("s{i:03}.mp4")).is_file());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_state_folder_bills_nothing_the_output_folder_holds() {
     let ws = Workspace::new(3, "");

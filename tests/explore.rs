@@ -436,6 +436,8 @@ async fn random_weeks_of_user_actions_and_faults_keep_the_money_invariants() {
         let mut history = Vec::new();
         for _ in 0..steps {
             let what = world.step(&mut rng).await;
+            // Captured, and shown with a failure: the steps that led to it.
+            eprintln!("{}: {what}", world.label);
             history.push(what);
             world.check(&history);
         }

@@ -294,8 +294,13 @@ fn claim_in(
                 [job.job_id],
                 |r| r.get(0),
             )?;
+            // The state folder's tag makes the key this database's alone: batch numbers start
+            // again in a new state folder, and the results file may hold a lost one's keys.
+            let tag: String = tx.row("SELECT tag FROM state_folder WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
             let key = format!(
-                "recast-{}-{}-a{number}",
+                "recast-{tag}-{}-{}-a{number}",
                 job.batch_id,
                 &job_key[..job_key.len().min(20)]
             );

@@ -27,6 +27,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0014_digest_retention.sql"),
     include_str!("migrations/0015_image_probes.sql"),
     include_str!("migrations/0016_stamp_chunks.sql"),
+    include_str!("migrations/0017_state_folder_id.sql"),
 ];
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
