@@ -79,6 +79,41 @@ async fn a_simulate_trial_in_a_new_state_folder_makes_no_key_the_lost_one_sent()
     }
 }
 
+/// Found by the explorer (seed 1025): with only a `--simulate` trial of a batch registered,
+/// `recast cancel NAME` cancelled the trial and said nothing of NAME would be submitted again;
+/// the next real `recast run` registered the real batch and paid for it. A change now reaches
+/// the trial only with `--simulate`, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_by_name_never_lands_on_the_simulated_trial_alone() {
+    let ws = Workspace::new(2, "");
+    let sim = start(ws.sim_config()).await;
+    let trial = ws.recast(&sim, &["run", "jobs.yaml", "--simulate"]).await;
+    assert_eq!(trial.status.code(), Some(0), "{}", describe(&trial));
+    for steer in [
+        &["cancel", "e2e"][..],
+        &["pause", "e2e"],
+        &["approve", "e2e"],
+    ] {
+        let out = ws.recast(&sim, steer).await;
+        assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("the simulator's (add --simulate)"), "{said}");
+    }
+    // Looking needs no flag: the only batch of the name is the one meant.
+    let jobs = ws.recast(&sim, &["status", "e2e", "--jobs"]).await;
+    assert_eq!(jobs.status.code(), Some(0), "{}", describe(&jobs));
+    let cancel = ws.recast(&sim, &["cancel", "e2e", "--simulate"]).await;
+    assert_eq!(cancel.status.code(), Some(0), "{}", describe(&cancel));
+    assert_eq!(sim.ledger().totals.billed_tasks, 0);
+    let real = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(real.status.code(), Some(0), "{}", describe(&real));
+    assert_eq!(
+        sim.ledger().totals.billed_tasks,
+        2,
+        "the real batch is made"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_state_folder_bills_nothing_the_output_folder_holds() {
     let ws = Workspace::new(3, "");

@@ -127,7 +127,8 @@ async fn a_tick_tells_jobs_in_flight_from_jobs_never_submitted() {
 async fn a_batch_is_named_the_same_way_in_every_steering_command() {
     let ws = crate::helper::workspace::Workspace::new(1, "");
     let sim = recast::sim::Sim::start(ws.sim_config()).await.unwrap();
-    // A batch only the simulator has: its name alone reaches it, in every command.
+    // A batch only the simulator has: every command that changes it needs --simulate (and says
+    // so), whichever provider is configured; looking at it does not.
     let trial = ws.recast(&sim, &["run", "jobs.yaml", "--simulate"]).await;
     assert_eq!(trial.status.code(), Some(0), "{}", describe(&trial));
     let other_provider = "http://127.0.0.1:9";
@@ -139,8 +140,24 @@ async fn a_batch_is_named_the_same_way_in_every_steering_command() {
         &["retry", "e2e", "--failed"][..],
     ] {
         let out = against(&ws, other_provider, args);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", describe(&out));
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", describe(&out));
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains("the simulator's (add --simulate)"),
+            "{args:?}: {said}"
+        );
+        let mut reached = args.to_vec();
+        reached.push("--simulate");
+        let out = against(&ws, other_provider, &reached);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{reached:?}: {}",
+            describe(&out)
+        );
     }
+    let look = against(&ws, other_provider, &["status", "e2e", "--jobs"]);
+    assert_eq!(look.status.code(), Some(0), "{}", describe(&look));
     // A real batch of the same name: the name means the configured provider's; --simulate the
     // simulator's; a provider without one is told which flag reaches each.
     let real = ws.recast(&sim, &["run", "jobs.yaml"]).await;

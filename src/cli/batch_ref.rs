@@ -1,8 +1,11 @@
-//! One way to name a batch in every command that steers one (`retry`, `cancel`, `pause`,
-//! `resume`): its name alone when only one batch has it; when a simulated trial and a real
-//! batch share it, the configured provider's (the one `recast run` without `--simulate` drives),
-//! or the simulator's with `--simulate`. A miss says which batches of that name exist and the
-//! flag that reaches each.
+//! One way to name a batch in every command that steers or shows one (`retry`, `cancel`,
+//! `pause`, `resume`, `approve`, `jobs`): the configured provider's batch of that name (the one
+//! `recast run` without `--simulate` drives), or the simulator's with `--simulate`. A command that
+//! only shows also takes the name alone when only one batch has it; a change never does: a
+//! `recast cancel NAME` that landed on the only batch of that name, a `--simulate` trial or
+//! another provider's, said nothing of NAME would be submitted again, and the next `recast run`
+//! registered the configured provider's batch of that name, not cancelled, and paid for it.
+//! A miss says which batches of that name exist and the flag that reaches each.
 //!
 //! May not: change anything; it only finds.
 
@@ -10,12 +13,22 @@ use super::ExitCode;
 use crate::settings::Settings;
 use crate::store::Store;
 
+/// What the command does with the batch it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Shows it: the only batch of a name is the one meant, whichever provider's.
+    Look,
+    /// Changes it: the configured provider's, or with `--simulate` the simulator's; no other.
+    Change,
+}
+
 /// The batch `name` names, or the exit code after saying why there is none.
 pub fn select_batch(
     store: &Store,
     settings: &Settings,
     name: &str,
     simulate: bool,
+    purpose: Purpose,
 ) -> Result<i64, ExitCode> {
     let found = store.batches_named(name).map_err(|e| {
         eprintln!("error: {e}");
@@ -24,7 +37,9 @@ pub fn select_batch(
     let configured = settings.provider_identity(false);
     let wanted = if simulate {
         "simulator".to_owned()
-    } else if let [(_, only)] = found.as_slice() {
+    } else if let [(_, only)] = found.as_slice()
+        && purpose == Purpose::Look
+    {
         only.clone()
     } else {
         configured.clone()

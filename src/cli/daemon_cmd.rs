@@ -66,7 +66,13 @@ pub fn pause(settings: &Settings, args: PauseArgs, paused: bool) -> ExitCode {
         }
         Err(code) => return code,
     };
-    let id = match super::batch_ref::select_batch(&store, settings, name, args.simulate) {
+    let id = match super::batch_ref::select_batch(
+        &store,
+        settings,
+        name,
+        args.simulate,
+        super::batch_ref::Purpose::Change,
+    ) {
         Ok(id) => id,
         Err(code) => return code,
     };

@@ -263,7 +263,13 @@ pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let id = match super::batch_ref::select_batch(&store, settings, &args.batch, args.simulate) {
+    let id = match super::batch_ref::select_batch(
+        &store,
+        settings,
+        &args.batch,
+        args.simulate,
+        super::batch_ref::Purpose::Change,
+    ) {
         Ok(id) => id,
         Err(code) => return code,
     };
@@ -313,7 +319,13 @@ pub fn approve(settings: &Settings, args: ApproveArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let id = match super::batch_ref::select_batch(&store, settings, &args.batch, args.simulate) {
+    let id = match super::batch_ref::select_batch(
+        &store,
+        settings,
+        &args.batch,
+        args.simulate,
+        super::batch_ref::Purpose::Change,
+    ) {
         Ok(id) => id,
         Err(code) => return code,
     };
@@ -350,7 +362,13 @@ pub fn cancel(settings: &Settings, args: CancelArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let id = match super::batch_ref::select_batch(&store, settings, &args.batch, args.simulate) {
+    let id = match super::batch_ref::select_batch(
+        &store,
+        settings,
+        &args.batch,
+        args.simulate,
+        super::batch_ref::Purpose::Change,
+    ) {
         Ok(id) => id,
         Err(code) => return code,
     };

@@ -31,7 +31,13 @@ pub async fn status_views(settings: &Settings, args: StatusArgs) -> ExitCode {
         }
         Err(code) => return code,
     };
-    let id = match super::batch_ref::select_batch(&store, settings, name, args.simulate) {
+    let id = match super::batch_ref::select_batch(
+        &store,
+        settings,
+        name,
+        args.simulate,
+        super::batch_ref::Purpose::Look,
+    ) {
         Ok(id) => id,
         Err(code) => return code,
     };
