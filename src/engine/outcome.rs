@@ -49,7 +49,7 @@ impl<P: Provider> Engine<P> {
         let appended = self
             .folders
             .get(folder)
-            .and_then(|dir| crate::output::append_in(&dir, &line));
+            .and_then(|dir| crate::output::append_unsynced_in(&dir, &line));
         if let Err(e) = appended {
             tracing::warn!(folder = %batch.output_dir, "cannot note an outcome in the results file: {e}");
         }

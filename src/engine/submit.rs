@@ -120,21 +120,27 @@ impl<P: Provider> Engine<P> {
         task_id: Option<&str>,
     ) -> std::io::Result<()> {
         let folder = self.folders.get(std::path::Path::new(&intent.output_dir))?;
-        crate::output::append_in(
-            &folder,
-            &crate::output::ResultLine {
-                job_key: intent.job_key.clone(),
-                subject: intent.subject_id.clone(),
-                batch: intent.batch_name.clone(),
-                provider: self.scope().provider_id().to_owned(),
-                task_id: task_id.map(str::to_owned),
-                idempotency_key: Some(intent.idempotency_key.clone()),
-                credits: intent.estimate_credits,
-                state: state.to_owned(),
-                at: now_ms(),
-                ..Default::default()
-            },
-        )
+        let line = crate::output::ResultLine {
+            job_key: intent.job_key.clone(),
+            subject: intent.subject_id.clone(),
+            batch: intent.batch_name.clone(),
+            provider: self.scope().provider_id().to_owned(),
+            task_id: task_id.map(str::to_owned),
+            idempotency_key: Some(intent.idempotency_key.clone()),
+            credits: intent.estimate_credits,
+            state: state.to_owned(),
+            at: now_ms(),
+            ..Default::default()
+        };
+        if state == "submitting" {
+            // On disk before the submit leaves: recovery's never-sent check trusts its absence.
+            crate::output::append_in(&folder, &line)
+        } else {
+            // The task id the store records too, or a submit that never left, under the same
+            // key as its `submitting` line: one lost to a power cut costs, after a lost state
+            // folder, a job held as unknown, never a second bill.
+            crate::output::append_unsynced_in(&folder, &line)
+        }
     }
 
     async fn send(

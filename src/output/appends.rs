@@ -1,5 +1,9 @@
 //! The results file's appends: one descriptor held for the folder's life, and syncs shared by
-//! the lines written while one runs (group commit, as the store's WAL has it).
+//! the lines written while one runs (group commit, as the store's WAL has it). A line nothing
+//! waits on (a task id the store also records, an outcome for a person) is only written: the
+//! next line that waits, or the folder let go, syncs it with the rest. Written lines outlive a
+//! killed process (they are in the kernel's cache); only a power cut could lose one, and the
+//! state folder then still holds what it said.
 //!
 //! Owns: when the results file is opened again (it lost its name: removed while held) and
 //! which syncs a line waits for. May not: decide what a line says (`output` does) or touch any
@@ -45,6 +49,16 @@ impl Appends {
         Ok(())
     }
 
+    /// Write `line` without waiting for the disk: it is synced with the next line that waits,
+    /// or when the file is let go.
+    pub fn append_unsynced(
+        &self,
+        line: &[u8],
+        open: impl FnOnce() -> std::io::Result<File>,
+    ) -> std::io::Result<()> {
+        self.write(line, open).map(drop)
+    }
+
     /// Write `line` to the held file; returns it and the line's number in it.
     fn write(
         &self,
@@ -70,6 +84,18 @@ impl Appends {
         let number = *written;
         drop(written);
         Ok((held, number))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let written = *self.written.get_mut().unwrap_or_else(|p| p.into_inner());
+        let synced = *self.synced.get_mut().unwrap_or_else(|p| p.into_inner());
+        if written > synced
+            && let Err(e) = self.file.sync_data()
+        {
+            tracing::warn!("cannot sync the results file's last lines: {e}");
+        }
     }
 }
 
@@ -116,6 +142,28 @@ mod tests {
         lines.sort_unstable();
         lines.dedup();
         assert_eq!(lines.len(), 400, "every line once, none torn");
+    }
+
+    /// A line nothing waits on is in the file at once, and on disk with the next line that
+    /// waits (one sync for both) or when the file is let go.
+    #[test]
+    fn an_unsynced_line_is_written_at_once_and_synced_with_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.jsonl");
+        let appends = Appends::default();
+        appends.append_unsynced(b"one\n", opener(&path)).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\n");
+        let synced = |a: &Appends| {
+            let held = a.held.lock().unwrap().clone().unwrap();
+            held.synced.lock().map(|n| *n).unwrap()
+        };
+        assert_eq!(synced(&appends), 0, "nothing waited");
+        appends.append(b"two\n", opener(&path)).unwrap();
+        assert_eq!(synced(&appends), 2, "the sync for two covers one");
+        appends.append_unsynced(b"three\n", opener(&path)).unwrap();
+        assert_eq!(synced(&appends), 2);
+        drop(appends);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\ntwo\nthree\n");
     }
 
     #[test]

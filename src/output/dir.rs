@@ -158,6 +158,13 @@ impl OutputDir {
             .append(line, || self.open_append(super::RESULTS_FILE))
     }
 
+    /// Append one line to the folder's results file without waiting for the disk: it is synced
+    /// with the next line appended with [`OutputDir::append_result`], or when the folder is let go.
+    pub fn append_result_unsynced(&self, line: &[u8]) -> std::io::Result<()> {
+        self.results
+            .append_unsynced(line, || self.open_append(super::RESULTS_FILE))
+    }
+
     /// Open `name` for appending, creating it (0644) if needed; never through a link.
     pub fn open_append(&self, name: &str) -> std::io::Result<File> {
         let fd = rustix::fs::openat(

@@ -85,10 +85,20 @@ pub fn append(dir: &Path, line: &ResultLine) -> std::io::Result<()> {
 
 /// [`append`] in a folder already open.
 pub fn append_in(dir: &OutputDir, line: &ResultLine) -> std::io::Result<()> {
-    let mut text = serde_json::to_string(line).map_err(std::io::Error::other)?;
-    text.push('\n');
+    dir.append_result(&line_text(line)?)
+}
+
+/// A line nothing waits on (the store holds the same, or it is for a person): written now,
+/// synced with the next [`append_in`] of the folder or when the folder is let go.
+pub fn append_unsynced_in(dir: &OutputDir, line: &ResultLine) -> std::io::Result<()> {
+    dir.append_result_unsynced(&line_text(line)?)
+}
+
+fn line_text(line: &ResultLine) -> std::io::Result<Vec<u8>> {
+    let mut text = serde_json::to_vec(line).map_err(std::io::Error::other)?;
     // One write of one line: a crash leaves at most a torn last line, which reading skips.
-    dir.append_result(text.as_bytes())
+    text.push(b'\n');
+    Ok(text)
 }
 
 /// The last line of every job key in the folder's results file. A missing, oversized or
