@@ -249,6 +249,23 @@ fn steering_store(settings: &Settings) -> Result<Store, ExitCode> {
     }
 }
 
+/// The state folder's store and the batch a steering command changes (see `batch_ref`).
+fn steered_batch(
+    settings: &Settings,
+    name: &str,
+    simulate: bool,
+) -> Result<(Store, i64), ExitCode> {
+    let store = steering_store(settings)?;
+    let id = super::batch_ref::select_batch(
+        &store,
+        settings,
+        name,
+        simulate,
+        super::batch_ref::Purpose::Change,
+    )?;
+    Ok((store, id))
+}
+
 pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
     if !(args.failed || args.expired || args.unknown || args.rejected || args.lost) {
         eprintln!(
@@ -259,18 +276,8 @@ pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
     // Without the lock, like cancel and pause: it works while a daemon runs. Each change is one
     // transaction that only moves jobs in states the engine does not touch (failed, rejected,
     // expired, unknown, lost); the engine's own moves of unknown submits check their state too.
-    let store = match steering_store(settings) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let id = match super::batch_ref::select_batch(
-        &store,
-        settings,
-        &args.batch,
-        args.simulate,
-        super::batch_ref::Purpose::Change,
-    ) {
-        Ok(id) => id,
+    let (store, id) = match steered_batch(settings, &args.batch, args.simulate) {
+        Ok(found) => found,
         Err(code) => return code,
     };
     let which = RetrySelection {
@@ -315,18 +322,8 @@ pub fn retry(settings: &Settings, args: RetryArgs) -> ExitCode {
 
 pub fn approve(settings: &Settings, args: ApproveArgs) -> ExitCode {
     // Through the database, like pause: a running daemon sees it at its next claim.
-    let store = match steering_store(settings) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let id = match super::batch_ref::select_batch(
-        &store,
-        settings,
-        &args.batch,
-        args.simulate,
-        super::batch_ref::Purpose::Change,
-    ) {
-        Ok(id) => id,
+    let (store, id) = match steered_batch(settings, &args.batch, args.simulate) {
+        Ok(found) => found,
         Err(code) => return code,
     };
     let summary = match store.batch_summary(id) {
@@ -358,18 +355,8 @@ pub fn cancel(settings: &Settings, args: CancelArgs) -> ExitCode {
     // works while a daemon (or a long `recast run`) drives the batch: one transaction that only
     // moves jobs nothing is being sent for (planned, unknown), and the engine claims nothing of a
     // cancelled batch from then on.
-    let store = match steering_store(settings) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let id = match super::batch_ref::select_batch(
-        &store,
-        settings,
-        &args.batch,
-        args.simulate,
-        super::batch_ref::Purpose::Change,
-    ) {
-        Ok(id) => id,
+    let (store, id) = match steered_batch(settings, &args.batch, args.simulate) {
+        Ok(found) => found,
         Err(code) => return code,
     };
     match store.cancel(id, args.abandon) {
