@@ -3,9 +3,10 @@
 //! Owns: the one thread that runs the engine's store calls (`Store::off_runtime`: also the
 //! daemon's registrations and a dashboard's changes, so one thread writes in a daemon), its
 //! transitions made from async code (`Store::write_async`, `Store::note_async`) and its
-//! claims (`Store::claim_with`). When the store is let go the thread finishes its queue first. A call may wait on the connection's
-//! lock, on SQLite's busy timeout (another process writing) or on the disk; a tokio worker that
-//! waited would stall every task scheduled on it (the pacing's timers, the provider's answers).
+//! claims (`Store::claim_with`); when the store is let go, the thread finishes its queue first.
+//! A call may wait on the connection's lock, on SQLite's busy timeout (another process
+//! writing) or on the disk; a tokio worker that waited would stall every task scheduled on it
+//! (the pacing's timers, the provider's answers).
 //! Writes that queue up while the thread is busy are applied together, in one transaction,
 //! each in its own savepoint (one write's failure undoes only that write): many transitions,
 //! one commit, and one sync for all of them (`durable.rs`). Every caller of a batch hears back
