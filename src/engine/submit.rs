@@ -196,7 +196,8 @@ impl<P: Provider> Engine<P> {
         if let Some(per_minute) = self.submit_pacing.take_learned() {
             tracing::info!(per_minute, "learned the provider's submit rate limit");
             self.store
-                .remember_limit(self.scope().provider_id(), per_minute)?;
+                .remember_limit(self.scope().provider_id(), per_minute)
+                .await?;
         }
         self.wake.notify_waiters();
         Ok(())

@@ -224,15 +224,17 @@ impl Store {
     }
 
     /// Remember the submit rate the provider accepts (an observation: made again if lost).
-    pub fn remember_limit(&self, provider: &str, per_minute: f64) -> Result<(), StoreError> {
-        self.note("remember a learned rate limit", |tx| {
+    pub async fn remember_limit(&self, provider: &str, per_minute: f64) -> Result<(), StoreError> {
+        let provider = provider.to_owned();
+        self.note_async("remember a learned rate limit", move |tx| {
             tx.exec(
                 "INSERT INTO provider_limits (provider, submit_per_minute, learned_at)
                  VALUES (?1, ?2, ?3)
                  ON CONFLICT (provider) DO UPDATE SET submit_per_minute = ?2, learned_at = ?3",
                 params![provider, per_minute, now_ms()],
             )
-        })?;
+        })
+        .await?;
         Ok(())
     }
 }
