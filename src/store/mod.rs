@@ -29,6 +29,7 @@ mod migrations;
 mod notices;
 mod plans;
 mod polls;
+mod readers;
 mod recovery;
 mod register;
 mod register_found;
@@ -42,7 +43,7 @@ mod submits;
 mod views;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
@@ -208,12 +209,8 @@ impl Cached for Connection {
 /// The SQLite state of one state folder.
 #[derive(Debug)]
 pub struct Store {
-    /// Reads: its own connection, so a read never waits behind a write's transaction.
-    reader: Arc<Mutex<Connection>>,
-    /// A second read connection, opened the first time a read finds the first one busy (a
-    /// dashboard's long read beside the engine's quick ones): a quick read does not wait
-    /// for a long one to end.
-    spare_reader: OnceLock<Option<Mutex<Connection>>>,
+    /// Reads: their own connections, so a read never waits behind a write's transaction.
+    readers: readers::Readers,
     /// The one connection that writes; commits are numbered and synced by `durability`.
     writer: Arc<Mutex<Connection>>,
     durability: durable::Durability,
@@ -306,9 +303,8 @@ impl Store {
         let reader = Store::prepare(open()?, &path, Role::Reader)?;
         let durability = durable::Durability::start(Some(&state_dir.join("recast.db-wal")), &path)?;
         Ok(Store {
-            reader: Arc::new(Mutex::new(reader)),
+            readers: readers::Readers::on_disk(reader, &path),
             writer: Arc::new(Mutex::new(writer)),
-            spare_reader: OnceLock::new(),
             durability,
             calls: call_thread::CallThread::default(),
             path,
@@ -326,9 +322,8 @@ impl Store {
         // One connection is the whole database: reads and writes share it.
         let conn = Arc::new(Mutex::new(Store::prepare(conn, &path, Role::Writer)?));
         Ok(Store {
-            reader: Arc::clone(&conn),
+            readers: readers::Readers::shared(Arc::clone(&conn)),
             writer: conn,
-            spare_reader: OnceLock::new(),
             durability: durable::Durability::start(None, &path)?,
             calls: call_thread::CallThread::default(),
             path,
@@ -376,50 +371,9 @@ impl Store {
         &self.path
     }
 
-    /// The read connection.
+    /// A read connection: the first free one.
     fn conn(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (the transaction rolls back).
-        let first = match self.reader.try_lock() {
-            Ok(conn) => return conn,
-            Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => &*self.reader,
-        };
-        match self.spare_reader() {
-            Some(spare) => match spare.try_lock() {
-                Ok(conn) => conn,
-                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-                // Both busy: wait for the first.
-                Err(std::sync::TryLockError::WouldBlock) => {
-                    first.lock().unwrap_or_else(|p| p.into_inner())
-                }
-            },
-            None => first.lock().unwrap_or_else(|p| p.into_inner()),
-        }
-    }
-
-    /// The spare read connection, opened on first use; `None` in memory (one connection is the
-    /// whole database) or when it cannot be opened (reads then wait for the first).
-    fn spare_reader(&self) -> Option<&Mutex<Connection>> {
-        if !self.durability.on_disk() {
-            return None;
-        }
-        let open = || {
-            let conn = Connection::open(&self.path).map_err(|source| StoreError::Sql {
-                path: self.path.clone(),
-                what: "open",
-                source,
-            })?;
-            Store::prepare(conn, &self.path, Role::Reader)
-        };
-        self.spare_reader
-            .get_or_init(|| match open() {
-                Ok(conn) => Some(Mutex::new(conn)),
-                Err(e) => {
-                    tracing::warn!("cannot open a second read connection: {e}");
-                    None
-                }
-            })
-            .as_ref()
+        self.readers.get()
     }
 
     fn writer(&self) -> MutexGuard<'_, Connection> {
