@@ -1,10 +1,11 @@
 //! One way to name a batch in every command that steers or shows one (`retry`, `cancel`,
-//! `pause`, `resume`, `approve`, `jobs`): the configured provider's batch of that name (the one
-//! `recast run` without `--simulate` drives), or the simulator's with `--simulate`. A command that
-//! only shows also takes the name alone when only one batch has it; a change never does: a
-//! `recast cancel NAME` that landed on the only batch of that name, a `--simulate` trial or
-//! another provider's, said nothing of NAME would be submitted again, and the next `recast run`
-//! registered the configured provider's batch of that name, not cancelled, and paid for it.
+//! `pause`, `resume`, `approve`, `status NAME --jobs`): the configured provider's batch of that
+//! name (the one `recast run` without `--simulate` drives), or the simulator's with
+//! `--simulate`. A command that only shows also takes the name alone when only one batch has
+//! it; a change never does: a `recast cancel NAME` that landed on the only batch of that name,
+//! a `--simulate` trial or another provider's, said nothing of NAME would be submitted again,
+//! and the next `recast run` registered the configured provider's batch of that name, not
+//! cancelled, and paid for it.
 //! A miss says which batches of that name exist and the flag that reaches each.
 //!
 //! May not: change anything; it only finds.
