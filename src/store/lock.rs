@@ -19,7 +19,7 @@ pub struct StateLock {
 
 impl StateLock {
     pub fn acquire(state_dir: &Path) -> Result<StateLock, StoreError> {
-        super::create_private_dir(state_dir)?;
+        super::private_files::create_private_dir(state_dir)?;
         let path = state_dir.join("recast.lock");
         let mut file = OpenOptions::new()
             .read(true)

@@ -29,6 +29,7 @@ mod migrations;
 mod notices;
 mod plans;
 mod polls;
+mod private_files;
 mod readers;
 mod recovery;
 mod register;
@@ -46,6 +47,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use private_files::{create_private_dir, keep_private};
 use rusqlite::Connection;
 
 pub use account::{AccountLedger, BalanceRead};
@@ -231,42 +233,6 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-/// Make what recast keeps private again when someone opened it up (a 0777 state folder, a
-/// 0644 database): the database holds task ids, clip links and spending. Files that are not
-/// ours are left as they are, with a warning.
-fn keep_private(path: &Path, mode: u32) {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return;
-    };
-    if meta.mode() & 0o077 == 0 {
-        return;
-    }
-    // The process's own uid, without `unsafe`: /proc/self belongs to it.
-    let ours = std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() == meta.uid());
-    if ours && std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).is_ok() {
-        tracing::warn!(path = %path.display(), "was readable by others; made private ({mode:o})");
-    } else {
-        tracing::warn!(path = %path.display(), "is readable by others and cannot be made private");
-    }
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        keep_private(dir, 0o700);
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| StoreError::Io {
-            what: format!("create the state folder {}", dir.display()),
-            source,
-        })
 }
 
 impl Store {
