@@ -1,6 +1,8 @@
-//! Fetching one clip: its link checked, its body streamed into a temp file in the output folder
-//! under the size cap, checked whole (length promised, MP4 header, announced digest), fsynced,
-//! then landed under its final name and written to the folder's results file.
+//! Fetching one clip: its link checked, its body streamed under the size cap into a temp file in
+//! the output folder, checked whole (length promised, MP4 header, announced digest), fsynced,
+//! then landed under its final name and written to the folder's results file. The file work
+//! runs off the runtime in as few trips as the body allows: a clip under [`SPOOL_CHUNK`] is
+//! written, synced, probed, landed and remembered in one.
 //!
 //! Owns: the steps of one download and the errors each gives. May not: decide what to do about
 //! a failure (retry, refresh the link, give up: the download stage does), name the file
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use std::io::Write as _;
 use tokio_util::sync::CancellationToken;
 
 use super::Engine;
@@ -21,13 +23,24 @@ use crate::output::{OutputDir, TempName};
 use crate::provider::Provider;
 use crate::store::{DownloadItem, now_ms};
 
-/// A clip's body in its temp file, synced, with its length and digest.
-struct Fetched {
-    temp: TempName,
-    /// The temp file as written (read back through it: no second open by name).
-    file: std::fs::File,
+/// How much of a body is gathered before it is written: a clip under this size reaches the
+/// disk in the one trip off the runtime that also checks and lands it.
+const SPOOL_CHUNK: usize = 64 * 1024;
+
+/// A clip's body on its way to its temp file: gathered in memory up to [`SPOOL_CHUNK`], then
+/// written off the runtime; the temp file is made by the first write.
+struct Spool {
+    out: Arc<OutputDir>,
+    temp: Option<(std::fs::File, TempName)>,
+    pending: Vec<u8>,
     bytes: u64,
-    digest: [u8; 32],
+    hasher: Sha256,
+}
+
+/// A whole body, not yet written out to the last byte, and the digest its server announced.
+struct Body {
+    spool: Spool,
+    announced: Option<[u8; 32]>,
 }
 
 fn local(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + use<> {
@@ -35,34 +48,110 @@ fn local(path: &Path) -> impl FnOnce(std::io::Error) -> DownloadError + use<> {
     move |source| DownloadError::Local { path, source }
 }
 
+impl Spool {
+    fn new(out: Arc<OutputDir>) -> Spool {
+        Spool {
+            out,
+            temp: None,
+            pending: Vec::new(),
+            bytes: 0,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn push(&mut self, chunk: &[u8]) {
+        self.hasher.update(chunk);
+        self.bytes += chunk.len() as u64;
+        self.pending.extend_from_slice(chunk);
+    }
+
+    /// What is gathered, written to the temp file (made first if need be). Blocking.
+    fn write_pending(&mut self) -> Result<(), DownloadError> {
+        if self.temp.is_none() {
+            // An unpredictable name, created exclusively (O_EXCL, no link followed): nothing
+            // planted in the output folder can make recast write through it.
+            let made = self.out.create_temp(TEMP_SUFFIX);
+            self.temp = Some(made.map_err(local(self.out.path()))?);
+        }
+        let Some((file, temp)) = self.temp.as_mut() else {
+            unreachable!("made above");
+        };
+        file.write_all(&self.pending)
+            .map_err(local(&self.out.path().join(temp.name())))?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Write what is gathered off the runtime, once there is enough of it.
+    async fn spill(self) -> Result<Spool, DownloadError> {
+        if self.pending.len() < SPOOL_CHUNK {
+            return Ok(self);
+        }
+        let mut spool = self;
+        tokio::task::spawn_blocking(move || spool.write_pending().map(|()| spool))
+            .await
+            .map_err(|e| DownloadError::Retryable(format!("writing failed: {e}")))?
+    }
+
+    /// The rest written, the file synced, then probed through the descriptor it was written
+    /// with (whatever happens to the folder's names meanwhile) and its digest compared with the
+    /// one announced. Blocking. The temp file's name, the digest in hex and the length.
+    fn finish(mut self, announced: Option<[u8; 32]>) -> Result<Whole, DownloadError> {
+        self.write_pending()?;
+        let Some((file, temp)) = self.temp.take() else {
+            unreachable!("written above");
+        };
+        let what = self.out.path().join(temp.name());
+        file.sync_all().map_err(local(&what))?;
+        let probed = crate::media::probe_video_handle(file, &what.display().to_string());
+        if let Err(e) = probed {
+            return Err(DownloadError::Retryable(format!(
+                "the clip is not a whole MP4: {e}"
+            )));
+        }
+        let digest: [u8; 32] = self.hasher.finalize().into();
+        if announced.is_some_and(|a| a != digest) {
+            return Err(DownloadError::Retryable(
+                "the body does not match the digest the server announced (changed in flight)"
+                    .to_owned(),
+            ));
+        }
+        Ok(Whole {
+            out: self.out,
+            temp,
+            sha256: hex::encode(digest),
+            bytes: self.bytes,
+        })
+    }
+}
+
+/// A clip in its temp file, synced and checked whole.
+struct Whole {
+    out: Arc<OutputDir>,
+    temp: TempName,
+    sha256: String,
+    bytes: u64,
+}
+
 impl<P: Provider> Engine<P> {
     /// The clip fetched, checked and landed; `None` when `stop` came first. A stop cuts off
-    /// only the fetch (its temp file goes with it): once the clip is whole, landing it and
-    /// recording it run to the end, so no clip is left under its final name unrecorded.
+    /// only the fetch (its temp file goes with it): once the body is whole, writing, checking,
+    /// landing and recording it run to the end, so no clip is left under its final name
+    /// unrecorded.
     pub(super) async fn fetch_clip(
         &self,
         item: &DownloadItem,
         stop: &CancellationToken,
     ) -> Result<Option<Landed>, DownloadError> {
-        let (out, temp, bytes, sha256) = tokio::select! {
-            whole = self.fetch_whole(item) => whole?,
+        let body = tokio::select! {
+            body = self.fetch_body(item) => body?,
             _ = stop.cancelled() => return Ok(None),
         };
-        let path = self
-            .land_and_remember(item, out, temp, &sha256, bytes)
-            .await?;
-        Ok(Some(Landed {
-            path,
-            sha256,
-            bytes,
-        }))
+        self.settle(item, body).await.map(Some)
     }
 
-    /// The body in its temp file, synced and checked whole, with its length and digest.
-    async fn fetch_whole(
-        &self,
-        item: &DownloadItem,
-    ) -> Result<(Arc<OutputDir>, TempName, u64, String), DownloadError> {
+    /// The whole body, under the size cap and as long as the server promised.
+    async fn fetch_body(&self, item: &DownloadItem) -> Result<Body, DownloadError> {
         let dir = PathBuf::from(&item.output_dir);
         // Opened once, not through a link at its name; every file below goes through it.
         let out = self.folders.get(&dir).map_err(local(&dir))?;
@@ -92,23 +181,16 @@ impl<P: Provider> Engine<P> {
             .or_else(|| response.headers().get("content-digest"))
             .and_then(|v| v.to_str().ok())
             .and_then(crate::digest::parse_sha256);
-        let Fetched {
-            temp,
-            file,
-            bytes,
-            digest,
-        } = self.stream_to_temp(&out, response).await?;
-        check_whole(&out, &temp, file, digest, announced).await?;
-        Ok((out, temp, bytes, hex::encode(digest)))
+        let spool = self.stream(Spool::new(out), response).await?;
+        Ok(Body { spool, announced })
     }
 
-    /// The body into a new temp file in the folder, under `limits.max_clip_bytes`, as long as
-    /// the server promised; then synced.
-    async fn stream_to_temp(
+    /// The body into `spool`, under `limits.max_clip_bytes`, as long as the server promised.
+    async fn stream(
         &self,
-        out: &Arc<OutputDir>,
+        mut spool: Spool,
         response: reqwest::Response,
-    ) -> Result<Fetched, DownloadError> {
+    ) -> Result<Spool, DownloadError> {
         let promised = response.content_length();
         let cap = self.config.max_clip_bytes;
         let too_large = || {
@@ -119,62 +201,45 @@ impl<P: Provider> Engine<P> {
         if promised.is_some_and(|n| n > cap) {
             return Err(too_large());
         }
-        // An unpredictable name, created exclusively (O_EXCL, no link followed): nothing planted
-        // in the output folder can make recast write through it.
-        let (file, temp) = out.create_temp(TEMP_SUFFIX).map_err(local(out.path()))?;
-        let temp_path = out.path().join(temp.name());
-        let mut file = tokio::fs::File::from_std(file);
-        let mut hasher = Sha256::new();
-        let mut bytes = 0u64;
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
                 DownloadError::Retryable(format!(
-                    "cut off after {bytes} bytes: {}",
+                    "cut off after {} bytes: {}",
+                    spool.bytes,
                     short_error(&e)
                 ))
             })?;
-            if bytes + chunk.len() as u64 > cap {
+            if spool.bytes + chunk.len() as u64 > cap {
                 return Err(too_large());
             }
-            hasher.update(&chunk);
-            bytes += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(local(&temp_path))?;
+            spool.push(&chunk);
+            spool = spool.spill().await?;
         }
         if let Some(promised) = promised
-            && promised != bytes
+            && promised != spool.bytes
         {
             return Err(DownloadError::Retryable(format!(
-                "truncated: the server promised {promised} bytes and sent {bytes}"
+                "truncated: the server promised {promised} bytes and sent {}",
+                spool.bytes
             )));
         }
-        file.flush().await.map_err(local(&temp_path))?;
-        file.sync_all().await.map_err(local(&temp_path))?;
-        Ok(Fetched {
-            temp,
-            file: file.into_std().await,
-            bytes,
-            digest: hasher.finalize().into(),
-        })
+        Ok(spool)
     }
 
-    /// The clip under its final name, and its line in the folder's results file.
-    async fn land_and_remember(
-        &self,
-        item: &DownloadItem,
-        out: Arc<OutputDir>,
-        temp: TempName,
-        sha256: &str,
-        bytes: u64,
-    ) -> Result<PathBuf, DownloadError> {
-        let (name, key, sha) = (
-            item.output_name.clone(),
-            item.job_key.clone(),
-            sha256.to_owned(),
-        );
+    /// In one trip off the runtime: the body written out and checked whole, the clip under its
+    /// final name, and its line in the folder's results file.
+    async fn settle(&self, item: &DownloadItem, body: Body) -> Result<Landed, DownloadError> {
+        let (name, key) = (item.output_name.clone(), item.job_key.clone());
         let (store, job_id) = (self.store.clone(), item.job_id);
-        let mut line = result_line(item, sha256, bytes);
+        let mut line = result_line(item);
         tokio::task::spawn_blocking(move || {
+            let Whole {
+                out,
+                temp,
+                sha256,
+                bytes,
+            } = body.spool.finish(body.announced)?;
             let owned_by_another = |path: &Path| {
                 store
                     .output_owner(&path.to_string_lossy())
@@ -182,59 +247,37 @@ impl<P: Provider> Engine<P> {
                     // When in doubt, the file is someone else's: write beside it.
                     .unwrap_or(true)
             };
-            let path = land(&out, temp, &name, &key, &sha, &owned_by_another)?;
+            let path = land(&out, temp, &name, &key, &sha256, &owned_by_another)?;
             // The folder remembers the clip before the store does: a state folder lost from
             // here on still finds it made.
             line.file = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            line.sha256.clone_from(&sha256);
+            line.bytes = bytes;
             crate::output::append_in(&out, &line).map_err(|source| DownloadError::Local {
                 path: out.path().join(crate::output::RESULTS_FILE),
                 source,
             })?;
-            Ok::<_, DownloadError>(path)
+            Ok(Landed {
+                path,
+                sha256,
+                bytes,
+            })
         })
         .await
         .map_err(|e| DownloadError::Retryable(format!("landing failed: {e}")))?
     }
 }
 
-/// The temp file is a whole MP4 (probed through the descriptor it was written with, whatever
-/// happens to the folder's names meanwhile) with the digest the server announced, if any.
-async fn check_whole(
-    out: &OutputDir,
-    temp: &TempName,
-    file: std::fs::File,
-    digest: [u8; 32],
-    announced: Option<[u8; 32]>,
-) -> Result<(), DownloadError> {
-    let what = out.path().join(temp.name()).display().to_string();
-    let probed = tokio::task::spawn_blocking(move || crate::media::probe_video_handle(file, &what))
-        .await
-        .map_err(|e| DownloadError::Retryable(format!("probe failed: {e}")))?;
-    if let Err(e) = probed {
-        return Err(DownloadError::Retryable(format!(
-            "the clip is not a whole MP4: {e}"
-        )));
-    }
-    if announced.is_some_and(|a| a != digest) {
-        return Err(DownloadError::Retryable(
-            "the body does not match the digest the server announced (changed in flight)"
-                .to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-/// The results file's line for a clip of `item` (its file name is known once it landed).
-fn result_line(item: &DownloadItem, sha256: &str, bytes: u64) -> crate::output::ResultLine {
+/// The results file's line for a clip of `item` (its file, digest and length are filled in once
+/// it landed).
+fn result_line(item: &DownloadItem) -> crate::output::ResultLine {
     crate::output::ResultLine {
         job_key: item.job_key.clone(),
         subject: item.subject_id.clone(),
         batch: item.batch_name.clone(),
-        sha256: sha256.to_owned(),
-        bytes,
         task_id: item.task_id.clone(),
         credits: item.estimate_credits,
         state: "done".to_owned(),
