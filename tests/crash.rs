@@ -1,13 +1,14 @@
 //! Crash tests: the real `recast run` process killed with SIGKILL at random moments, restarted
 //! until it finishes, with faults on. Whatever the moment of death, no job is billed twice, no
-//! clip is partial, and no temp file is left behind.
+//! clip is partial, and no temp file is left behind. Also what a power loss can take back
+//! (writes committed but not yet synced), written back into the state folder by hand.
 
 use std::time::Duration;
 
 use recast::sim::{Fault, Faults, Generation, Sim, SimConfig};
 
 use crate::helper::SeededRng;
-use crate::helper::workspace::Workspace;
+use crate::helper::workspace::{Workspace, describe};
 
 /// Run `recast ARGS` again and again, SIGKILLing it after a random delay in `delay_ms`, until
 /// `kills` kills have happened; then run it to its end. Returns how many kills happened and the
@@ -193,4 +194,38 @@ async fn sigkill_against_a_provider_without_deduplication_never_bills_twice() {
             "{name}"
         );
     }
+}
+
+/// A finished task and a finished clip are committed without waiting for the disk (the results
+/// file holds the clip's line, synced). A power loss before the next sync takes both back: the
+/// state folder says `running`, its attempt `accepted`, and nothing of the clip. The next run
+/// polls again, finds its own clip under its name, and is done: no new file, no new bill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_clip_a_power_loss_took_back_is_found_again_not_made_again() {
+    let ws = Workspace::new(4, "");
+    let sim = Sim::start(ws.sim_config()).await.unwrap();
+    let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let before = ws.outputs();
+    assert_eq!(before.len(), 4, "{before:?}");
+    let polls = sim.stats().polls;
+
+    let db = rusqlite::Connection::open(ws.state().join("recast.db")).unwrap();
+    db.execute_batch(
+        "UPDATE attempts SET state = 'accepted' WHERE state = 'completed';
+         UPDATE jobs SET state = 'running', progress = 0, next_poll_at = 0, output_path = NULL,
+             output_sha256 = NULL, output_bytes = NULL WHERE state = 'done';",
+    )
+    .unwrap();
+    drop(db);
+
+    let again = ws.recast(&sim, &["run", "jobs.yaml"]).await;
+    assert_eq!(again.status.code(), Some(0), "{}", describe(&again));
+    assert!(sim.stats().polls > polls, "the tasks were not polled again");
+    assert_eq!(ws.outputs(), before, "a clip was made again beside its own");
+    ws.assert_all_clips_whole();
+    assert_eq!(sim.ledger().totals.billed_tasks, 4);
+    let status = ws.recast(&sim, &["status", "e2e", "--json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(doc["batches"][0]["batch"]["counts"]["by_state"]["done"], 4);
 }

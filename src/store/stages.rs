@@ -36,6 +36,9 @@ impl Store {
     }
 
     /// The task finished: its clip link is recorded and the job waits for its download.
+    /// Committed, and on disk with the next sync a write waits for (at most
+    /// [`super::durable::LAZY_SYNC`] later): only a power loss before then could take it, and
+    /// then the next poll of the task finds it finished again, at no cost.
     pub async fn record_clip_ready(
         &self,
         item: &PollItem,
@@ -45,7 +48,7 @@ impl Store {
         let (job_id, attempt_id, batch_id) = (item.job_id, item.attempt_id, item.batch_id);
         let message = format!("{}: task {} finished", item.subject_id, item.task_id);
         let clip_url = clip_url.to_owned();
-        self.write_async("record a finished task", move |tx| {
+        self.note_async("record a finished task", move |tx| {
             set_attempt_state(tx, attempt_id, "completed", None)?;
             tx.exec(
                 "UPDATE jobs SET state = 'downloading', progress = 100, clip_url = ?2,
@@ -180,7 +183,10 @@ impl Store {
         Ok(due)
     }
 
-    /// The clip is on disk under its final name: the job is done.
+    /// The clip is on disk under its final name: the job is done. Committed, and on disk with
+    /// the next sync a write waits for: the folder's results file already holds the clip's
+    /// line, synced, and a job a power loss took back to `downloading` finds its own clip under
+    /// its name (same bytes) and is done again without a new file.
     pub async fn record_downloaded(
         &self,
         item: &DownloadItem,
@@ -191,7 +197,7 @@ impl Store {
         let (job_id, batch_id) = (item.job_id, item.batch_id);
         let message = format!("{}: {path} ({bytes} bytes)", item.subject_id);
         let (path, sha256) = (path.to_owned(), sha256.to_owned());
-        self.write_async("record a finished clip", move |tx| {
+        self.note_async("record a finished clip", move |tx| {
             tx.exec(
                 "UPDATE jobs SET state = 'done', output_path = ?2, output_sha256 = ?3,
                      output_bytes = ?4, reason = NULL, clip_url = NULL, updated_at = ?5
