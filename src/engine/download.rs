@@ -231,7 +231,7 @@ impl<P: Provider> Engine<P> {
             self.note_outcome(item.job_id);
             tracing::error!(subject = %item.subject_id, "EXPIRED: {why}");
         } else {
-            self.started_running(item.job_id);
+            self.started_running(super::poll::Started::Look(item.job_id));
             tracing::warn!(subject = %item.subject_id, "{why}; asking the provider for a fresh link");
         }
         self.wake.notify_waiters();

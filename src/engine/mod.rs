@@ -146,8 +146,8 @@ pub struct Engine<P: Provider> {
     poll_pacing: Pacing,
     /// Rung whenever a job changes stage, so idle stages look at the store again.
     wake: Notify,
-    /// Jobs whose submit was accepted, for the poll stage to follow (`polls_started` rings).
-    started: Mutex<Vec<i64>>,
+    /// Tasks that began running, for the poll stage to follow (`polls_started` rings).
+    started: Mutex<Vec<poll::Started>>,
     polls_started: Notify,
     /// Why submitting stopped, and when.
     halted: Mutex<Option<(Halt, tokio::time::Instant)>>,

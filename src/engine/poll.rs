@@ -51,6 +51,15 @@ pub(super) enum ProgressWrite {
 
 type PollJoin = JoinSet<(i64, Result<Polled, EngineError>)>;
 
+/// A task that began running, for the poll stage to follow.
+#[derive(Debug)]
+pub(super) enum Started {
+    /// As the transaction that started it read it.
+    Known(PollItem),
+    /// To be read from the store.
+    Look(i64),
+}
+
 impl<P: Provider> Engine<P> {
     pub(super) async fn poll_stage(
         self: Arc<Self>,
@@ -73,16 +82,7 @@ impl<P: Provider> Engine<P> {
             }
             let started = self.take_started();
             if !started.is_empty() {
-                let items = self
-                    .store
-                    .off_runtime(move |store| {
-                        let items = started.into_iter().map(|id| store.poll_item(id));
-                        items
-                            .filter_map(Result::transpose)
-                            .collect::<Result<Vec<_>, _>>()
-                    })
-                    .await?;
-                for item in items {
+                for item in self.started_tasks(started).await? {
                     queue.follow(item.clone(), due_at(&item, now), now);
                 }
             }
@@ -208,18 +208,46 @@ impl<P: Provider> Engine<P> {
         }
     }
 
-    /// Jobs the submit stage saw start running since the last call.
-    fn take_started(&self) -> Vec<i64> {
+    /// Tasks other stages saw start running since the last call.
+    fn take_started(&self) -> Vec<Started> {
         std::mem::take(&mut *self.started.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Tell the poll stage a job's task is running (its submit was accepted).
-    pub(super) fn started_running(&self, job_id: i64) {
+    /// Tell the poll stage a job's task is running (its submit was accepted, or its clip's
+    /// link is to be asked for again).
+    pub(super) fn started_running(&self, task: Started) {
         self.started
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(job_id);
+            .push(task);
         self.polls_started.notify_one();
+    }
+
+    /// The tasks `started` names, as the poll stage follows them: the ones known as they are,
+    /// the others read from the store in one trip.
+    async fn started_tasks(&self, started: Vec<Started>) -> Result<Vec<PollItem>, EngineError> {
+        let (mut items, ids): (Vec<PollItem>, Vec<i64>) =
+            started
+                .into_iter()
+                .fold((Vec::new(), Vec::new()), |(mut items, mut ids), s| {
+                    match s {
+                        Started::Known(item) => items.push(item),
+                        Started::Look(id) => ids.push(id),
+                    }
+                    (items, ids)
+                });
+        if !ids.is_empty() {
+            let read = self
+                .store
+                .off_runtime(move |store| {
+                    let read = ids.into_iter().map(|id| store.poll_item(id));
+                    read.filter_map(Result::transpose)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .await?;
+            items.extend(read);
+        }
+        Ok(items)
     }
 }
 

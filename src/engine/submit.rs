@@ -226,10 +226,12 @@ impl<P: Provider> Engine<P> {
                     tracing::warn!(subject = %intent.subject_id, "cannot note task {task_id} in the output folder: {e}");
                 }
                 let first = self.config.poll_schedule.first_delay(intent.duration_ms);
-                store
+                let running = store
                     .record_submitted(intent, &task_id, now_ms() + first.as_millis() as i64)
                     .await?;
-                self.started_running(intent.job_id);
+                if let Some(task) = running {
+                    self.started_running(super::poll::Started::Known(task));
+                }
                 self.submit_pacing.accepted();
                 self.provider_confirmed.store(true, Ordering::Relaxed);
                 tracing::info!(

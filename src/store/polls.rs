@@ -18,6 +18,21 @@ const POLL_ITEM: &str = "SELECT id, attempt_id, batch_id, subject_id, task_id, p
      (SELECT count(*) FROM attempts f WHERE f.job_id = jobs.id AND f.state = 'failed'),
      (SELECT b.retries FROM batches b WHERE b.id = jobs.batch_id)";
 
+/// The job's task, if it is running, read through `conn` (a transaction sees its own writes).
+pub(super) fn running_task(
+    conn: &rusqlite::Connection,
+    job_id: i64,
+) -> rusqlite::Result<Option<PollItem>> {
+    conn.row(
+        &format!(
+            "{POLL_ITEM} FROM jobs WHERE id = ?1 AND state = 'running' AND task_id IS NOT NULL"
+        ),
+        [job_id],
+        poll_item,
+    )
+    .optional()
+}
+
 fn poll_item(r: &rusqlite::Row<'_>) -> rusqlite::Result<PollItem> {
     let now = now_ms();
     Ok(PollItem {
@@ -60,17 +75,7 @@ impl Store {
 
     /// The job's task, if it is running.
     pub fn poll_item(&self, job_id: i64) -> Result<Option<PollItem>, StoreError> {
-        let conn = self.conn();
-        conn.row(
-            &format!(
-                "{POLL_ITEM} FROM jobs
-                 WHERE id = ?1 AND state = 'running' AND task_id IS NOT NULL"
-            ),
-            [job_id],
-            poll_item,
-        )
-        .optional()
-        .map_err(self.sql_error("read a running task"))
+        running_task(&self.conn(), job_id).map_err(self.sql_error("read a running task"))
     }
 
     /// When the next poll of any running task is due, if any is running.

@@ -6,7 +6,7 @@
 use rusqlite::params;
 
 use super::Cached;
-use super::jobs::{SubmitIntent, event, release_budget_holds, set_attempt_state};
+use super::jobs::{PollItem, SubmitIntent, event, release_budget_holds, set_attempt_state};
 use super::{JobState, Store, StoreError, now_ms};
 
 impl Store {
@@ -36,13 +36,14 @@ impl Store {
 
     /// The provider accepted the submit: the task id is committed before anything uses it.
     /// The attempt records it whatever became of the job meanwhile (the task is billed); the job
-    /// moves on only from `submitting` under this same attempt.
+    /// moves on only from `submitting` under this same attempt. Returns the task as the poll
+    /// stage follows it, read in the same transaction: `None` if the job had moved on.
     pub async fn record_submitted(
         &self,
         intent: &SubmitIntent,
         task_id: &str,
         next_poll_at: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<PollItem>, StoreError> {
         let (job_id, attempt_id, batch_id) = (intent.job_id, intent.attempt_id, intent.batch_id);
         let (subject_id, task_id) = (intent.subject_id.clone(), task_id.to_owned());
         self.write_async("record a task id", move |tx| {
@@ -62,7 +63,8 @@ impl Store {
                     "{subject_id}: task {task_id} answered after the job had moved on; kept on its attempt"
                 )
             };
-            event(tx, Some(batch_id), Some(job_id), "submitted", &message)
+            event(tx, Some(batch_id), Some(job_id), "submitted", &message)?;
+            super::polls::running_task(tx, job_id)
         })
         .await
     }
