@@ -19,6 +19,7 @@ mod download;
 mod fetch;
 mod landing;
 mod limit_search;
+mod never_sent;
 mod next_job;
 mod outcome;
 pub use landing::planned_name;
@@ -270,7 +271,7 @@ impl<P: Provider> Engine<P> {
         let interrupted = self.store.interrupted_submits()?;
         let (unknown, sent_back) = self
             .store
-            .recover_interrupted_submits(&submit::never_sent(&interrupted))?;
+            .recover_interrupted_submits(&never_sent::never_sent(&interrupted))?;
         if sent_back > 0 {
             tracing::info!(
                 count = sent_back,

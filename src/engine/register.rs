@@ -174,7 +174,7 @@ fn prepare(
     let state_dir = store.path().parent().unwrap_or(Path::new("."));
     output::hold(output_dir, state_dir)?;
     // The results file exists from the batch's first registration on, so after a crash its lack
-    // of a submit's line proves the submit never left (see `engine::submit::never_sent`).
+    // of a submit's line proves the submit never left (see `engine::never_sent`).
     if let Err(e) =
         output::OutputDir::open(output_dir).and_then(|d| d.open_append(output::RESULTS_FILE))
     {
