@@ -112,13 +112,13 @@ impl<P: Provider> Engine<P> {
         Ok(())
     }
 
-    /// The output folder's line for this submit (see [`crate::output`]).
-    fn remember(
+    /// The output folder's line for this submit (see [`crate::output`]), and the folder.
+    fn submit_line(
         &self,
         intent: &SubmitIntent,
         state: &str,
         task_id: Option<&str>,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<(Arc<crate::output::OutputDir>, crate::output::ResultLine)> {
         let folder = self.folders.get(std::path::Path::new(&intent.output_dir))?;
         let line = crate::output::ResultLine {
             job_key: intent.job_key.clone(),
@@ -132,15 +132,29 @@ impl<P: Provider> Engine<P> {
             at: now_ms(),
             ..Default::default()
         };
-        if state == "submitting" {
-            // On disk before the submit leaves: recovery's never-sent check trusts its absence.
-            crate::output::append_in(&folder, &line)
-        } else {
-            // The task id the store records too, or a submit that never left, under the same
-            // key as its `submitting` line: one lost to a power cut costs, after a lost state
-            // folder, a job held as unknown, never a second bill.
-            crate::output::append_unsynced_in(&folder, &line)
-        }
+        Ok((folder, line))
+    }
+
+    /// The submit's `submitting` line, on disk before the submit leaves: recovery's never-sent
+    /// check trusts its absence. The sync runs off the runtime, which it would hold still.
+    async fn remember_sending(&self, intent: &SubmitIntent) -> std::io::Result<()> {
+        let (folder, line) = self.submit_line(intent, "submitting", None)?;
+        tokio::task::spawn_blocking(move || crate::output::append_in(&folder, &line))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// A later line of the submit: the task id the store records too, or a submit that never
+    /// left, under the same key as its `submitting` line. Written, not waited for: one lost to
+    /// a power cut costs, after a lost state folder, a job held as unknown, never a second bill.
+    fn remember(
+        &self,
+        intent: &SubmitIntent,
+        state: &str,
+        task_id: Option<&str>,
+    ) -> std::io::Result<()> {
+        let (folder, line) = self.submit_line(intent, state, task_id)?;
+        crate::output::append_unsynced_in(&folder, &line)
     }
 
     async fn send(
@@ -169,7 +183,7 @@ impl<P: Provider> Engine<P> {
         };
         // The output folder learns of the submit before it is sent, as the store did: a state
         // folder lost from here on finds it `unknown`, never sends it again silently.
-        if let Err(e) = self.remember(&intent, "submitting", None) {
+        if let Err(e) = self.remember_sending(&intent).await {
             let why = format!(
                 "cannot write {} in {}: {e}",
                 crate::output::RESULTS_FILE,
