@@ -119,6 +119,21 @@ async fn a_person_sees_thumbnails_and_playable_clips_and_a_button_changes_the_ba
     .await
     .unwrap();
 
+    // The live grid asks for the page it shows, and keeps that page's cards (counted once a
+    // second answer arrived: the first answer's cards are in place by then).
+    wait_for(
+        "the live grid to refresh its page twice",
+        Duration::from_secs(20),
+        || {
+            check(
+                "(() => performance.getEntriesByType('resource') \
+             .filter(e => e.name.endsWith('/grid?page=1')).length >= 2 \
+             && document.querySelectorAll('#grid .card').length === 2)()",
+            )
+        },
+    )
+    .await;
+
     // The Pause button pauses the batch in the store, and the page says so.
     assert!(!paused(&ws, &sim).await);
     page.find_element("button[data-action=pause]")

@@ -2,8 +2,8 @@
 //! listen address, or by `recast dashboard` for a state folder without one.
 //!
 //! Owns: its routes, its access rules and its state. A batch list; a batch page with a grid of
-//! subjects (image thumbnail, state, cost, error, the clip playable inline) kept live by a few
-//! lines of plain JS; actions (pause, resume, cancel, retry with its price first, approve a
+//! subjects (image thumbnail, state, cost, error, the clip playable inline), a page of a hundred
+//! at a time, kept live by a few lines of plain JS; actions (pause, resume, cancel, retry with its price first, approve a
 //! canary) as POSTs carrying a per-process CSRF token. Loopback needs nothing more; any other
 //! address needs a token (`RECAST_DASHBOARD_TOKEN`), given once at `/login?token=...`.
 //!
@@ -197,3 +197,6 @@ async fn login(
         None => (StatusCode::SEE_OTHER, [(header::LOCATION, "/".to_owned())]).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,7 @@
 //! The dashboard's pages, server-rendered with maud (every value escaped): the batch list, a
-//! batch's page and its grid (also served alone, for the page's live updates), and the retry
-//! page that shows the price before anything is sent back.
+//! batch's page and its grid, a page of [`PAGE_CARDS`] cards at a time (also served alone, for
+//! the page's live updates), and the retry page that shows the price before anything is sent
+//! back.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -103,11 +104,35 @@ pub(super) async fn batch_list(State(d): State<Shared>) -> Response {
     .into_response()
 }
 
-pub(super) async fn batch_page(State(d): State<Shared>, Path(id): Path<i64>) -> Response {
+/// Cards on one page of a batch's grid: a page a browser renders and refreshes at once, however
+/// large the batch.
+pub(super) const PAGE_CARDS: u64 = 100;
+
+/// `?page=N` (from 1) of a batch's grid.
+#[derive(serde::Deserialize, Default)]
+pub(super) struct PageQuery {
+    #[serde(default)]
+    page: Option<u64>,
+}
+
+/// Which page to show of a batch of `jobs`: the one asked for, within the batch; and how many.
+fn page_of(q: &PageQuery, jobs: u64) -> (u64, u64) {
+    let pages = jobs.div_ceil(PAGE_CARDS).max(1);
+    (q.page.unwrap_or(1).clamp(1, pages), pages)
+}
+
+pub(super) async fn batch_page(
+    State(d): State<Shared>,
+    Path(id): Path<i64>,
+    Query(q): Query<PageQuery>,
+) -> Response {
     let read = super::read(&d, move |store| {
-        Ok((store.batch_summary(id)?, store.job_rows(id, &[])?))
+        let s = store.batch_summary(id)?;
+        let (at, pages) = page_of(&q, s.counts.total());
+        let rows = store.job_rows_page(id, (at - 1) * PAGE_CARDS, PAGE_CARDS)?;
+        Ok((s, rows, at, pages))
     });
-    let (s, rows) = match read.await {
+    let (s, rows, at, pages) = match read.await {
         Ok(read) => read,
         Err(e) => return failure(e),
     };
@@ -141,11 +166,29 @@ pub(super) async fn batch_page(State(d): State<Shared>, Path(id): Path<i64>) -> 
                     a.button href={ "/batches/" (id) "/retry" } { "Retry…" }
                 }
             }
-            div #grid data-batch=(id) { (cards(id, &rows)) }
+            @if pages > 1 { (pager(id, at, pages, s.counts.total())) }
+            div #grid data-batch=(id) data-page=(at) { (cards(id, &rows)) }
+            @if pages > 1 { (pager(id, at, pages, s.counts.total())) }
             script { (PreEscaped(LIVE_JS)) }
         },
     )
     .into_response()
+}
+
+/// "jobs 101 to 200 of 250" and the links to the pages around it.
+fn pager(id: i64, at: u64, pages: u64, jobs: u64) -> Markup {
+    let first = (at - 1) * PAGE_CARDS + 1;
+    let last = (at * PAGE_CARDS).min(jobs);
+    let link = |to: u64, label: &str| {
+        html! { a.page href={ "/batches/" (id) "?page=" (to) } { (label) } }
+    };
+    html! {
+        nav.pages {
+            @if at > 1 { (link(1, "« first")) " " (link(at - 1, "‹ previous")) " " }
+            span { "jobs " (first) " to " (last) " of " (jobs) " · page " (at) " of " (pages) }
+            @if at < pages { " " (link(at + 1, "next ›")) " " (link(pages, "last »")) }
+        }
+    }
 }
 
 fn cards(id: i64, rows: &[JobRow]) -> Markup {
@@ -173,8 +216,17 @@ fn cards(id: i64, rows: &[JobRow]) -> Markup {
     }
 }
 
-pub(super) async fn grid(State(d): State<Shared>, Path(id): Path<i64>) -> Response {
-    match super::read(&d, move |store| store.job_rows(id, &[])).await {
+/// One page of the grid alone (the page's live updates ask for the page they show).
+pub(super) async fn grid(
+    State(d): State<Shared>,
+    Path(id): Path<i64>,
+    Query(q): Query<PageQuery>,
+) -> Response {
+    let read = super::read(&d, move |store| {
+        let (at, _) = page_of(&q, store.batch_summary(id)?.counts.total());
+        store.job_rows_page(id, (at - 1) * PAGE_CARDS, PAGE_CARDS)
+    });
+    match read.await {
         Ok(rows) => Html(cards(id, &rows).into_string()).into_response(),
         Err(e) => failure(e),
     }

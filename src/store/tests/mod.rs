@@ -9,7 +9,7 @@ mod disk;
 mod order;
 mod stamps;
 
-pub(super) fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> NewBatch {
+pub(crate) fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> NewBatch {
     NewBatch {
         name: name.to_owned(),
         provider: "test".to_owned(),
@@ -23,7 +23,7 @@ pub(super) fn batch(name: &str, budget_credits: Option<u64>, priority: i64) -> N
     }
 }
 
-pub(super) fn job(key: &str) -> NewJob {
+pub(crate) fn job(key: &str) -> NewJob {
     NewJob {
         key: key.to_owned(),
         subject_id: format!("s-{key}"),
@@ -37,7 +37,7 @@ pub(super) fn job(key: &str) -> NewJob {
     }
 }
 
-pub(super) fn jobs(prefix: &str, n: usize) -> Vec<NewJob> {
+pub(crate) fn jobs(prefix: &str, n: usize) -> Vec<NewJob> {
     (0..n).map(|i| job(&format!("{prefix}{i:04}"))).collect()
 }
 
