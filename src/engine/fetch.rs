@@ -8,12 +8,12 @@
 //! a failure (retry, refresh the link, give up: the download stage does), name the file
 //! (`landing` does), or write the store (it is only asked who owns a file).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use std::io::Write as _;
 use tokio_util::sync::CancellationToken;
 
 use super::Engine;
@@ -67,14 +67,15 @@ impl Spool {
 
     /// What is gathered, written to the temp file (made first if need be). Blocking.
     fn write_pending(&mut self) -> Result<(), DownloadError> {
-        if self.temp.is_none() {
+        let (file, temp) = match &mut self.temp {
+            Some(made) => made,
             // An unpredictable name, created exclusively (O_EXCL, no link followed): nothing
             // planted in the output folder can make recast write through it.
-            let made = self.out.create_temp(TEMP_SUFFIX);
-            self.temp = Some(made.map_err(local(self.out.path()))?);
-        }
-        let Some((file, temp)) = self.temp.as_mut() else {
-            unreachable!("made above");
+            empty @ None => empty.insert(
+                self.out
+                    .create_temp(TEMP_SUFFIX)
+                    .map_err(local(self.out.path()))?,
+            ),
         };
         file.write_all(&self.pending)
             .map_err(local(&self.out.path().join(temp.name())))?;
@@ -95,7 +96,7 @@ impl Spool {
 
     /// The rest written, the file synced, then probed through the descriptor it was written
     /// with (whatever happens to the folder's names meanwhile) and its digest compared with the
-    /// one announced. Blocking. The temp file's name, the digest in hex and the length.
+    /// one announced. Blocking.
     fn finish(mut self, announced: Option<[u8; 32]>) -> Result<Whole, DownloadError> {
         self.write_pending()?;
         let Some((file, temp)) = self.temp.take() else {

@@ -226,16 +226,13 @@ impl<P: Provider> Engine<P> {
     /// The tasks `started` names, as the poll stage follows them: the ones known as they are,
     /// the others read from the store in one trip.
     async fn started_tasks(&self, started: Vec<Started>) -> Result<Vec<PollItem>, EngineError> {
-        let (mut items, ids): (Vec<PollItem>, Vec<i64>) =
-            started
-                .into_iter()
-                .fold((Vec::new(), Vec::new()), |(mut items, mut ids), s| {
-                    match s {
-                        Started::Known(item) => items.push(item),
-                        Started::Look(id) => ids.push(id),
-                    }
-                    (items, ids)
-                });
+        let (mut items, mut ids) = (Vec::new(), Vec::new());
+        for task in started {
+            match task {
+                Started::Known(item) => items.push(item),
+                Started::Look(id) => ids.push(id),
+            }
+        }
         if !ids.is_empty() {
             let read = self
                 .store
