@@ -7,8 +7,9 @@
 //! May not: pause calls (a 429's `Retry-After` is honoured by [`super::pacing`]), or read the
 //! clock itself: callers pass `now`, so it runs on tokio's clock with the rest of the pacing.
 //!
-//! How: a 429 that follows too many others in the recent answers marks the current factor as
-//! crossing. With no factor known safe, the stage slows to [`SLOWDOWN`] times it and descends
+//! How: the first 429 of a search that knows nothing yet slows the stage by [`FIRST_SLOWDOWN`]
+//! and descends from there (below). Later, a 429 that follows too many others in the recent
+//! answers marks the current factor as crossing. With no factor known safe, the stage slows to [`SLOWDOWN`] times it and descends
 //! from there (a chirp): every accepted answer brings the next call [`CHIRP_STEP`] closer,
 //! until one is refused. The limit then lies near that call (one call's timing on a loaded
 //! machine says only so much), so the stage settles [`STEP_BACK`] slower and comes closer
@@ -33,6 +34,16 @@ use tokio::time::Instant;
 pub const MAX_FACTOR: f64 = 256.0;
 /// How much a crossing with no safe factor known slows the stage, before it descends again.
 const SLOWDOWN: f64 = 4.0;
+/// How much the first 429 of a search that knows nothing yet slows the stage, which descends
+/// from there at once: a limit within this of the configured rate is then found with two 429s
+/// (this one and the one that ends the descent), where judging a share first cost a second
+/// `Retry-After` pause and a descent from [`SLOWDOWN`]. A first 429 that was noise costs only
+/// the descent back.
+const FIRST_SLOWDOWN: f64 = 3.0;
+/// Calls the descent that follows the first 429 must have had accepted for the 429 that ends
+/// it to place the limit: refusals that come whatever the rate (a storm) end it sooner, and
+/// are then judged as any 429.
+const FIRST_FOUND_AFTER: u32 = 4;
 /// Slowdowns in a row that reach this much slower without ending the 429s make them noise.
 const NOISE_AFTER: f64 = 32.0;
 /// Slowdowns in a row after which the stage no longer descends from the next one: a third in a
@@ -68,6 +79,10 @@ pub struct LimitSearch {
     noise: f64,
     /// Where a run of slowdowns with no safe factor in between began, and how many so far.
     doubling_from: Option<f64>,
+    /// The factor before the first 429's slowdown: slowdowns that follow it count from there.
+    first_from: Option<f64>,
+    /// The descent under way is the one the first 429 began.
+    first_chirp: bool,
     in_a_row: u32,
     /// A descent ended at the limit: crossings near it step back, in growing steps.
     near: bool,
@@ -94,6 +109,8 @@ impl Default for LimitSearch {
             clean: 0,
             noise: 0.0,
             doubling_from: None,
+            first_from: None,
+            first_chirp: false,
             in_a_row: 0,
             near: false,
             changed_at: None,
@@ -175,7 +192,12 @@ impl LimitSearch {
         }
         // The first call after a `Retry-After` pause finds the provider's allowance refilled:
         // a descent ended by the call after it found nothing.
-        if self.chirp.take().is_some_and(|accepted| accepted > 1) {
+        let least = if std::mem::take(&mut self.first_chirp) {
+            FIRST_FOUND_AFTER
+        } else {
+            1
+        };
+        if self.chirp.take().is_some_and(|accepted| accepted > least) {
             // The descent reached the limit: it lies between this call and the one before, as
             // far as the timing of calls on a loaded machine lets one call tell (a call sent on
             // time arrives a few milliseconds early or late, so the one before is not known
@@ -196,15 +218,37 @@ impl LimitSearch {
             MIN_ANSWERS
         };
         if self.recent.len() < needed || refusals < 2 || share <= self.noise + OVER_NOISE {
+            if refusals == 1 && self.knows_nothing() {
+                self.first_from = Some(self.factor);
+                self.move_to(self.factor * FIRST_SLOWDOWN, now);
+                self.chirp = Some(0);
+                self.first_chirp = true;
+            }
             return;
         }
         self.crossed(share, now);
     }
 
+    /// Nothing learned yet: no factor seen safe or crossing, no noise, nothing named, and
+    /// still at the configured rate (a run that starts from a learned limit knows it safe).
+    fn knows_nothing(&self) -> bool {
+        self.factor == 1.0
+            && self.safe.is_none()
+            && self.crossing.is_none()
+            && self.told.is_none()
+            && self.noise == 0.0
+            && self.doubling_from.is_none()
+            && self.first_from.is_none()
+            && self.chirp.is_none()
+    }
+
     /// The 429s say a limit is being crossed at this factor (or, slowed as far as it goes,
     /// that they are noise).
     fn crossed(&mut self, share: f64, now: Instant) {
-        let from = *self.doubling_from.get_or_insert(self.factor);
+        let first = self.first_from.take();
+        let from = *self
+            .doubling_from
+            .get_or_insert(first.unwrap_or(self.factor));
         let in_a_row = self.in_a_row;
         self.in_a_row += 1;
         if self.factor >= (from * NOISE_AFTER).min(MAX_FACTOR) {
@@ -255,6 +299,7 @@ impl LimitSearch {
         self.factor = (self.factor / CHIRP_STEP).max(floor);
         if self.factor <= floor {
             self.chirp = None;
+            self.first_chirp = false;
             self.recent.clear();
             self.clean = 0;
         }
@@ -284,6 +329,7 @@ impl LimitSearch {
         }
         // This factor is safe: the slowdowns (if any) ended the 429s.
         self.doubling_from = None;
+        self.first_from = None;
         self.in_a_row = 0;
         if self.safe.is_none_or(|s| self.factor < s) {
             self.safe = Some(self.factor);

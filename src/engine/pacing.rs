@@ -331,7 +331,9 @@ mod tests {
     async fn a_429_pauses_everyone_for_its_retry_after_and_one_alone_does_not_slow() {
         let pacing = Pacing::new(600, 1);
         pacing.acquire().await;
-        for _ in 0..10 {
+        // Enough accepted answers for the configured rate to be known safe (before that, a
+        // first 429 slows the stage and descends: see `limit_search`).
+        for _ in 0..super::super::limit_search::SAFE_RUN {
             pacing.accepted();
         }
         pacing.rate_limited(Some(Duration::from_secs(7)), Instant::now());

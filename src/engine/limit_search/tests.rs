@@ -61,6 +61,22 @@ fn a_first_run_finds_the_limit_with_a_few_429s_by_descending_to_it() {
 }
 
 #[test]
+fn a_limit_within_the_first_slowdown_costs_a_first_run_two_429s() {
+    // The first 429 slows the stage at once and a descent begins; the 429 that ends it places
+    // the limit. Nothing else is refused, then or after.
+    for limit in [1.2, 1.5, 2.0, 2.9] {
+        let mut search = LimitSearch::default();
+        let (_, refused) = provider(&mut search, limit, 0, 600);
+        assert_eq!(refused, 2, "{limit}");
+        let f = search.factor();
+        assert!(
+            (limit..limit * MARGIN * CHIRP_STEP).contains(&f),
+            "{limit}: {f}"
+        );
+    }
+}
+
+#[test]
 fn a_429_for_a_call_sent_before_the_factor_changed_says_nothing_new() {
     let mut search = LimitSearch::default();
     let start = Instant::now();
