@@ -51,14 +51,11 @@ async fn a_simulated_run_beside_a_real_batch_never_touches_its_tasks() {
     }
 }
 
-/// Found by the explorer (seed 1002): a new state folder numbers its batches from 1 again, so a
-/// `--simulate` trial made the idempotency keys the lost folder's real submits had (the
-/// results file remembers them), and the real run could not take them over.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_simulate_trial_in_a_new_state_folder_makes_no_key_the_lost_one_sent() {
-    let ws = Workspace::new(3, "");
+/// A provider that ignores keys; one `--no-wait` tick submits the three jobs of `ws` (tasks
+/// taking `generation`), then the state folder is lost while every task is still running.
+async fn three_submitted_then_state_lost(ws: &Workspace, generation: Duration) -> Sim {
     let sim = start(SimConfig {
-        generation: Generation::Fixed(Duration::from_secs(3)),
+        generation: Generation::Fixed(generation),
         honour_idempotency: false,
         ..ws.sim_config()
     })
@@ -67,6 +64,16 @@ async fn a_simulate_trial_in_a_new_state_folder_makes_no_key_the_lost_one_sent()
     assert_eq!(tick.status.code(), Some(0), "{}", describe(&tick));
     assert_eq!(sim.ledger().totals.billed_tasks, 3);
     std::fs::remove_dir_all(ws.state()).unwrap();
+    sim
+}
+
+/// Found by the explorer (seed 1002): a new state folder numbers its batches from 1 again, so a
+/// `--simulate` trial made the idempotency keys the lost folder's real submits had (the
+/// results file remembers them), and the real run could not take them over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulate_trial_in_a_new_state_folder_makes_no_key_the_lost_one_sent() {
+    let ws = Workspace::new(3, "");
+    let sim = three_submitted_then_state_lost(&ws, Duration::from_secs(3)).await;
     let trial = ws.recast(&sim, &["run", "jobs.yaml", "--simulate"]).await;
     assert_eq!(trial.status.code(), Some(0), "{}", describe(&trial));
     let real = ws.recast(&sim, &["run", "jobs.yaml"]).await;
@@ -312,17 +319,7 @@ async fn on_a_dedicated_account_the_balance_proves_a_lost_answer_was_billed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_folder_lost_mid_flight_follows_the_tasks_the_output_folder_recorded() {
     let ws = Workspace::new(3, "");
-    let sim = start(SimConfig {
-        honour_idempotency: false,
-        generation: Generation::Fixed(Duration::from_secs(2)),
-        ..ws.sim_config()
-    })
-    .await;
-    let tick = ws.recast(&sim, &["run", "jobs.yaml", "--no-wait"]).await;
-    assert_eq!(tick.status.code(), Some(0), "{}", describe(&tick));
-    assert_eq!(sim.ledger().totals.billed_tasks, 3);
-    // The state folder is lost while every task is still running.
-    std::fs::remove_dir_all(ws.state()).unwrap();
+    let sim = three_submitted_then_state_lost(&ws, Duration::from_secs(2)).await;
     let out = ws.recast(&sim, &["run", "jobs.yaml"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(sim.ledger().totals.billed_tasks, 3, "{}", describe(&out));
