@@ -43,7 +43,8 @@ struct Args {
 #[derive(Subcommand)]
 enum Bench {
     /// Achieved submit rate / allowed rate, and 429s (example: `bench rate`, or
-    /// `bench rate --only again` for the cases whose label holds `again`).
+    /// `bench rate --only again` for the cases whose label holds `again`; `--only long` for the
+    /// two five-minute first runs, which run only when named).
     Rate {
         /// Only the cases whose label contains this.
         #[arg(long)]

@@ -10,6 +10,10 @@
 //! The "headers" cases have the simulator name its quota in rate-limit headers
 //! (`RateLimit-Policy`, `RateLimit`), as some gateways do: recast takes the quota at once.
 //!
+//! The "long" cases are first runs of 3,000 jobs (five minutes at the limit): what learning
+//! the limit costs once, spread over a batch of a realistic length. They run only when
+//! `--only` names them (`--only long`, `--only "2 x R, long"`), to keep the default run near ten minutes.
+//!
 //! The storm case refuses 30% of submits with `Retry-After: 1` whatever the rate: recast must
 //! honour every pause without mistaking the storm for a limit. Its ideal is the rate that
 //! honouring every `Retry-After` allows: per accepted submit, 1/(1-p) sends at R plus
@@ -32,6 +36,8 @@ struct Case {
     warm_up: usize,
     /// The simulator names its quota in rate-limit headers.
     headers: bool,
+    /// Run only when `--only` names it.
+    long: bool,
 }
 
 pub async fn run(only: Option<&str>) {
@@ -62,6 +68,14 @@ pub async fn run(only: Option<&str>) {
         },
         case("1 x R", 400, limits(3000, 5), 3000, None),
         case("storm 30%", 200, limits(3000, 5), 3000, Some(0.3)),
+        Case {
+            long: true,
+            ..case("2 x R, long", 3000, limits(600, 1), 1200, None)
+        },
+        Case {
+            long: true,
+            ..case("10 x R, long", 3000, limits(600, 1), 6000, None)
+        },
     ];
     println!(
         "{:>10} {:>5} {:>9} {:>6} {:>10} {:>9} {:>9} {:>7} {:>6} {:>6} {:>6}",
@@ -77,10 +91,10 @@ pub async fn run(only: Option<&str>) {
         "429 %",
         "early"
     );
-    for case in cases
-        .into_iter()
-        .filter(|c| only.is_none_or(|o| c.label.contains(o)))
-    {
+    for case in cases.into_iter().filter(|c| match only {
+        Some(o) => c.label.contains(o) && (!c.long || o.contains("long")),
+        None => !c.long,
+    }) {
         let state = tempfile::Builder::new()
             .prefix("recast-bench-state-")
             .tempdir()
@@ -176,6 +190,7 @@ fn case(
         storm,
         warm_up: 0,
         headers: false,
+        long: false,
     }
 }
 

@@ -50,7 +50,7 @@ const NOISE_AFTER: f64 = 32.0;
 /// row is likely a storm, and a descent it ends early would look like a limit found.
 const DESCENTS_IN_A_ROW: u32 = 2;
 /// How much faster each accepted answer makes the next call, while descending.
-const CHIRP_STEP: f64 = 1.03;
+const CHIRP_STEP: f64 = 1.02;
 /// How many answers the share of 429s is taken over.
 const WINDOW: usize = 40;
 /// Answers needed before a share of 429s can mark a crossing.
@@ -60,7 +60,7 @@ pub const SAFE_RUN: u32 = 20;
 /// A share of 429s this much above the noise is a limit being crossed.
 const OVER_NOISE: f64 = 0.08;
 /// The search stops when the safe factor is within this of the crossing one.
-const MARGIN: f64 = 1.04;
+const MARGIN: f64 = 1.03;
 /// How far a factor that was safe and then crossed steps back.
 const STEP_BACK: f64 = 1.08;
 /// How long the search stays on a safe factor without a 429 before it tries one step faster.
