@@ -12,7 +12,8 @@
 //!
 //! The "long" cases are first runs of 3,000 jobs (five minutes at the limit): what learning
 //! the limit costs once, spread over a batch of a realistic length. They run only when
-//! `--only` names them (`--only long`, `--only "2 x R, long"`), to keep the default run near ten minutes.
+//! `--only` names them (`--only long`, `--only "2 x R, long"`), to keep the default run near
+//! ten minutes.
 //!
 //! The storm case refuses 30% of submits with `Retry-After: 1` whatever the rate: recast must
 //! honour every pause without mistaking the storm for a limit. Its ideal is the rate that
